@@ -1,0 +1,151 @@
+// runtime.h: the colored-callback event runtime (libasync-smp).
+//
+// Guarantees
+//   1. Callbacks of one color never run concurrently, and they run in the
+//      order they were scheduled (cpucb, or the event that fired them).
+//   2. Callbacks of different colors may run in parallel on different
+//      workers (threads).
+//   3. A program that names no color runs every callback under color 0, one
+//      at a time, in order: it behaves exactly like a single-threaded event
+//      program (SPED), whatever the number of workers.
+//
+// Colors are hashed into `color_slots` slots (slot = color mod slots). A slot
+// is the unit the scheduler queues, moves and steals; two colors that share a
+// slot are serialized together, which the guarantees allow. Colors below
+// `color_slots` never share.
+//
+// Thread safety: every method of Runtime may be called from any thread,
+// inside or outside a callback, before or during run(). fd callbacks,
+// timers and signal callbacks run under their own callback's color.
+//
+// Scheduler (see docs/architecture.md for the picture): one ready queue per
+// worker; a color lives on one worker at a time (initially color mod N); an
+// idle worker steals a whole color that is not running; a worker runs up to
+// `batch` callbacks of the color it is on before rotating (affinity); queued
+// callbacks go ahead of events: the epoll poller runs as a task when a
+// worker's queue is empty, or every `poll_every` batches, and blocks only
+// when its worker has nothing else to do. Idle workers spin briefly, then
+// sleep on a futex (or in epoll_wait, for the one holding the poller) and
+// are woken when work arrives for them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "asmp/callback.h"
+
+namespace asmp {
+
+// The four configurations of the paper's Table 1, selectable at run time.
+enum class SchedulerKind {
+  kSharedQueue,  // (a) one ready queue shared by every worker
+  kPerThread,    // (b) one ready queue per worker, tasks from new/delete
+  kFreelist,     // (c) (b) + per-worker free lists of task objects
+  kStealing,     // (d) (c) + idle workers steal colors (the default)
+};
+std::string_view to_string(SchedulerKind k);
+std::optional<SchedulerKind> parse_scheduler(std::string_view name);
+
+struct RuntimeOptions {
+  // Worker threads. 0: $ASMP_THREADS if set, else the number of CPUs in this
+  // process's affinity mask (so `taskset -c 0 prog` gets one worker).
+  unsigned threads = 0;
+  SchedulerKind scheduler = SchedulerKind::kStealing;
+  unsigned color_slots = 16384;  // rounded up to a power of two
+  unsigned batch = 64;           // callbacks of one color run back to back
+  unsigned poll_every = 16;      // non-blocking poll after this many batches
+};
+
+// Resolves RuntimeOptions::threads == 0 as described above.
+unsigned default_thread_count();
+
+enum Selop : unsigned { selread = 1, selwrite = 2 };
+
+using Clock = std::chrono::steady_clock;
+using TimerId = std::uint64_t;
+
+struct WorkerStats {
+  std::uint64_t callbacks = 0;  // callbacks run by this worker
+  std::uint64_t steals = 0;     // colors this worker took from another
+  std::uint64_t sleeps = 0;     // times it went to sleep (futex or epoll)
+  std::uint64_t wakeups = 0;    // times another thread woke it
+  std::uint64_t polls = 0;      // epoll_wait calls it made
+};
+
+struct ColorStats {
+  std::uint64_t callbacks = 0;  // callbacks run in this color's slot
+  unsigned worker = 0;          // the worker the color lives on now
+};
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions opts = {});
+  ~Runtime();  // pending callbacks are destroyed without running
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Runs worker 0 on the calling thread and the others on threads of their
+  // own until stop(); returns stop's code. May be called again afterwards.
+  int run();
+  // Makes run() return: each worker finishes the callback it is in and
+  // exits; callbacks still queued stay queued. Callable from anywhere.
+  void stop(int code = 0);
+  bool stopping() const;
+
+  unsigned threads() const;
+  SchedulerKind scheduler() const;
+
+  // Runs cb soon, under cb.color().
+  void cpucb(Closure cb);
+
+  // Runs cb (under its color) each time fd is ready for op, until replaced or
+  // unregistered with a null cb. After fdcb(fd, op, nullptr) returns, the old
+  // callback is not started again (one already running may finish).
+  // Unregister both ops before closing fd.
+  void fdcb(int fd, Selop op, Closure cb);
+
+  // Runs cb once, never before `when`. timecb_remove returns true if the
+  // timer was still pending: then cb will never run.
+  TimerId timecb(Clock::time_point when, Closure cb);
+  TimerId delaycb(std::chrono::nanoseconds delay, Closure cb);
+  bool timecb_remove(TimerId id);
+
+  // Runs cb each time signal sig arrives (a null cb restores the default
+  // action). Only one Runtime at a time may own signals.
+  void sigcb(int sig, Closure cb);
+
+  std::vector<WorkerStats> worker_stats() const;
+  ColorStats color_stats(color_t color) const;
+
+  // The runtime of the calling worker thread; outside workers, the most
+  // recently constructed runtime that still exists (nullptr if none).
+  static Runtime* current();
+  // The calling thread's worker index, or -1 outside workers.
+  static int worker_index();
+  // The color of the callback running on this thread (0 outside callbacks).
+  static color_t current_color();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// libasync-style free functions; they act on Runtime::current(), creating a
+// default runtime (RuntimeOptions{}) on first use if there is none.
+Runtime& default_runtime();
+void cpucb(Closure cb);
+void fdcb(int fd, Selop op, Closure cb);
+TimerId timecb(Clock::time_point when, Closure cb);
+TimerId delaycb(std::chrono::nanoseconds delay, Closure cb);
+bool timecb_remove(TimerId id);
+void sigcb(int sig, Closure cb);
+// Runs the default runtime until shutdown(); returns shutdown's code.
+int amain();
+void shutdown(int code = 0);
+
+}  // namespace asmp
