@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# ganesha.sh: start and stop a private NFS-Ganesha (VFS FSAL) on loopback.
+#
+#   ganesha.sh start --export DIR --state DIR --nfs-port N --mnt-port M
+#                    [--timeout SECONDS]
+#   ganesha.sh stop  --state DIR [--timeout SECONDS]
+#   ganesha.sh status --state DIR
+#
+# start writes ganesha.conf, the pid file, the log and the NFSv4 recovery
+# root under the state dir, starts rpcbind only if no portmapper answers on
+# 127.0.0.1 (ganesha refuses to start without one), starts ganesha.nfsd bound
+# to 127.0.0.1 on the given ports (NFSv3+v4 over TCP only, no NLM/RQUOTA),
+# waits until both the NFS and the MOUNT program answer an RPC NULL on their
+# ports, stops the rpcbind it started (if any), and prints ganesha's pid on
+# stdout. Everything else goes to stderr. If a ganesha started from the same
+# state dir is still running, start prints its pid and succeeds.
+#
+# stop kills only the processes whose pids this script recorded in the state
+# dir (after checking that the pid still belongs to that program): SIGTERM,
+# a bounded wait, then SIGKILL. Stopping something already stopped succeeds.
+#
+# Clients must name the ports (nfs://127.0.0.1/DIR?nfsport=N&mountport=M):
+# rpcbind is gone once start returns, and it only ever keeps the last
+# registration anyway.
+set -euo pipefail
+
+die() { echo "ganesha.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+cmd=${1:-}; [[ -n $cmd ]] || usage; shift
+export_dir= state_dir= nfs_port= mnt_port= timeout=15
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --export) export_dir=$2; shift 2 ;;
+    --state) state_dir=$2; shift 2 ;;
+    --nfs-port) nfs_port=$2; shift 2 ;;
+    --mnt-port) mnt_port=$2; shift 2 ;;
+    --timeout) timeout=$2; shift 2 ;;
+    -h|--help) usage ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[[ -n $state_dir ]] || die "--state DIR is required"
+
+ganesha_pidfile=$state_dir/ganesha.pid
+rpcbind_pidfile=$state_dir/rpcbind.pid
+conf=$state_dir/ganesha.conf
+log=$state_dir/ganesha.log
+
+# alive PID PATTERN: true if PID runs and its command line contains PATTERN
+# (so that a recycled pid is never killed).
+alive() {
+  local pid=$1 pattern=$2 cmdline
+  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+  cmdline=$( { tr '\0' ' ' </proc/"$pid"/cmdline; } 2>/dev/null) || return 1
+  [[ $cmdline == *"$pattern"* ]] || return 1
+  # A zombie has an empty command line; treat it as gone.
+  [[ $(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null) != Z ]]
+}
+
+# stop_pid PIDFILE PATTERN NAME: TERM, wait up to $timeout s, then KILL.
+stop_pid() {
+  local pidfile=$1 pattern=$2 name=$3 pid i
+  [[ -f $pidfile ]] || return 0
+  pid=$(<"$pidfile")
+  if alive "$pid" "$pattern"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+      alive "$pid" "$pattern" || break
+      sleep 0.1
+    done
+    if alive "$pid" "$pattern"; then
+      echo "ganesha.sh: $name (pid $pid) ignored SIGTERM for ${timeout}s; sending SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do alive "$pid" "$pattern" || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+rpc_null() {  # rpc_null PORT PROGRAM VERSION
+  timeout 2 rpcinfo -n "$1" -t 127.0.0.1 "$2" "$3" >/dev/null 2>&1
+}
+
+portmapper_up() { timeout 2 rpcinfo -p 127.0.0.1 >/dev/null 2>&1; }
+
+fail_start() {
+  echo "ganesha.sh: $*" >&2
+  if [[ -f $log ]]; then
+    echo "--- last lines of $log ---" >&2
+    tail -n 25 "$log" >&2 || true
+  fi
+  stop_pid "$ganesha_pidfile" ganesha.nfsd ganesha.nfsd
+  stop_pid "$rpcbind_pidfile" rpcbind rpcbind
+  exit 1
+}
+
+write_conf() {
+  cat >"$conf" <<CONF
+# Written by scripts/ganesha.sh; regenerated on every start.
+NFS_CORE_PARAM {
+    Bind_addr = 127.0.0.1;
+    NFS_Port = $nfs_port;
+    MNT_Port = $mnt_port;
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+    Enable_UDP = false;
+    Protocols = 3, 4;
+}
+NFSv4 {
+    Graceless = true;
+    RecoveryBackend = fs;
+    RecoveryRoot = "$state_dir/recovery";
+}
+NFS_KRB5 {
+    Active_krb5 = false;
+}
+EXPORT {
+    Export_Id = 1;
+    Path = "$export_dir";
+    Pseudo = "$export_dir";
+    Protocols = 3, 4;
+    Transports = TCP;
+    Access_Type = RW;
+    Squash = No_Root_Squash;
+    SecType = sys;
+    # Without this ganesha serves cached (stale) sizes of files changed on disk.
+    Attr_Expiration_Time = 0;
+    FSAL {
+        Name = VFS;
+    }
+}
+LOG {
+    Default_Log_Level = EVENT;
+}
+CONF
+}
+
+do_start() {
+  [[ -n $export_dir && -n $nfs_port && -n $mnt_port ]] ||
+    die "start needs --export DIR --state DIR --nfs-port N --mnt-port M"
+  command -v ganesha.nfsd >/dev/null || die "ganesha.nfsd is not installed (apt-get install nfs-ganesha nfs-ganesha-vfs)"
+  command -v rpcinfo >/dev/null || die "rpcinfo is not installed (apt-get install rpcbind)"
+  [[ -d $export_dir ]] || die "export dir '$export_dir' does not exist"
+  export_dir=$(cd "$export_dir" && pwd -P)
+  mkdir -p "$state_dir/recovery"
+  state_dir=$(cd "$state_dir" && pwd -P)
+  ganesha_pidfile=$state_dir/ganesha.pid rpcbind_pidfile=$state_dir/rpcbind.pid
+  conf=$state_dir/ganesha.conf log=$state_dir/ganesha.log
+
+  if [[ -f $ganesha_pidfile ]] && alive "$(<"$ganesha_pidfile")" "$conf"; then
+    echo "ganesha.sh: already running from $state_dir" >&2
+    cat "$ganesha_pidfile"
+    return 0
+  fi
+  rm -f "$ganesha_pidfile"
+  if rpc_null "$nfs_port" 100003 3; then
+    die "something already serves NFS on 127.0.0.1:$nfs_port; pick another --nfs-port"
+  fi
+
+  write_conf
+  : >"$log"
+
+  if ! portmapper_up; then
+    mkdir -p /run/rpcbind
+    setsid rpcbind -f </dev/null >>"$state_dir/rpcbind.log" 2>&1 &
+    echo $! >"$rpcbind_pidfile"
+    local i
+    for ((i = 0; i < 50; i++)); do portmapper_up && break; sleep 0.1; done
+    portmapper_up || fail_start "rpcbind did not come up (see $state_dir/rpcbind.log)"
+    # Lost a race with another starter: its rpcbind serves, ours exited.
+    alive "$(<"$rpcbind_pidfile")" rpcbind || rm -f "$rpcbind_pidfile"
+  fi
+
+  setsid ganesha.nfsd -F -f "$conf" -L "$log" -p "$state_dir/ganesha.nfsd.pid" -N NIV_EVENT \
+    </dev/null >>"$log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$ganesha_pidfile"
+
+  local deadline=$((SECONDS + timeout))
+  until rpc_null "$nfs_port" 100003 3 && rpc_null "$mnt_port" 100005 3; do
+    alive "$pid" ganesha.nfsd || fail_start "ganesha.nfsd exited during startup"
+    ((SECONDS < deadline)) || fail_start "ganesha.nfsd did not serve NFS on 127.0.0.1:$nfs_port and MOUNT on :$mnt_port within ${timeout}s"
+    sleep 0.1
+  done
+
+  if [[ -f $rpcbind_pidfile ]]; then
+    # Ganesha registers before it serves; give the registration a moment to
+    # be visible, then stop the rpcbind we started (nobody needs it now).
+    for ((i = 0; i < 20; i++)); do
+      timeout 2 rpcinfo -p 127.0.0.1 2>/dev/null | grep -qw "$nfs_port" && break
+      sleep 0.1
+    done
+    stop_pid "$rpcbind_pidfile" rpcbind rpcbind
+  fi
+  echo "$pid"
+}
+
+do_status() {
+  if [[ -f $ganesha_pidfile ]] && alive "$(<"$ganesha_pidfile")" ganesha.nfsd; then
+    echo "running (pid $(<"$ganesha_pidfile"))"
+  else
+    echo "stopped"; return 1
+  fi
+}
+
+case $cmd in
+  start) do_start ;;
+  stop)
+    stop_pid "$ganesha_pidfile" ganesha.nfsd ganesha.nfsd
+    stop_pid "$rpcbind_pidfile" rpcbind rpcbind
+    rm -f "$state_dir/ganesha.nfsd.pid" ;;
+  status) do_status ;;
+  *) usage ;;
+esac
