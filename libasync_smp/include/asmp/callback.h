@@ -119,7 +119,7 @@ class Callback<R(Args...)> {
 
   template <class Fn>
   static constexpr bool fits_inline() {
-    return sizeof(Fn) <= kInlineBytes && alignof(Fn) <= alignof(std::max_align_t) &&
+    return sizeof(Fn) <= kInlineBytes && alignof(Fn) <= 8 &&
            std::is_nothrow_move_constructible_v<Fn>;
   }
 
@@ -146,7 +146,7 @@ class Callback<R(Args...)> {
 
   const Ops* ops_ = nullptr;
   color_t color_ = 0;
-  alignas(std::max_align_t) unsigned char buf_[kInlineBytes];
+  alignas(8) unsigned char buf_[kInlineBytes];
 };
 
 using Closure = Callback<void()>;

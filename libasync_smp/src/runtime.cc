@@ -1,0 +1,216 @@
+// runtime.cc: Runtime's public surface: construction, run/stop, the
+// libasync-style free functions and statistics.
+#include <sched.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "runtime_impl.h"
+
+namespace asmp {
+
+namespace {
+
+std::atomic<Runtime*> g_latest{nullptr};
+
+unsigned round_up_pow2(unsigned v) {
+  unsigned p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+std::string_view to_string(SchedulerKind k) {
+  switch (k) {
+    case SchedulerKind::kSharedQueue: return "shared-queue";
+    case SchedulerKind::kPerThread: return "per-thread";
+    case SchedulerKind::kFreelist: return "freelist";
+    case SchedulerKind::kStealing: return "stealing";
+  }
+  return "?";
+}
+
+std::optional<SchedulerKind> parse_scheduler(std::string_view name) {
+  for (auto k : {SchedulerKind::kSharedQueue, SchedulerKind::kPerThread, SchedulerKind::kFreelist,
+                 SchedulerKind::kStealing})
+    if (to_string(k) == name) return k;
+  return std::nullopt;
+}
+
+unsigned default_thread_count() {
+  if (const char* env = std::getenv("ASMP_THREADS")) {
+    char* end = nullptr;
+    unsigned long v = std::strtoul(env, &end, 10);
+    if (end != env && *end == '\0' && v >= 1 && v <= 1024) return static_cast<unsigned>(v);
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  return 1;
+}
+
+Runtime::Impl::Impl(Runtime* owner, RuntimeOptions o) : self(owner), opts(o) {
+  nworkers = opts.threads ? opts.threads : default_thread_count();
+  if (opts.batch == 0) opts.batch = 1;
+  if (opts.poll_every == 0) opts.poll_every = 1;
+  shared_queue = opts.scheduler == SchedulerKind::kSharedQueue;
+  freelists = opts.scheduler == SchedulerKind::kFreelist || opts.scheduler == SchedulerKind::kStealing;
+  stealing = opts.scheduler == SchedulerKind::kStealing && nworkers > 1;
+  unsigned nslots = round_up_pow2(opts.color_slots ? opts.color_slots : 1);
+  slot_mask_ = nslots - 1;
+  slots_ = std::make_unique<Slot[]>(nslots);
+  for (unsigned i = 0; i < nslots; ++i) slots_[i].owner.store(i % nworkers, std::memory_order_relaxed);
+  workers_.reserve(nworkers);
+  for (unsigned i = 0; i < nworkers; ++i) {
+    workers_.push_back(new Worker);
+    workers_.back()->index = i;
+  }
+  poller_init();
+}
+
+Runtime::Impl::~Impl() {
+  destroying_ = true;
+  // Pending callbacks are destroyed, not run.
+  for (std::uint32_t i = 0; i <= slot_mask_; ++i) {
+    Slot& s = slots_[i];
+    for (Task* t = s.head; t;) {
+      Task* next = t->next;
+      delete t;
+      t = next;
+    }
+    Task* in = s.inbox.load(std::memory_order_acquire);
+    if (in != kIdle) {
+      for (Task* t = in; t;) {
+        Task* next = t->next;
+        delete t;
+        t = next;
+      }
+    }
+  }
+  for (Worker* w : workers_) {
+    for (Task* t = w->free_list; t;) {
+      Task* next = t->next;
+      delete t;
+      t = next;
+    }
+    delete w;
+  }
+  {
+    std::lock_guard lk(timer_mu_);
+    timers_.clear();
+  }
+  {
+    std::lock_guard lk(fd_mu_);
+    fds_.clear();
+  }
+  {
+    std::lock_guard lk(sig_mu_);
+    sigs_.clear();
+  }
+  poller_destroy();
+}
+
+Runtime::Runtime(RuntimeOptions opts) : impl_(std::make_unique<Impl>(this, opts)) {
+  g_latest.store(this, std::memory_order_release);
+}
+
+Runtime::~Runtime() {
+  Runtime* me = this;
+  g_latest.compare_exchange_strong(me, nullptr);
+  impl_.reset();
+}
+
+int Runtime::run() {
+  Impl& m = *impl_;
+  if (m.running_.exchange(true)) throw std::logic_error("asmp::Runtime::run: already running");
+  m.stop_.store(false, std::memory_order_seq_cst);
+  std::vector<std::thread> threads;
+  threads.reserve(m.nworkers - 1);
+  for (unsigned i = 1; i < m.nworkers; ++i)
+    threads.emplace_back([&m, i] { m.worker_loop(*m.workers_[i]); });
+  m.worker_loop(*m.workers_[0]);
+  for (auto& t : threads) t.join();
+  m.running_.store(false);
+  return m.exit_code_.load(std::memory_order_relaxed);
+}
+
+void Runtime::stop(int code) { impl_->stop_all(code); }
+bool Runtime::stopping() const { return impl_->stop_.load(std::memory_order_acquire); }
+unsigned Runtime::threads() const { return impl_->nworkers; }
+SchedulerKind Runtime::scheduler() const { return impl_->opts.scheduler; }
+
+void Runtime::cpucb(Closure cb) {
+  if (cb) impl_->push(std::move(cb));
+}
+void Runtime::fdcb(int fd, Selop op, Closure cb) { impl_->fdcb(fd, op, std::move(cb)); }
+TimerId Runtime::timecb(Clock::time_point when, Closure cb) {
+  return impl_->timecb(when, std::move(cb));
+}
+TimerId Runtime::delaycb(std::chrono::nanoseconds delay, Closure cb) {
+  return impl_->timecb(Clock::now() + delay, std::move(cb));
+}
+bool Runtime::timecb_remove(TimerId id) { return impl_->timecb_remove(id); }
+void Runtime::sigcb(int sig, Closure cb) { impl_->sigcb(sig, std::move(cb)); }
+
+std::vector<WorkerStats> Runtime::worker_stats() const {
+  std::vector<WorkerStats> out;
+  for (Worker* w : impl_->workers_) {
+    WorkerStats s;
+    s.callbacks = w->callbacks.get();
+    s.steals = w->steals.get();
+    s.sleeps = w->sleeps.get();
+    s.wakeups = w->wakeups.load(std::memory_order_relaxed);
+    s.polls = w->polls.get();
+    out.push_back(s);
+  }
+  return out;
+}
+
+ColorStats Runtime::color_stats(color_t color) const {
+  Slot& s = impl_->slot_for(color);
+  return {s.runs.load(std::memory_order_relaxed), s.owner.load(std::memory_order_relaxed)};
+}
+
+Runtime* Runtime::current() {
+  ThreadContext& t = tls();
+  if (t.impl) return t.impl->self;
+  return g_latest.load(std::memory_order_acquire);
+}
+
+int Runtime::worker_index() {
+  ThreadContext& t = tls();
+  return t.worker ? static_cast<int>(t.worker->index) : -1;
+}
+
+color_t Runtime::current_color() { return tls().color; }
+
+// ---- free functions --------------------------------------------------------
+
+Runtime& default_runtime() {
+  if (Runtime* rt = Runtime::current()) return *rt;
+  static std::unique_ptr<Runtime> fallback;
+  static std::mutex mu;
+  std::lock_guard lk(mu);
+  if (Runtime* rt = Runtime::current()) return *rt;
+  fallback = std::make_unique<Runtime>();
+  return *fallback;
+}
+
+void cpucb(Closure cb) { default_runtime().cpucb(std::move(cb)); }
+void fdcb(int fd, Selop op, Closure cb) { default_runtime().fdcb(fd, op, std::move(cb)); }
+TimerId timecb(Clock::time_point when, Closure cb) {
+  return default_runtime().timecb(when, std::move(cb));
+}
+TimerId delaycb(std::chrono::nanoseconds delay, Closure cb) {
+  return default_runtime().delaycb(delay, std::move(cb));
+}
+bool timecb_remove(TimerId id) { return default_runtime().timecb_remove(id); }
+void sigcb(int sig, Closure cb) { default_runtime().sigcb(sig, std::move(cb)); }
+int amain() { return default_runtime().run(); }
+void shutdown(int code) { default_runtime().stop(code); }
+
+}  // namespace asmp

@@ -1,0 +1,209 @@
+// runtime_impl.h: the insides of Runtime, shared by scheduler.cc (queues,
+// workers, stealing), poller.cc (epoll, fds, timers, signals) and
+// runtime.cc (the public API). Not installed; nothing outside src/ sees it.
+//
+// Protocol, in prose
+//
+//   Task: one scheduled callback, exactly one cache line (next + Closure).
+//
+//   Slot: the unit of scheduling; color c lives in slot c & (slots-1).
+//     inbox   atomic word. kIdle: the slot is in no queue and nobody runs it.
+//             nullptr: it is queued or running, and nothing is in the inbox.
+//             Otherwise a LIFO stack of tasks pushed by threads that are not
+//             the slot's runner. Whoever swaps kIdle for a task owns the job
+//             of putting the slot on a ready queue: so a slot is queued at
+//             most once, and pushing to a busy slot costs one CAS.
+//     head/tail  the slot's FIFO of tasks in scheduling order. Touched only
+//             by the one worker that holds the slot (it popped it from a
+//             ready queue); handed over with the slot through the queue lock.
+//     owner   the worker whose ready queue the slot goes to. Changed only by
+//             a thief, while the slot sits in the victim's queue (under the
+//             victim's lock), so the slot carries its color's whole backlog
+//             with it.
+//   A runner that pushes to its own slot appends to head/tail directly,
+//   after draining the inbox, so that a push that happened-before it stays
+//   ahead (order per color is scheduling order). When head/tail is empty the
+//   runner drains the inbox; when that is empty too it CASes nullptr->kIdle;
+//   if that fails someone pushed, and it goes on.
+//
+//   Worker: a ready queue (spinlock; short critical sections), a free list
+//   of tasks touched only by its own thread, counters written only by its
+//   own thread (except `wakeups`), and a sleep word. The Dekker handshake
+//   between a pusher and a worker going to sleep is: worker stores its
+//   state (seq_cst) then re-checks its queue length; pusher stores the
+//   queue length (seq_cst, under the lock) then loads the state.
+//
+//   Poller: epoll set holding the wake eventfd, a timerfd armed for the
+//   earliest timer, the signal self-pipe and user fds (EPOLLONESHOT, re-armed
+//   after each callback). Any worker may poll, one at a time (poll_busy_):
+//   non-blocking when it has other work, blocking when idle.
+#pragma once
+
+#include <signal.h>
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "asmp/runtime.h"
+
+namespace asmp {
+
+struct Task {
+  Task* next = nullptr;
+  Closure cb;
+};
+static_assert(sizeof(Task) == 64, "a task should fill exactly one cache line");
+
+inline Task* const kIdle = reinterpret_cast<Task*>(std::uintptr_t{1});
+
+struct alignas(64) Slot {
+  std::atomic<Task*> inbox{kIdle};
+  Task* head = nullptr;
+  Task* tail = nullptr;
+  Slot* next_ready = nullptr;
+  std::atomic<std::uint32_t> owner{0};
+  std::atomic<std::uint64_t> runs{0};
+};
+
+class SpinLock {
+ public:
+  void lock() noexcept;
+  bool try_lock() noexcept { return !flag_.exchange(true, std::memory_order_acquire); }
+  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> flag_{false};
+};
+
+// A counter with one writer: increments are a plain load and store.
+struct OwnedCounter {
+  std::atomic<std::uint64_t> v{0};
+  void bump() noexcept { v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+enum WorkerState : std::uint32_t { kRunning = 0, kSleepFutex = 1, kSleepEpoll = 2 };
+
+struct alignas(64) Worker {
+  unsigned index = 0;
+
+  // Ready queue of slots.
+  alignas(64) SpinLock lock;
+  Slot* rq_head = nullptr;
+  Slot* rq_tail = nullptr;
+  std::atomic<std::size_t> rq_len{0};
+
+  // Sleeping.
+  alignas(64) std::atomic<std::uint32_t> state{kRunning};
+  std::atomic<std::uint32_t> futex{0};
+  std::atomic<std::uint64_t> wakeups{0};
+
+  // Touched only by this worker's thread.
+  alignas(64) Slot* current = nullptr;  // the slot it is running
+  Task* free_list = nullptr;
+  std::size_t free_count = 0;
+  unsigned steal_from = 0;
+  OwnedCounter callbacks, steals, sleeps, polls;
+};
+
+struct FdEntry {
+  std::shared_ptr<Closure> cb[2];  // [0] read, [1] write
+  bool inflight[2] = {false, false};
+  bool in_epoll = false;
+};
+
+struct Runtime::Impl {
+  explicit Impl(Runtime* self, RuntimeOptions opts);
+  ~Impl();
+
+  // scheduler.cc
+  void push(Closure&& cb);
+  void worker_loop(Worker& w);
+  void wake(Worker& w);
+  void stop_all(int code);
+  Slot& slot_for(color_t c) { return slots_[c & slot_mask_]; }
+
+  // poller.cc
+  void poller_init();
+  void poller_destroy();
+  // Polls once with the given timeout (ms, -1 forever) if no other worker is
+  // polling; returns whether it polled.
+  bool try_poll(Worker& w, int timeout_ms);
+  // Polls once; the caller holds poll_busy_.
+  void poll_once(Worker& w, int timeout_ms);
+  void fdcb(int fd, Selop op, Closure cb);
+  void fd_done(int fd, int dir);
+  TimerId timecb(Clock::time_point when, Closure cb);
+  bool timecb_remove(TimerId id);
+  void sigcb(int sig, Closure cb);
+  void poke_poller();
+
+  Runtime* self;
+  RuntimeOptions opts;
+  unsigned nworkers;
+  bool stealing;
+  bool freelists;
+  bool shared_queue;
+
+  std::unique_ptr<Slot[]> slots_;
+  std::uint32_t slot_mask_;
+  std::vector<Worker*> workers_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int> exit_code_{0};
+  std::atomic<unsigned> sleepers_{0};
+  std::atomic<bool> running_{false};
+  bool destroying_ = false;
+
+  // Poller state.
+  int epfd_ = -1;
+  int wakefd_ = -1;   // eventfd: wakes a worker blocked in epoll_wait
+  int timerfd_ = -1;  // armed at the earliest timer
+  int sigpipe_[2] = {-1, -1};
+  std::atomic<bool> poll_busy_{false};
+
+  std::mutex fd_mu_;
+  std::unordered_map<int, FdEntry> fds_;
+
+  std::mutex timer_mu_;
+  std::map<std::pair<Clock::time_point, TimerId>, Closure> timers_;
+  std::unordered_map<TimerId, Clock::time_point> timer_index_;
+  TimerId next_timer_ = 1;
+  Clock::time_point timer_armed_ = Clock::time_point::max();
+
+  std::mutex sig_mu_;
+  std::unordered_map<int, std::shared_ptr<Closure>> sigs_;
+  std::unordered_map<int, struct sigaction> old_actions_;
+
+ private:
+  Task* alloc_task(Closure&& cb);
+  void free_task(Task* t);
+  void foreign_push(Slot& s, Task* t);
+  void make_ready(Slot& s);
+  Worker& queue_of(Slot& s);
+  void drain_inbox(Slot& s);
+  void run_slot(Worker& w, Slot& s);
+  Slot* pop_ready(Worker& q);
+  Slot* steal(Worker& w);
+  bool has_work(Worker& w) const;
+  void idle(Worker& w);
+  void wake_sleeper();
+};
+
+// Thread-local identity of the calling worker thread.
+struct ThreadContext {
+  Runtime::Impl* impl = nullptr;
+  Worker* worker = nullptr;
+  color_t color = 0;
+};
+ThreadContext& tls();
+
+}  // namespace asmp

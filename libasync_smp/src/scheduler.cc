@@ -1,0 +1,335 @@
+// scheduler.cc: slots, ready queues, the worker loop, stealing and sleep.
+// The protocol is described at the top of runtime_impl.h.
+#include <sched.h>
+
+#include <cassert>
+#include <cstdlib>
+
+#include "runtime_impl.h"
+
+namespace asmp {
+
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+constexpr std::size_t kMaxFreeTasks = 1 << 14;  // per worker
+constexpr int kIdleSpins = 2000;                // before sleeping
+
+}  // namespace
+
+void SpinLock::lock() noexcept {
+  for (int spins = 0;; ++spins) {
+    if (!flag_.exchange(true, std::memory_order_acquire)) return;
+    while (flag_.load(std::memory_order_relaxed)) {
+      // The holder may have been preempted (2 cores, many threads): yield
+      // rather than burn its time slice.
+      if (++spins > 256) {
+        sched_yield();
+        spins = 0;
+      } else {
+        cpu_relax();
+      }
+    }
+  }
+}
+
+ThreadContext& tls() {
+  static thread_local ThreadContext ctx;
+  return ctx;
+}
+
+// ---- tasks -----------------------------------------------------------------
+
+Task* Runtime::Impl::alloc_task(Closure&& cb) {
+  ThreadContext& t = tls();
+  if (freelists && t.impl == this && t.worker->free_list) {
+    Worker& w = *t.worker;
+    Task* task = w.free_list;
+    w.free_list = task->next;
+    --w.free_count;
+    task->cb = std::move(cb);
+    return task;
+  }
+  Task* task = new Task;
+  task->cb = std::move(cb);
+  return task;
+}
+
+void Runtime::Impl::free_task(Task* task) {
+  task->cb.reset();
+  ThreadContext& t = tls();
+  if (freelists && t.impl == this && t.worker->free_count < kMaxFreeTasks) {
+    Worker& w = *t.worker;
+    task->next = w.free_list;
+    w.free_list = task;
+    ++w.free_count;
+    return;
+  }
+  delete task;
+}
+
+// ---- pushing ---------------------------------------------------------------
+
+void Runtime::Impl::push(Closure&& cb) {
+  if (destroying_) return;  // a destructor run during ~Runtime scheduled more
+  Slot& s = slot_for(cb.color());
+  Task* task = alloc_task(std::move(cb));
+  task->next = nullptr;
+  ThreadContext& t = tls();
+  if (t.impl == this && t.worker->current == &s) {
+    // We are the slot's runner: append in order, behind anything another
+    // thread pushed before us.
+    if (s.inbox.load(std::memory_order_relaxed) != nullptr) drain_inbox(s);
+    if (s.tail)
+      s.tail->next = task;
+    else
+      s.head = task;
+    s.tail = task;
+    return;
+  }
+  foreign_push(s, task);
+}
+
+void Runtime::Impl::foreign_push(Slot& s, Task* task) {
+  Task* old = s.inbox.load(std::memory_order_relaxed);
+  for (;;) {
+    task->next = (old == kIdle) ? nullptr : old;
+    if (s.inbox.compare_exchange_weak(old, task, std::memory_order_acq_rel,
+                                      std::memory_order_relaxed))
+      break;
+  }
+  if (old == kIdle) make_ready(s);
+}
+
+// Moves the inbox (a LIFO stack) to the tail of the slot's FIFO.
+void Runtime::Impl::drain_inbox(Slot& s) {
+  Task* stack = s.inbox.exchange(nullptr, std::memory_order_acquire);
+  assert(stack != kIdle);
+  Task* fifo = nullptr;
+  Task* last = stack;
+  while (stack) {
+    Task* next = stack->next;
+    stack->next = fifo;
+    fifo = stack;
+    stack = next;
+  }
+  if (!fifo) return;
+  if (s.tail)
+    s.tail->next = fifo;
+  else
+    s.head = fifo;
+  s.tail = last;
+}
+
+Worker& Runtime::Impl::queue_of(Slot& s) {
+  if (shared_queue) return *workers_[0];
+  return *workers_[s.owner.load(std::memory_order_relaxed)];
+}
+
+void Runtime::Impl::make_ready(Slot& s) {
+  Worker& q = queue_of(s);
+  q.lock.lock();
+  s.next_ready = nullptr;
+  if (q.rq_tail)
+    q.rq_tail->next_ready = &s;
+  else
+    q.rq_head = &s;
+  q.rq_tail = &s;
+  std::size_t len = q.rq_len.load(std::memory_order_relaxed) + 1;
+  q.rq_len.store(len, std::memory_order_seq_cst);
+  q.lock.unlock();
+
+  if (shared_queue) {
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_sleeper();
+    return;
+  }
+  if (q.state.load(std::memory_order_seq_cst) != kRunning) {
+    wake(q);
+  } else if (stealing && sleepers_.load(std::memory_order_seq_cst) > 0) {
+    // Its worker is busy: let an idle one come and steal. Not when a worker
+    // merely rotates its only color to the back of its own queue; a thief
+    // would take it away from its cache for nothing.
+    ThreadContext& t = tls();
+    bool rotating_only_color = t.impl == this && t.worker == &q && q.current == nullptr && len == 1;
+    if (!rotating_only_color) wake_sleeper();
+  }
+}
+
+Slot* Runtime::Impl::pop_ready(Worker& q) {
+  if (q.rq_len.load(std::memory_order_relaxed) == 0) return nullptr;
+  q.lock.lock();
+  Slot* s = q.rq_head;
+  if (s) {
+    q.rq_head = s->next_ready;
+    if (!q.rq_head) q.rq_tail = nullptr;
+    q.rq_len.store(q.rq_len.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  }
+  q.lock.unlock();
+  return s;
+}
+
+// Takes the oldest queued (hence not running) color of another worker,
+// with its whole backlog.
+Slot* Runtime::Impl::steal(Worker& w) {
+  for (unsigned i = 1; i < nworkers; ++i) {
+    Worker& v = *workers_[(w.index + i + w.steal_from) % nworkers];
+    if (v.rq_len.load(std::memory_order_relaxed) == 0) continue;
+    if (!v.lock.try_lock()) continue;
+    Slot* s = v.rq_head;
+    if (s) {
+      v.rq_head = s->next_ready;
+      if (!v.rq_head) v.rq_tail = nullptr;
+      v.rq_len.store(v.rq_len.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      s->owner.store(w.index, std::memory_order_relaxed);
+    }
+    v.lock.unlock();
+    if (s) {
+      w.steals.bump();
+      ++w.steal_from;
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+// ---- running ---------------------------------------------------------------
+
+void Runtime::Impl::run_slot(Worker& w, Slot& s) {
+  ThreadContext& t = tls();
+  w.current = &s;
+  unsigned n = 0;
+  std::uint64_t runs = s.runs.load(std::memory_order_relaxed);
+  std::uint64_t cbs = w.callbacks.get();
+  for (;;) {
+    if (!s.head) {
+      if (s.inbox.load(std::memory_order_relaxed) != nullptr) {
+        drain_inbox(s);
+        continue;
+      }
+      Task* expected = nullptr;
+      if (s.inbox.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel,
+                                          std::memory_order_relaxed))
+        break;  // idle: the next pusher queues it again
+      continue;
+    }
+    if (n == opts.batch || stop_.load(std::memory_order_relaxed)) {
+      w.current = nullptr;  // rotate: back to the tail of its queue
+      s.runs.store(runs, std::memory_order_relaxed);
+      w.callbacks.v.store(cbs, std::memory_order_relaxed);
+      make_ready(s);
+      return;
+    }
+    Task* task = s.head;
+    s.head = task->next;
+    if (!s.head) s.tail = nullptr;
+    t.color = task->cb.color();
+    task->cb();
+    ++n;
+    ++runs;
+    ++cbs;
+    free_task(task);
+  }
+  t.color = 0;
+  w.current = nullptr;
+  s.runs.store(runs, std::memory_order_relaxed);
+  w.callbacks.v.store(cbs, std::memory_order_relaxed);
+}
+
+bool Runtime::Impl::has_work(Worker& w) const {
+  if (stop_.load(std::memory_order_seq_cst)) return true;
+  const Worker& q = shared_queue ? *workers_[0] : w;
+  if (q.rq_len.load(std::memory_order_seq_cst) > 0) return true;
+  if (stealing) {
+    for (Worker* v : workers_)
+      if (v->rq_len.load(std::memory_order_seq_cst) > 0) return true;
+  }
+  return false;
+}
+
+void Runtime::Impl::worker_loop(Worker& w) {
+  ThreadContext& t = tls();
+  ThreadContext saved = t;
+  t.impl = this;
+  t.worker = &w;
+  t.color = 0;
+  unsigned batches = 0;
+  Worker& q = shared_queue ? *workers_[0] : w;
+  while (!stop_.load(std::memory_order_acquire)) {
+    Slot* s = pop_ready(q);
+    if (!s && stealing) s = steal(w);
+    if (!s) {
+      idle(w);
+      continue;
+    }
+    run_slot(w, *s);
+    if (++batches >= opts.poll_every) {
+      batches = 0;
+      try_poll(w, 0);  // events wait behind queued callbacks, but not forever
+    }
+  }
+  t = saved;
+}
+
+void Runtime::Impl::idle(Worker& w) {
+  for (int i = 0; i < kIdleSpins; ++i) {
+    if (has_work(w)) return;
+    if ((i & 255) == 255 && try_poll(w, 0)) {
+      if (has_work(w)) return;
+    }
+    cpu_relax();
+  }
+  // Nothing to do: sleep, in epoll_wait if no one else is polling.
+  w.sleeps.bump();
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  if (!poll_busy_.exchange(true, std::memory_order_acquire)) {
+    w.state.store(kSleepEpoll, std::memory_order_seq_cst);
+    poll_once(w, has_work(w) ? 0 : -1);
+    poll_busy_.store(false, std::memory_order_release);
+  } else {
+    std::uint32_t seq = w.futex.load(std::memory_order_seq_cst);
+    w.state.store(kSleepFutex, std::memory_order_seq_cst);
+    if (!has_work(w)) w.futex.wait(seq, std::memory_order_seq_cst);
+  }
+  w.state.store(kRunning, std::memory_order_seq_cst);
+  sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void Runtime::Impl::wake(Worker& w) {
+  std::uint32_t st = w.state.load(std::memory_order_seq_cst);
+  if (st == kSleepFutex) {
+    w.futex.fetch_add(1, std::memory_order_seq_cst);
+    w.futex.notify_one();
+    w.wakeups.fetch_add(1, std::memory_order_relaxed);
+  } else if (st == kSleepEpoll) {
+    poke_poller();
+    w.wakeups.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Runtime::Impl::wake_sleeper() {
+  for (Worker* w : workers_) {
+    if (w->state.load(std::memory_order_seq_cst) != kRunning) {
+      wake(*w);
+      return;
+    }
+  }
+}
+
+void Runtime::Impl::stop_all(int code) {
+  exit_code_.store(code, std::memory_order_relaxed);
+  stop_.store(true, std::memory_order_seq_cst);
+  for (Worker* w : workers_) {
+    w->futex.fetch_add(1, std::memory_order_seq_cst);
+    w->futex.notify_one();
+  }
+  poke_poller();
+}
+
+}  // namespace asmp
