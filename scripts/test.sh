@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up this machine (Debian 12) and runs every test of the project:
+#   1. the whole CTest suite, plain (build/)
+#   2. the same suite under ThreadSanitizer (build-tsan/)
+#   3. the same suite under AddressSanitizer + UBSan (build-asan/)
+#   4. the libFuzzer targets, each for $SFS_FUZZ_SECONDS (default 60) seconds
+# Exits non-zero on the first failure. Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+export ASAN_OPTIONS="detect_leaks=1 abort_on_error=1 ${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
+
+total_pass=0
+total_fail=0
+run_suite() {  # name build-dir sanitizer
+  local name=$1 dir=$2 san=$3
+  echo "=== [$name] configure + build ($dir)"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSFS_SANITIZE="$san" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  echo "=== [$name] ctest"
+  local log="$dir/ctest.log"
+  local rc=0
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 2>&1 | tee "$log" || rc=$?
+  local line
+  line=$(grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true)
+  local n_fail n_all
+  n_fail=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+  n_all=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
+  if [ -z "$line" ] || [ "$rc" -ne 0 ]; then
+    echo "=== [$name] FAILED"
+    exit 1
+  fi
+  total_pass=$((total_pass + n_all - n_fail))
+  total_fail=$((total_fail + n_fail))
+}
+
+run_suite plain build ""
+run_suite tsan build-tsan thread
+run_suite asan build-asan address
+
+if [ -x proto/fuzz/run.sh ]; then
+  echo "=== [fuzz] libFuzzer targets, ${SFS_FUZZ_SECONDS:-60} s each"
+  bash proto/fuzz/run.sh "${SFS_FUZZ_SECONDS:-60}"
+fi
+
+echo "all suites: $total_pass passed, $total_fail failed"
