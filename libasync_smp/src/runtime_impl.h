@@ -100,6 +100,7 @@ struct alignas(64) Worker {
   Slot* rq_head = nullptr;
   Slot* rq_tail = nullptr;
   std::atomic<std::size_t> rq_len{0};
+  std::atomic<bool> busy{false};  // inside run_slot; read by thieves
 
   // Sleeping.
   alignas(64) std::atomic<std::uint32_t> state{kRunning};
@@ -194,6 +195,7 @@ struct Runtime::Impl {
   Slot* pop_ready(Worker& q);
   Slot* steal(Worker& w);
   bool has_work(Worker& w) const;
+  bool stealable(const Worker& v) const;
   void idle(Worker& w);
   void wake_sleeper();
 };

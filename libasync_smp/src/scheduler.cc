@@ -20,7 +20,7 @@ inline void cpu_relax() {
 }
 
 constexpr std::size_t kMaxFreeTasks = 1 << 14;  // per worker
-constexpr int kIdleSpins = 2000;                // before sleeping
+constexpr int kIdleSpins = 500;                 // before sleeping
 
 }  // namespace
 
@@ -175,12 +175,20 @@ Slot* Runtime::Impl::pop_ready(Worker& q) {
   return s;
 }
 
+// Worth stealing from v: it has a color queued behind the one it is
+// running. A lone queued color on a worker between two batches is not taken:
+// that worker is about to run it again, with its cache warm.
+bool Runtime::Impl::stealable(const Worker& v) const {
+  std::size_t len = v.rq_len.load(std::memory_order_seq_cst);
+  return len >= 2 || (len == 1 && v.busy.load(std::memory_order_relaxed));
+}
+
 // Takes the oldest queued (hence not running) color of another worker,
 // with its whole backlog.
 Slot* Runtime::Impl::steal(Worker& w) {
   for (unsigned i = 1; i < nworkers; ++i) {
     Worker& v = *workers_[(w.index + i + w.steal_from) % nworkers];
-    if (v.rq_len.load(std::memory_order_relaxed) == 0) continue;
+    if (&v == &w || !stealable(v)) continue;
     if (!v.lock.try_lock()) continue;
     Slot* s = v.rq_head;
     if (s) {
@@ -204,6 +212,7 @@ Slot* Runtime::Impl::steal(Worker& w) {
 void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   ThreadContext& t = tls();
   w.current = &s;
+  w.busy.store(true, std::memory_order_relaxed);
   unsigned n = 0;
   std::uint64_t runs = s.runs.load(std::memory_order_relaxed);
   std::uint64_t cbs = w.callbacks.get();
@@ -221,6 +230,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
     }
     if (n == opts.batch || stop_.load(std::memory_order_relaxed)) {
       w.current = nullptr;  // rotate: back to the tail of its queue
+      w.busy.store(false, std::memory_order_relaxed);
       s.runs.store(runs, std::memory_order_relaxed);
       w.callbacks.v.store(cbs, std::memory_order_relaxed);
       make_ready(s);
@@ -238,6 +248,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   }
   t.color = 0;
   w.current = nullptr;
+  w.busy.store(false, std::memory_order_relaxed);
   s.runs.store(runs, std::memory_order_relaxed);
   w.callbacks.v.store(cbs, std::memory_order_relaxed);
 }
@@ -248,7 +259,7 @@ bool Runtime::Impl::has_work(Worker& w) const {
   if (q.rq_len.load(std::memory_order_seq_cst) > 0) return true;
   if (stealing) {
     for (Worker* v : workers_)
-      if (v->rq_len.load(std::memory_order_seq_cst) > 0) return true;
+      if (v != &w && stealable(*v)) return true;
   }
   return false;
 }
