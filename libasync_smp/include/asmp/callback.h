@@ -185,4 +185,22 @@ auto wrap(C color, F&& fn, A&&... args) {
                                                       {std::forward<A>(args)...}};
 }
 
+// wrap(obj, &T::method, args...) and wrap(color, obj, &T::method, args...):
+// libasync's order, object first. obj is a pointer or a std::shared_ptr
+// (which the callback then keeps alive); it becomes the first bound argument.
+template <class O, class M, class... A>
+  requires(!std::is_integral_v<std::decay_t<O>> &&
+           std::is_member_function_pointer_v<std::decay_t<M>>)
+auto wrap(O&& obj, M method, A&&... args) {
+  return Wrapped<M, std::decay_t<O>, std::decay_t<A>...>{
+      0, method, {std::forward<O>(obj), std::forward<A>(args)...}};
+}
+
+template <class C, class O, class M, class... A>
+  requires(std::is_integral_v<C> && std::is_member_function_pointer_v<std::decay_t<M>>)
+auto wrap(C color, O&& obj, M method, A&&... args) {
+  return Wrapped<M, std::decay_t<O>, std::decay_t<A>...>{
+      static_cast<color_t>(color), method, {std::forward<O>(obj), std::forward<A>(args)...}};
+}
+
 }  // namespace asmp
