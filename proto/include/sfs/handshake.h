@@ -1,0 +1,149 @@
+// handshake.h: the SFS key exchange as pure message-level state machines.
+//
+// Contract
+//   - The handshake is Noise_NX_25519_ChaChaPoly_BLAKE2b ([Noise] 7.4):
+//         -> e                    (payload: the client's cipher offer)
+//         <- e, ee, s, es         (payload: chosen cipher, server Ed25519
+//                                  key, Ed25519 signature of the transcript)
+//     with prologue "sfs handshake v1". ee gives forward secrecy; es means
+//     only the holder of the server's X25519 private key can derive the
+//     keys. The offer is hashed into h, which is the associated data of
+//     every encrypted field of message 2, so an edited offer (downgrade)
+//     makes the client's decryption of message 2 fail.
+//   - The client checks that HOSTID(location, server X25519, server Ed25519)
+//     equals the HOSTID in the name it was given, and refuses otherwise.
+//   - Session id = the final handshake hash h (64 bytes), which covers every
+//     byte of both messages. Record keys per direction are Noise's Split()
+//     keys bound to h: key = BLAKE2b-256(key = split key, "sfs c2s v1" || h)
+//     (or "sfs s2c v1"), so the negotiated cipher is bound into the keys.
+//   - Framing and payload layout: docs/protocol.md, "Handshake". Every
+//     message is length-checked; malformed input is an error, never a crash.
+//   - Pure: bytes in, bytes out, no sockets, no clock, no global state. One
+//     object per connection attempt, used under that connection's color.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "sfs/aead.h"
+#include "sfs/channel.h"
+#include "sfs/encoding.h"
+#include "sfs/keys.h"
+#include "sfs/names.h"
+#include "sfs/noise.h"
+#include "sfs/result.h"
+
+namespace sfs {
+
+inline constexpr std::uint8_t kHandshakeVersion = 1;
+inline constexpr std::uint8_t kMsgClientHello = 1;
+inline constexpr std::uint8_t kMsgServerHello = 2;
+inline constexpr std::uint8_t kMsgRefusal = 3;
+inline constexpr std::size_t kHandshakeFrameHeader = 4;  // u32be body length
+inline constexpr std::size_t kMaxHandshakeBody = 1024;
+inline constexpr std::size_t kMaxCipherOffer = 8;
+inline constexpr std::size_t kSessionIdBytes = noise::kHashLen;
+
+using SessionId = std::array<std::uint8_t, kSessionIdBytes>;
+
+// What a finished handshake yields on either side. Wipes its keys.
+struct SessionKeys {
+  AeadAlg alg = AeadAlg::kChaCha20Poly1305;
+  AeadKey client_to_server{};
+  AeadKey server_to_client{};
+  SessionId session_id{};
+
+  SessionKeys() = default;
+  SessionKeys(const SessionKeys&) = default;
+  SessionKeys& operator=(const SessionKeys&) = default;
+  ~SessionKeys();
+};
+
+enum class Role : std::uint8_t { kClient, kServer };
+
+// The two record directions for `role`, with the implementation chosen by
+// `impl` (aead.h).
+SecureChannel make_channel(const SessionKeys& keys, Role role,
+                           AeadImplChoice impl = AeadImplChoice::kAuto,
+                           const ChannelConfig& config = {});
+
+// Body length of a handshake frame from its 4 header bytes; refuses a body
+// larger than kMaxHandshakeBody.
+Result<std::size_t> handshake_body_size(ByteSpan header);
+
+std::vector<AeadAlg> default_cipher_offer();  // ChaCha20-Poly1305, then AES-256-GCM
+
+struct ClientHandshakeConfig {
+  SelfCertName server;                           // the name the user gave
+  std::vector<AeadAlg> offer = default_cipher_offer();  // preference order
+};
+
+struct ClientResult {
+  SessionKeys keys;
+  ServerPublicKey server_key;
+};
+
+class ClientHandshake {
+ public:
+  explicit ClientHandshake(ClientHandshakeConfig config);
+  // For test vectors only: a fixed ephemeral secret instead of a random one.
+  ClientHandshake(ClientHandshakeConfig config, const Key32& ephemeral_secret);
+  ~ClientHandshake();
+  ClientHandshake(const ClientHandshake&) = delete;
+  ClientHandshake& operator=(const ClientHandshake&) = delete;
+
+  // Message 1, framed (header included). Call once.
+  Result<Bytes> start();
+  // Consumes message 2, framed. On success the handshake is complete. Any
+  // failure is final.
+  Result<ClientResult> finish(ByteSpan message2);
+
+ private:
+  enum class Stage : std::uint8_t { kInit, kSent, kDone, kFailed };
+  Error fail(std::string why);
+
+  ClientHandshakeConfig config_;
+  Stage stage_ = Stage::kInit;
+  noise::SymmetricState ss_;
+  Key32 e_secret_{};
+  Key32 e_public_{};
+};
+
+struct ServerHandshakeConfig {
+  // Ciphers this server accepts; it picks the client's most preferred one
+  // that is in this list.
+  std::vector<AeadAlg> accept = default_cipher_offer();
+};
+
+struct ServerResult {
+  // Frame to send: message 2 on success, a refusal on some failures (may
+  // be empty: then just close).
+  Bytes reply;
+  std::optional<SessionKeys> keys;  // set iff the handshake succeeded
+  std::string error;                // set iff it failed, for the log
+};
+
+class ServerHandshake {
+ public:
+  // `key` must outlive this object.
+  ServerHandshake(const ServerKey& key, ServerHandshakeConfig config = {});
+  ServerHandshake(const ServerKey& key, ServerHandshakeConfig config,
+                  const Key32& ephemeral_secret);  // test vectors only
+  ~ServerHandshake();
+  ServerHandshake(const ServerHandshake&) = delete;
+  ServerHandshake& operator=(const ServerHandshake&) = delete;
+
+  // Consumes message 1 (framed) and produces the reply. Call once.
+  ServerResult respond(ByteSpan message1);
+
+ private:
+  const ServerKey& key_;
+  ServerHandshakeConfig config_;
+  bool used_ = false;
+  Key32 e_secret_{};
+  bool fixed_ephemeral_ = false;
+};
+
+}  // namespace sfs
