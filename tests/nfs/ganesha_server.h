@@ -1,0 +1,133 @@
+// ganesha_server.h: a private NFS-Ganesha for tests and benchmarks, started
+// and stopped through scripts/ganesha.sh (which see).
+//
+// GaneshaServer makes a directory under $TMPDIR (mkdtemp) holding export/
+// and state/, picks a free port pair on 127.0.0.1, and starts ganesha on it.
+// stop() (and the destructor) stop only that ganesha, by the pid file the
+// script wrote, and remove the directory.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace sfs_test {
+
+class GaneshaServer {
+ public:
+  GaneshaServer() = default;
+  ~GaneshaServer() {
+    stop();
+    std::error_code ec;
+    if (!root_.empty()) std::filesystem::remove_all(root_, ec);
+  }
+  GaneshaServer(const GaneshaServer&) = delete;
+  GaneshaServer& operator=(const GaneshaServer&) = delete;
+
+  // Why ganesha cannot run here, or "" if it can.
+  static std::string unavailable_reason() {
+    if (std::system("command -v ganesha.nfsd >/dev/null 2>&1") != 0)
+      return "ganesha.nfsd is not installed (apt-get install nfs-ganesha nfs-ganesha-vfs)";
+    if (std::system("command -v rpcinfo >/dev/null 2>&1") != 0)
+      return "rpcinfo is not installed (apt-get install rpcbind)";
+    if (script().empty()) return "scripts/ganesha.sh not found (set SFS_GANESHA_SCRIPT)";
+    if (geteuid() != 0) return "ganesha needs root to serve other uids' files";
+    return "";
+  }
+
+  // scripts/ganesha.sh: $SFS_GANESHA_SCRIPT, else next to this source tree.
+  static std::string script() {
+    if (const char* s = std::getenv("SFS_GANESHA_SCRIPT")) return s;
+    std::filesystem::path here(__FILE__);
+    for (auto p = here.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+      auto candidate = p / "scripts" / "ganesha.sh";
+      if (std::filesystem::exists(candidate)) return candidate.string();
+    }
+    return "";
+  }
+
+  // Creates the directories and picks ports; does not start anything.
+  bool prepare(std::string* err) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "sfs-nfs.XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) {
+      *err = "mkdtemp failed";
+      return false;
+    }
+    root_ = tmpl;
+    std::filesystem::create_directories(export_dir());
+    std::filesystem::create_directories(state_dir());
+    // Spread concurrent test processes over the range; take the first free pair.
+    unsigned start = static_cast<unsigned>(getpid()) % 200;
+    for (unsigned i = 0; i < 200; ++i) {
+      unsigned p = 20490 + 2 * ((start + i) % 200);
+      if (port_free(static_cast<std::uint16_t>(p)) && port_free(static_cast<std::uint16_t>(p + 1))) {
+        nfs_port_ = static_cast<std::uint16_t>(p);
+        mnt_port_ = static_cast<std::uint16_t>(p + 1);
+        return true;
+      }
+    }
+    *err = "no free port pair in 20490..20889 on 127.0.0.1";
+    return false;
+  }
+
+  bool start(std::string* err) {
+    std::string cmd = script() + " start --export " + export_dir() + " --state " + state_dir() +
+                      " --nfs-port " + std::to_string(nfs_port_) + " --mnt-port " +
+                      std::to_string(mnt_port_) + " 2>&1";
+    std::string out;
+    int rc = run(cmd, &out);
+    if (rc != 0) {
+      *err = "ganesha.sh start failed (exit " + std::to_string(rc) + "):\n" + out;
+      return false;
+    }
+    running_ = true;
+    return true;
+  }
+
+  void stop() {
+    if (!running_) return;
+    std::string out;
+    run(script() + " stop --state " + state_dir() + " 2>&1", &out);
+    running_ = false;
+  }
+
+  std::string export_dir() const { return root_ + "/export"; }
+  std::string state_dir() const { return root_ + "/state"; }
+  std::uint16_t nfs_port() const { return nfs_port_; }
+  std::uint16_t mnt_port() const { return mnt_port_; }
+  bool running() const { return running_; }
+
+ private:
+  static bool port_free(std::uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    return ok;
+  }
+
+  static int run(const std::string& cmd, std::string* out) {
+    FILE* f = popen(cmd.c_str(), "r");
+    if (!f) return -1;
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, f)) *out += buf;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  }
+
+  std::string root_;
+  std::uint16_t nfs_port_ = 0, mnt_port_ = 0;
+  bool running_ = false;
+};
+
+}  // namespace sfs_test
