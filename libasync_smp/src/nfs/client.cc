@@ -24,6 +24,12 @@ Runtime& pick_runtime(Runtime* r) {
   return default_runtime();
 }
 
+// rpc_get_error() returns NULL when libnfs has not set a message.
+std::string last_error(rpc_context* rpc) {
+  const char* e = rpc ? rpc_get_error(rpc) : nullptr;
+  return e && *e ? e : "connection closed by peer";
+}
+
 std::string ms_string(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
 }  // namespace
@@ -190,7 +196,7 @@ void NfsClient::Impl::issue(Call* c) {
   set_cred(c->cred);
   if (c->issue(nfs_.rpc, &Impl::on_reply, c) != 0) {
     finish(c, {Failure::kRpc, Status::kOk,
-               std::string("could not queue ") + c->name + ": " + rpc_get_error(nfs_.rpc)});
+               std::string("could not queue ") + c->name + ": " + last_error(nfs_.rpc)});
     return;
   }
   c->in_libnfs = true;
@@ -230,7 +236,7 @@ void NfsClient::Impl::on_fd(int which, std::uint64_t gen, int revents) {
 void NfsClient::Impl::after_service(int which, int rc) {
   if (which == kMountConn) {
     if (rc < 0 || mount_step_ == Step::kFailed) {
-      std::string why = step_error_.empty() && mnt_.rpc ? rpc_get_error(mnt_.rpc) : step_error_;
+      std::string why = step_error_.empty() ? last_error(mnt_.rpc) : step_error_;
       cycle_failed("MOUNT at " + opts.host + ":" + std::to_string(opts.mount_port) + ": " + why);
     } else if (mount_step_ == Step::kOk) {
       teardown(kMountConn);
@@ -241,9 +247,7 @@ void NfsClient::Impl::after_service(int which, int rc) {
     return;
   }
   if (rc < 0 || nfs_step_ == Step::kFailed) {
-    std::string why = nfs_.rpc ? rpc_get_error(nfs_.rpc) : "";
-    if (!step_error_.empty()) why = step_error_;
-    if (why.empty()) why = "connection closed";
+    std::string why = step_error_.empty() ? last_error(nfs_.rpc) : step_error_;
     if (state_ == State::kReady) {
       connection_lost(why);
     } else {
@@ -342,7 +346,7 @@ void NfsClient::Impl::start_mount() {
   if (rpc_connect_port_async(mnt_.rpc, opts.host.c_str(), opts.mount_port, kMountProgram,
                              kMountVersion, &Impl::on_mount_connected, this) != 0) {
     cycle_failed("MOUNT at " + opts.host + ":" + std::to_string(opts.mount_port) + ": " +
-                 rpc_get_error(mnt_.rpc));
+                 last_error(mnt_.rpc));
     return;
   }
   update_events(kMountConn);
@@ -360,7 +364,7 @@ void NfsClient::Impl::on_mount_connected(rpc_context* rpc, int status, void* dat
   if (rpc_mount3_mnt_async(rpc, &Impl::on_mnt_reply, const_cast<char*>(self->opts.export_path.c_str()),
                            self) != 0) {
     self->mount_step_ = Step::kFailed;
-    self->step_error_ = std::string("MNT not sent: ") + rpc_get_error(rpc);
+    self->step_error_ = std::string("MNT not sent: ") + last_error(rpc);
   }
 }
 
@@ -397,7 +401,7 @@ void NfsClient::Impl::start_nfs_connect() {
   if (rpc_connect_port_async(nfs_.rpc, opts.host.c_str(), opts.nfs_port, kNfsProgram, kNfsVersion,
                              &Impl::on_nfs_connected, this) != 0) {
     cycle_failed("NFS at " + opts.host + ":" + std::to_string(opts.nfs_port) + ": " +
-                 rpc_get_error(nfs_.rpc));
+                 last_error(nfs_.rpc));
     return;
   }
   update_events(kNfsConn);
