@@ -1,0 +1,132 @@
+// login.h: user login over an established secure channel, and the user
+// database that maps keys to local identities.
+//
+// Contract
+//   - The client sends a LoginRequest: the user's Ed25519 public key, user
+//     name, a sequence number, and an Ed25519 signature over
+//         "sfs login v1" || session id (64) || u64be seqno || u8 len || name
+//     (docs/protocol.md, "Login"). The session id binds the signature to
+//     this connection (and so to this server's key and these session keys).
+//   - The server checks, in order: well-formed; key in the user database;
+//     name matches the database; signature; sequence number fresh for this
+//     session (ReplayWindow, checked only after the signature so forgeries
+//     cannot use up numbers). Then it assigns an auth number (1, 2, ...)
+//     that later file RPCs carry. Auth number 0 is the anonymous user.
+//   - The user database is a text file, one user per line:
+//         ed25519:<base32 key> <name> <uid> <gid> [<gid>,<gid>,...]
+//     '#' starts a comment. A malformed line is reported with its line
+//     number and skipped; the rest still load.
+//   - AuthTable is per connection and not thread-safe: the server keeps it
+//     under color 0 with the uid map. UserDb is immutable once built and
+//     may be shared (read-only) by any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sfs/encoding.h"
+#include "sfs/handshake.h"
+#include "sfs/keys.h"
+#include "sfs/replay_window.h"
+#include "sfs/result.h"
+
+namespace sfs {
+
+inline constexpr std::uint8_t kMsgLoginRequest = 1;
+inline constexpr std::uint8_t kMsgLoginReply = 2;
+inline constexpr std::uint8_t kLoginVersion = 1;
+inline constexpr std::size_t kMaxUserNameChars = 32;
+inline constexpr std::size_t kMaxGroups = 16;  // AUTH_UNIX carries at most 16 [RFC 5531] App. A
+inline constexpr std::uint32_t kNobody = 65534;
+inline constexpr std::uint32_t kAnonymousAuth = 0;
+
+struct LoginRequest {
+  std::uint64_t seqno = 0;
+  UserPublicKey key;
+  std::string user;
+  Signature signature{};
+};
+
+// Client side: a signed request for `user`, ready to send over the channel.
+Bytes encode_login_request(const UserKey& key, std::string_view user, const SessionId& session,
+                           std::uint64_t seqno);
+Result<LoginRequest> decode_login_request(ByteSpan message);
+
+struct LoginReply {
+  bool accepted = false;
+  std::uint32_t auth_number = kAnonymousAuth;
+  std::string reason;  // why it was refused (empty if accepted)
+};
+
+Bytes encode_login_reply(const LoginReply& reply);
+Result<LoginReply> decode_login_reply(ByteSpan message);
+
+// True for [a-z_][a-z0-9_.-]{0,31}.
+bool valid_user_name(std::string_view name);
+
+struct UserEntry {
+  UserPublicKey key;
+  std::string name;
+  std::uint32_t uid = kNobody;
+  std::uint32_t gid = kNobody;
+  std::vector<std::uint32_t> groups;
+};
+
+struct DbDiagnostic {
+  std::size_t line = 0;
+  std::string message;
+};
+
+class UserDb {
+ public:
+  // Parses the whole text; malformed lines go to `diagnostics` (if given)
+  // and are skipped.
+  static UserDb parse(std::string_view text, std::vector<DbDiagnostic>* diagnostics);
+  static Result<UserDb> load(const std::string& path, std::vector<DbDiagnostic>* diagnostics);
+
+  const UserEntry* find(const UserPublicKey& key) const;
+  std::size_t size() const { return by_key_.size(); }
+
+ private:
+  std::map<Key32, UserEntry> by_key_;
+};
+
+struct AuthResult {
+  std::uint32_t auth_number = kAnonymousAuth;
+  std::uint32_t uid = kNobody;
+  std::uint32_t gid = kNobody;
+  std::vector<std::uint32_t> groups;
+  std::string user;
+};
+
+struct LoginOutcome {
+  std::optional<AuthResult> auth;  // set iff accepted
+  std::string refusal;             // why not, for the log and the reply
+  Bytes reply;                     // encoded LoginReply to send back
+};
+
+class AuthTable {
+ public:
+  explicit AuthTable(const SessionId& session, std::size_t max_logins = 256);
+
+  LoginOutcome login(const UserDb& db, ByteSpan request);
+  // The identity behind an auth number: anonymous for 0, nullptr if unknown.
+  const AuthResult* find(std::uint32_t auth_number) const;
+  std::size_t size() const { return logins_.size(); }
+
+  static const AuthResult& anonymous();
+
+ private:
+  LoginOutcome refuse(std::string why);
+
+  SessionId session_;
+  std::size_t max_logins_;
+  ReplayWindow seen_;
+  std::vector<AuthResult> logins_;  // auth number i + 1 at index i
+};
+
+}  // namespace sfs

@@ -1,0 +1,311 @@
+// login.cc: login messages, the user database and the auth table
+// (see sfs/login.h and docs/protocol.md, "Login").
+#include "sfs/login.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sfs {
+
+namespace {
+
+constexpr std::string_view kLoginTag = "sfs login v1";
+constexpr std::size_t kMaxDbLineChars = 4096;
+constexpr std::size_t kMaxDbBytes = 64u << 20;
+constexpr std::uint32_t kMaxId = 4294967294u;  // (uint32_t)-1 means "no id" to POSIX calls
+
+Bytes login_signature_input(const SessionId& session, std::uint64_t seqno, std::string_view user) {
+  WireWriter w;
+  w.bytes(as_bytes(kLoginTag));
+  w.bytes(session);
+  w.u64(seqno);
+  w.bytes8(as_bytes(user));
+  return w.take();
+}
+
+std::string printable(ByteSpan b) {
+  std::string s;
+  for (std::uint8_t c : b) s.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  return s;
+}
+
+std::optional<std::uint32_t> parse_id(std::string_view s) {
+  if (s.empty() || s.size() > 10) return std::nullopt;
+  if (s.size() > 1 && s[0] == '0') return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (v > kMaxId) return std::nullopt;
+  return static_cast<std::uint32_t>(v);
+}
+
+std::vector<std::string_view> split_fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i == line.size()) break;
+    std::size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+    out.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---- messages ----
+
+bool valid_user_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxUserNameChars) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool lower = c >= 'a' && c <= 'z';
+    const bool digit = c >= '0' && c <= '9';
+    if (i == 0 ? !(lower || c == '_') : !(lower || digit || c == '_' || c == '.' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+Bytes encode_login_request(const UserKey& key, std::string_view user, const SessionId& session,
+                           std::uint64_t seqno) {
+  const std::string_view name = user.substr(0, kMaxUserNameChars);
+  WireWriter w;
+  w.u8(kMsgLoginRequest);
+  w.u8(kLoginVersion);
+  w.u64(seqno);
+  w.bytes(key.public_key().ed25519);
+  w.bytes8(as_bytes(name));
+  w.bytes(key.sign(login_signature_input(session, seqno, name)));
+  return w.take();
+}
+
+Result<LoginRequest> decode_login_request(ByteSpan message) {
+  WireReader r(message);
+  const std::uint8_t type = r.u8();
+  const std::uint8_t version = r.u8();
+  if (!r.ok() || type != kMsgLoginRequest) return make_error("not a login request");
+  if (version != kLoginVersion)
+    return make_error("login request version " + std::to_string(version) + " is not supported");
+  LoginRequest req;
+  req.seqno = r.u64();
+  r.copy(req.key.ed25519);
+  ByteSpan name = r.bytes8();
+  r.copy(req.signature);
+  if (!r.done()) return make_error("login request has the wrong length");
+  req.user.assign(name.begin(), name.end());
+  if (!valid_user_name(req.user))
+    return make_error("login request has an invalid user name \"" + printable(name) + "\"");
+  return req;
+}
+
+Bytes encode_login_reply(const LoginReply& reply) {
+  WireWriter w;
+  w.u8(kMsgLoginReply);
+  w.u8(kLoginVersion);
+  w.u8(reply.accepted ? 0 : 1);
+  w.u32(reply.accepted ? reply.auth_number : kAnonymousAuth);
+  const std::string_view reason = std::string_view(reply.reason).substr(0, 255);
+  w.bytes8(as_bytes(reason));
+  return w.take();
+}
+
+Result<LoginReply> decode_login_reply(ByteSpan message) {
+  WireReader r(message);
+  const std::uint8_t type = r.u8();
+  const std::uint8_t version = r.u8();
+  const std::uint8_t status = r.u8();
+  LoginReply reply;
+  reply.auth_number = r.u32();
+  ByteSpan reason = r.bytes8();
+  if (!r.done() || type != kMsgLoginReply || version != kLoginVersion || status > 1)
+    return make_error("malformed login reply");
+  reply.accepted = status == 0;
+  if (reply.accepted == (reply.auth_number == kAnonymousAuth))
+    return make_error("malformed login reply: status and auth number disagree");
+  reply.reason = printable(reason);
+  return reply;
+}
+
+// ---- user database ----
+
+UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnostics) {
+  UserDb db;
+  const auto report = [&](std::size_t line, std::string msg) {
+    if (diagnostics) diagnostics->push_back({line, std::move(msg)});
+  };
+  std::size_t line_no = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    if (line.size() > kMaxDbLineChars) {
+      report(line_no, "line longer than 4096 characters");
+      continue;
+    }
+    if (const std::size_t hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const auto f = split_fields(line);
+    if (f.empty()) continue;
+    if (f.size() < 4 || f.size() > 5) {
+      report(line_no, "expected \"ed25519:<key> name uid gid [gid,gid,...]\", got " +
+                          std::to_string(f.size()) + " fields");
+      continue;
+    }
+    auto key = parse_user_public_key(f[0]);
+    if (!key) {
+      report(line_no, key.error());
+      continue;
+    }
+    UserEntry e;
+    e.key = key.value();
+    e.name = std::string(f[1]);
+    if (!valid_user_name(e.name)) {
+      report(line_no, "invalid user name \"" + printable(as_bytes(f[1])) +
+                          "\" (want [a-z_][a-z0-9_.-]{0,31})");
+      continue;
+    }
+    const auto uid = parse_id(f[2]);
+    const auto gid = parse_id(f[3]);
+    if (!uid || !gid) {
+      report(line_no, "uid and gid must be decimal numbers 0-4294967294");
+      continue;
+    }
+    e.uid = *uid;
+    e.gid = *gid;
+    bool bad_groups = false;
+    if (f.size() == 5) {
+      std::string_view g = f[4];
+      while (!bad_groups) {
+        const std::size_t comma = g.find(',');
+        const auto id = parse_id(g.substr(0, comma));
+        if (!id || e.groups.size() == kMaxGroups) {
+          bad_groups = true;
+          break;
+        }
+        e.groups.push_back(*id);
+        if (comma == std::string_view::npos) break;
+        g = g.substr(comma + 1);
+      }
+    }
+    if (bad_groups) {
+      report(line_no, "supplementary groups must be up to 16 comma-separated decimal gids");
+      continue;
+    }
+    if (db.by_key_.count(e.key.ed25519)) {
+      report(line_no, "key already listed for user \"" + db.by_key_[e.key.ed25519].name +
+                          "\"; line ignored");
+      continue;
+    }
+    db.by_key_.emplace(e.key.ed25519, std::move(e));
+  }
+  return db;
+}
+
+Result<UserDb> UserDb::load(const std::string& path, std::vector<DbDiagnostic>* diagnostics) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return make_error("cannot open user database " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return make_error("cannot read user database " + path + ": " + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxDbBytes) {
+      ::close(fd);
+      return make_error("user database " + path + " is larger than 64 MiB");
+    }
+  }
+  ::close(fd);
+  return parse(text, diagnostics);
+}
+
+const UserEntry* UserDb::find(const UserPublicKey& key) const {
+  auto it = by_key_.find(key.ed25519);
+  return it == by_key_.end() ? nullptr : &it->second;
+}
+
+// ---- auth table ----
+
+AuthTable::AuthTable(const SessionId& session, std::size_t max_logins)
+    : session_(session), max_logins_(max_logins) {}
+
+const AuthResult& AuthTable::anonymous() {
+  static const AuthResult nobody{kAnonymousAuth, kNobody, kNobody, {}, ""};
+  return nobody;
+}
+
+const AuthResult* AuthTable::find(std::uint32_t auth_number) const {
+  if (auth_number == kAnonymousAuth) return &anonymous();
+  if (auth_number > logins_.size()) return nullptr;
+  return &logins_[auth_number - 1];
+}
+
+LoginOutcome AuthTable::refuse(std::string why) {
+  LoginOutcome out;
+  out.reply = encode_login_reply(LoginReply{false, kAnonymousAuth, why});
+  out.refusal = std::move(why);
+  return out;
+}
+
+LoginOutcome AuthTable::login(const UserDb& db, ByteSpan request) {
+  auto req = decode_login_request(request);
+  if (!req) return refuse("login refused: " + req.error());
+  const LoginRequest& r = req.value();
+  const UserEntry* e = db.find(r.key);
+  if (!e)
+    return refuse("login refused for \"" + r.user + "\": unknown key " +
+                  format_user_public_key(r.key) + " (not in the server's user database)");
+  if (e->name != r.user)
+    return refuse("login refused: key is registered to user \"" + e->name + "\", not \"" +
+                  r.user + "\"");
+  if (!verify_signature(r.key.ed25519, login_signature_input(session_, r.seqno, r.user),
+                        r.signature))
+    return refuse("login refused for \"" + r.user +
+                  "\": bad signature (not made by this key for this session)");
+  switch (seen_.check_and_record(r.seqno)) {
+    case ReplayWindow::Verdict::kFresh:
+      break;
+    case ReplayWindow::Verdict::kReplayed:
+      return refuse("login refused for \"" + r.user + "\": sequence number " +
+                    std::to_string(r.seqno) + " already used in this session (replay)");
+    case ReplayWindow::Verdict::kTooOld:
+      return refuse("login refused for \"" + r.user + "\": sequence number " +
+                    std::to_string(r.seqno) + " is too old for this session (possible replay)");
+  }
+  if (logins_.size() >= max_logins_)
+    return refuse("login refused for \"" + r.user + "\": too many logins on this connection (" +
+                  std::to_string(max_logins_) + ")");
+  AuthResult a;
+  a.auth_number = static_cast<std::uint32_t>(logins_.size() + 1);
+  a.uid = e->uid;
+  a.gid = e->gid;
+  a.groups = e->groups;
+  a.user = e->name;
+  logins_.push_back(a);
+  LoginOutcome out;
+  out.reply = encode_login_reply(LoginReply{true, a.auth_number, ""});
+  out.auth = std::move(a);
+  return out;
+}
+
+}  // namespace sfs
