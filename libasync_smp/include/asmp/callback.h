@@ -117,6 +117,15 @@ class Callback<R(Args...)> {
     void (*destroy)(void*) noexcept;
   };
 
+  // A Callback<void(...)> may hold a callable that returns a value: drop it.
+  template <class Fn>
+  static R invoke_as_r(Fn& fn, Args&&... a) {
+    if constexpr (std::is_void_v<R>)
+      std::invoke(fn, std::forward<Args>(a)...);
+    else
+      return std::invoke(fn, std::forward<Args>(a)...);
+  }
+
   template <class Fn>
   static constexpr bool fits_inline() {
     return sizeof(Fn) <= kInlineBytes && alignof(Fn) <= 8 &&
@@ -126,7 +135,7 @@ class Callback<R(Args...)> {
   template <class Fn>
   static constexpr Ops inline_ops = {
       [](void* p, Args&&... a) -> R {
-        return std::invoke(*static_cast<Fn*>(p), std::forward<Args>(a)...);
+        return invoke_as_r(*static_cast<Fn*>(p), std::forward<Args>(a)...);
       },
       [](void* from, void* to) noexcept {
         ::new (to) Fn(std::move(*static_cast<Fn*>(from)));
@@ -138,7 +147,7 @@ class Callback<R(Args...)> {
   template <class Fn>
   static constexpr Ops heap_ops = {
       [](void* p, Args&&... a) -> R {
-        return std::invoke(**static_cast<Fn**>(p), std::forward<Args>(a)...);
+        return invoke_as_r(**static_cast<Fn**>(p), std::forward<Args>(a)...);
       },
       [](void* from, void* to) noexcept { *static_cast<Fn**>(to) = *static_cast<Fn**>(from); },
       [](void* p) noexcept { delete *static_cast<Fn**>(p); },
