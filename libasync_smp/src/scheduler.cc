@@ -186,8 +186,10 @@ bool Runtime::Impl::stealable(const Worker& v) const {
 // Takes the oldest queued (hence not running) color of another worker,
 // with its whole backlog.
 Slot* Runtime::Impl::steal(Worker& w) {
-  for (unsigned i = 1; i < nworkers; ++i) {
-    Worker& v = *workers_[(w.index + i + w.steal_from) % nworkers];
+  for (unsigned i = 0; i + 1 < nworkers; ++i) {
+    // Each other worker once; the first one tried rotates after each steal.
+    unsigned offset = 1 + (w.steal_from + i) % (nworkers - 1);
+    Worker& v = *workers_[(w.index + offset) % nworkers];
     if (&v == &w || !stealable(v)) continue;
     if (!v.lock.try_lock()) continue;
     Slot* s = v.rq_head;
