@@ -1,0 +1,234 @@
+// Tests for sfs/login.h: login good / unknown key / bad signature / wrong
+// session / name mismatch / replayed; malformed messages; the user database
+// parser with malformed lines reported by line number.
+#include "sfs/login.h"
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace sfs {
+namespace {
+
+using test::counting_key;
+
+SessionId session(std::uint8_t b) {
+  SessionId s;
+  s.fill(b);
+  return s;
+}
+
+struct Fixture {
+  UserKey alice = UserKey::from_seed(counting_key(0x80));
+  UserKey bob = UserKey::from_seed(counting_key(0xa0));
+  UserKey mallory = UserKey::from_seed(counting_key(0xc0));
+  UserDb db;
+  std::vector<DbDiagnostic> diags;
+
+  Fixture() {
+    const std::string text = "# users of this server\n" +
+                             format_user_public_key(alice.public_key()) +
+                             " alice 1000 1000 27,100\n" +
+                             format_user_public_key(bob.public_key()) + "  bob\t1001 1001 # no groups\n";
+    db = UserDb::parse(text, &diags);
+  }
+};
+
+TEST(Login, GoodLogins) {
+  Fixture f;
+  ASSERT_TRUE(f.diags.empty());
+  ASSERT_EQ(f.db.size(), 2u);
+  AuthTable table(session(7));
+  LoginOutcome a = table.login(f.db, encode_login_request(f.alice, "alice", session(7), 1));
+  ASSERT_TRUE(a.auth.has_value()) << a.refusal;
+  EXPECT_EQ(a.auth->auth_number, 1u);
+  EXPECT_EQ(a.auth->uid, 1000u);
+  EXPECT_EQ(a.auth->gid, 1000u);
+  EXPECT_EQ(a.auth->groups, (std::vector<std::uint32_t>{27, 100}));
+  EXPECT_EQ(a.auth->user, "alice");
+  LoginOutcome b = table.login(f.db, encode_login_request(f.bob, "bob", session(7), 2));
+  ASSERT_TRUE(b.auth.has_value()) << b.refusal;
+  EXPECT_EQ(b.auth->auth_number, 2u);
+  EXPECT_TRUE(b.auth->groups.empty());
+
+  auto reply = decode_login_reply(a.reply);
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  EXPECT_TRUE(reply.value().accepted);
+  EXPECT_EQ(reply.value().auth_number, 1u);
+
+  ASSERT_NE(table.find(2), nullptr);
+  EXPECT_EQ(table.find(2)->uid, 1001u);
+  ASSERT_NE(table.find(0), nullptr);
+  EXPECT_EQ(table.find(0)->uid, kNobody);  // anonymous
+  EXPECT_EQ(table.find(3), nullptr);
+}
+
+void expect_refused(const LoginOutcome& o, std::string_view why) {
+  EXPECT_FALSE(o.auth.has_value());
+  EXPECT_NE(o.refusal.find(why), std::string::npos) << o.refusal;
+  auto reply = decode_login_reply(o.reply);
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  EXPECT_FALSE(reply.value().accepted);
+  EXPECT_EQ(reply.value().auth_number, kAnonymousAuth);
+  EXPECT_NE(reply.value().reason.find(why), std::string::npos);
+}
+
+TEST(Login, UnknownKeyIsRefused) {
+  Fixture f;
+  AuthTable table(session(7));
+  expect_refused(table.login(f.db, encode_login_request(f.mallory, "alice", session(7), 1)),
+                 "unknown key");
+  EXPECT_EQ(table.size(), 0u);
+}
+
+TEST(Login, BadSignatureIsRefused) {
+  Fixture f;
+  AuthTable table(session(7));
+  Bytes req = encode_login_request(f.alice, "alice", session(7), 1);
+  req.back() ^= 1;
+  expect_refused(table.login(f.db, req), "bad signature");
+}
+
+TEST(Login, SignatureForAnotherSessionIsRefused) {
+  Fixture f;
+  AuthTable table(session(7));
+  expect_refused(table.login(f.db, encode_login_request(f.alice, "alice", session(8), 1)),
+                 "bad signature");
+}
+
+TEST(Login, ChangedSequenceNumberBreaksSignature) {
+  Fixture f;
+  AuthTable table(session(7));
+  Bytes req = encode_login_request(f.alice, "alice", session(7), 1);
+  req[9] = 2;  // u64 seqno occupies bytes 2..9
+  expect_refused(table.login(f.db, req), "bad signature");
+}
+
+TEST(Login, NameMustMatchTheDatabase) {
+  Fixture f;
+  AuthTable table(session(7));
+  expect_refused(table.login(f.db, encode_login_request(f.alice, "bob", session(7), 1)),
+                 "registered to user \"alice\"");
+}
+
+TEST(Login, ReplayIsRefused) {
+  Fixture f;
+  AuthTable table(session(7));
+  const Bytes req = encode_login_request(f.alice, "alice", session(7), 5);
+  ASSERT_TRUE(table.login(f.db, req).auth.has_value());
+  expect_refused(table.login(f.db, req), "replay");
+  // A fresh, lower number is still fine (agents answer out of order).
+  EXPECT_TRUE(table.login(f.db, encode_login_request(f.bob, "bob", session(7), 3)).auth);
+  // A forged request does not burn a number: 4 is still usable afterwards.
+  Bytes forged = encode_login_request(f.alice, "alice", session(7), 4);
+  forged.back() ^= 1;
+  EXPECT_FALSE(table.login(f.db, forged).auth);
+  EXPECT_TRUE(table.login(f.db, encode_login_request(f.alice, "alice", session(7), 4)).auth);
+}
+
+TEST(Login, TooManyLogins) {
+  Fixture f;
+  AuthTable table(session(7), 2);
+  EXPECT_TRUE(table.login(f.db, encode_login_request(f.alice, "alice", session(7), 1)).auth);
+  EXPECT_TRUE(table.login(f.db, encode_login_request(f.alice, "alice", session(7), 2)).auth);
+  expect_refused(table.login(f.db, encode_login_request(f.alice, "alice", session(7), 3)),
+                 "too many logins");
+}
+
+TEST(Login, MalformedRequestsAreRefusedCleanly) {
+  Fixture f;
+  AuthTable table(session(7));
+  const Bytes good = encode_login_request(f.alice, "alice", session(7), 1);
+  std::vector<Bytes> bad = {{}, {1}, {1, 1}, Bytes(good.begin(), good.end() - 1)};
+  Bytes b = good;
+  b.push_back(0);
+  bad.push_back(b);
+  b = good;
+  b[0] = 9;
+  bad.push_back(b);
+  b = good;
+  b[1] = 2;
+  bad.push_back(b);
+  b = good;
+  b[42] = 200;  // name length beyond the message
+  bad.push_back(b);
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    LoginOutcome o = table.login(f.db, bad[i]);
+    EXPECT_FALSE(o.auth.has_value()) << i;
+    EXPECT_NE(o.refusal.find("login refused"), std::string::npos) << o.refusal;
+  }
+  // An invalid name, correctly signed, is refused before lookup.
+  expect_refused(table.login(f.db, encode_login_request(f.alice, "Alice", session(7), 9)),
+                 "invalid user name");
+}
+
+TEST(LoginReply, RoundTripAndMalformed) {
+  const LoginReply r{false, 0, "no such user"};
+  auto back = decode_login_reply(encode_login_reply(r));
+  ASSERT_TRUE(back.ok());
+  EXPECT_FALSE(back.value().accepted);
+  EXPECT_EQ(back.value().reason, "no such user");
+  Bytes bad = encode_login_reply(LoginReply{true, 3, ""});
+  bad[3] = bad[4] = bad[5] = bad[6] = 0;  // accepted with auth number 0
+  EXPECT_FALSE(decode_login_reply(bad).ok());
+  EXPECT_FALSE(decode_login_reply(Bytes{2, 1}).ok());
+}
+
+TEST(UserDb, MalformedLinesAreReportedAndSkipped) {
+  const UserKey a = UserKey::from_seed(counting_key(1));
+  const UserKey b = UserKey::from_seed(counting_key(2));
+  const UserKey c = UserKey::from_seed(counting_key(3));
+  const std::string ka = format_user_public_key(a.public_key());
+  const std::string kb = format_user_public_key(b.public_key());
+  const std::string kc = format_user_public_key(c.public_key());
+  const std::string text =
+      "# comment\n"                                            // 1
+      "\n"                                                     // 2
+      + ka + " alice 1000 1000\n"                              // 3 good
+      + kb + " bob 1001\n"                                     // 4 too few fields
+      + "ed25519:notbase32 carol 1 1\n"                        // 5 bad key
+      + kb + " Bob 1001 1001\n"                                // 6 bad name
+      + kb + " bob -1 1001\n"                                  // 7 bad uid
+      + kb + " bob 1001 4294967295\n"                          // 8 gid out of range
+      + kb + " bob 1001 1001 1,,2\n"                           // 9 bad group list
+      + kb + " bob 1001 1001 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n"  // 10 > 16 groups
+      + ka + " alice2 1 1\n"                                   // 11 duplicate key
+      + kb + " bob 1001 1001 20 extra\n"                       // 12 too many fields
+      + kb + " bob 01001 1001\n"                               // 13 leading zero
+      + kc + " carol 0 0 0   # root, allowed\r\n"              // 14 good (CRLF)
+      + std::string(5000, 'x') + "\n"                          // 15 overlong
+      + kb + " bob 1001 1001 1,2\n";                           // 16 good
+  std::vector<DbDiagnostic> diags;
+  const UserDb db = UserDb::parse(text, &diags);
+  std::vector<std::size_t> lines;
+  for (const auto& d : diags) lines.push_back(d.line);
+  EXPECT_EQ(lines, (std::vector<std::size_t>{4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15}));
+  EXPECT_EQ(db.size(), 3u);
+  ASSERT_NE(db.find(a.public_key()), nullptr);
+  EXPECT_EQ(db.find(a.public_key())->name, "alice");  // the first line wins
+  ASSERT_NE(db.find(b.public_key()), nullptr);
+  EXPECT_EQ(db.find(b.public_key())->groups, (std::vector<std::uint32_t>{1, 2}));
+  ASSERT_NE(db.find(c.public_key()), nullptr);
+  EXPECT_EQ(db.find(c.public_key())->uid, 0u);
+  for (const auto& d : diags) EXPECT_FALSE(d.message.empty());
+}
+
+TEST(UserDb, LoadMissingFileIsAClearError) {
+  auto r = UserDb::load("/nonexistent/sfs-users", nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("/nonexistent/sfs-users"), std::string::npos);
+}
+
+TEST(UserNames, Validity) {
+  EXPECT_TRUE(valid_user_name("alice"));
+  EXPECT_TRUE(valid_user_name("_svc-backup.1"));
+  EXPECT_FALSE(valid_user_name(""));
+  EXPECT_FALSE(valid_user_name("1alice"));
+  EXPECT_FALSE(valid_user_name("Alice"));
+  EXPECT_FALSE(valid_user_name("al ice"));
+  EXPECT_FALSE(valid_user_name(std::string(33, 'a')));
+  EXPECT_TRUE(valid_user_name(std::string(32, 'a')));
+}
+
+}  // namespace
+}  // namespace sfs
