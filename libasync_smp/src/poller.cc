@@ -223,9 +223,12 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
 void Runtime::Impl::fdcb(int fd, Selop op, Closure cb) {
   if (fd < 0 || (op != selread && op != selwrite)) throw std::invalid_argument("asmp::fdcb: bad fd or op");
   int dir = op == selread ? 0 : 1;
+  // The callback replaced, destroyed after the lock is released: it may own
+  // an object whose destructor calls fdcb (a connection unregistering itself).
+  std::shared_ptr<Closure> old;
   std::lock_guard lk(fd_mu_);
   FdEntry& e = fds_[fd];
-  e.cb[dir] = cb ? std::make_shared<Closure>(std::move(cb)) : nullptr;
+  old = std::exchange(e.cb[dir], cb ? std::make_shared<Closure>(std::move(cb)) : nullptr);
   std::uint32_t ev = wanted_events(e);
   epoll_event mod{};
   mod.events = ev | EPOLLONESHOT;
@@ -311,6 +314,7 @@ bool Runtime::Impl::timecb_remove(TimerId id) {
 void Runtime::Impl::sigcb(int sig, Closure cb) {
   if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
     throw std::invalid_argument("asmp::sigcb: bad signal number");
+  std::shared_ptr<Closure> replaced;  // destroyed unlocked, as in fdcb
   std::lock_guard lk(sig_mu_);
   if (sigpipe_[0] < 0) {
     if (pipe2(sigpipe_, O_NONBLOCK | O_CLOEXEC) != 0) fail("pipe2");
@@ -320,7 +324,10 @@ void Runtime::Impl::sigcb(int sig, Closure cb) {
   if (!g_signal_fd.compare_exchange_strong(expected, sigpipe_[1]) && expected != sigpipe_[1])
     throw std::logic_error("asmp::sigcb: another Runtime owns signals");
   if (!cb) {
-    sigs_.erase(sig);
+    if (auto it = sigs_.find(sig); it != sigs_.end()) {
+      replaced = std::move(it->second);
+      sigs_.erase(it);
+    }
     auto it = old_actions_.find(sig);
     if (it != old_actions_.end()) {
       sigaction(sig, &it->second, nullptr);
@@ -328,7 +335,7 @@ void Runtime::Impl::sigcb(int sig, Closure cb) {
     }
     return;
   }
-  sigs_[sig] = std::make_shared<Closure>(std::move(cb));
+  replaced = std::exchange(sigs_[sig], std::make_shared<Closure>(std::move(cb)));
   if (!old_actions_.count(sig)) {
     struct sigaction sa {};
     sa.sa_handler = on_signal;

@@ -99,18 +99,27 @@ Runtime::Impl::~Impl() {
     }
     delete w;
   }
+  // Timer, fd and signal callbacks are destroyed outside the locks: their
+  // destructors may call back in (cancel a timer, unregister an fd).
+  decltype(timers_) timers;
+  decltype(fds_) fds;
+  decltype(sigs_) sigs;
   {
     std::lock_guard lk(timer_mu_);
-    timers_.clear();
+    timers.swap(timers_);
+    timer_index_.clear();
   }
   {
     std::lock_guard lk(fd_mu_);
-    fds_.clear();
+    fds.swap(fds_);
   }
   {
     std::lock_guard lk(sig_mu_);
-    sigs_.clear();
+    sigs.swap(sigs_);
   }
+  timers.clear();
+  fds.clear();
+  sigs.clear();
   poller_destroy();
 }
 
@@ -121,7 +130,10 @@ Runtime::Runtime(RuntimeOptions opts) : impl_(std::make_unique<Impl>(this, opts)
 Runtime::~Runtime() {
   Runtime* me = this;
   g_latest.compare_exchange_strong(me, nullptr);
-  impl_.reset();
+  // Not impl_.reset(): it nulls impl_ before ~Impl runs, and the pending
+  // callbacks ~Impl destroys may call back into this Runtime.
+  delete impl_.get();
+  impl_.release();
 }
 
 int Runtime::run() {
