@@ -131,7 +131,8 @@ class NfsClientTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<NfsClient> make_client(std::uint16_t nfs_port = 0, std::uint16_t mnt_port = 0) {
+  std::unique_ptr<NfsClient> make_client(std::uint16_t nfs_port = 0, std::uint16_t mnt_port = 0,
+                                         std::chrono::milliseconds stall = 30s) {
     NfsOptions o;
     o.nfs_port = nfs_port ? nfs_port : g_server->nfs_port();
     o.mount_port = mnt_port ? mnt_port : g_server->mnt_port();
@@ -140,6 +141,7 @@ class NfsClientTest : public ::testing::Test {
     o.runtime = rt_.get();
     o.call_timeout = 20s;
     o.connect_timeout = 3s;
+    o.stall_timeout = stall;
     return std::make_unique<NfsClient>(o);
   }
 
@@ -457,6 +459,30 @@ TEST_F(NfsClientTest, SurvivesGaneshaRestart) {
   auto ga = sync<Attr>([&](auto d) { client_->getattr(nobody_, fh, std::move(d)); });
   EXPECT_TRUE(ga.ok()) << ga.error.describe();
   EXPECT_GE(client_->stats().connects, 2u);
+}
+
+TEST_F(NfsClientTest, StalledServerIsDetectedAndReconnected) {
+  auto client = make_client(0, 0, 1s);
+  auto m = sync<FileHandle>([&](auto d) { client->mount(std::move(d)); });
+  ASSERT_TRUE(m.ok()) << m.error.describe();
+  pid_t pid = 0;
+  std::ifstream(g_server->state_dir() + "/ganesha.pid") >> pid;
+  ASSERT_GT(pid, 0);
+
+  kill(pid, SIGSTOP);  // TCP stays open, nothing answers
+  auto p = std::make_shared<std::promise<Result<Attr>>>();
+  client->getattr({nobody_, 15s}, m.value,
+                  Done<Attr>([p](auto r) { p->set_value(std::move(r)); }, kTestColor));
+  std::this_thread::sleep_for(2500ms);
+  kill(pid, SIGCONT);
+
+  auto f = p->get_future();
+  ASSERT_EQ(f.wait_for(20s), std::future_status::ready);
+  auto r = f.get();
+  EXPECT_TRUE(r.ok()) << r.error.describe();
+  EXPECT_GE(client->stats().stalls, 1u);
+  auto again = sync<Attr>([&](auto d) { client->getattr(nobody_, m.value, std::move(d)); });
+  EXPECT_TRUE(again.ok()) << again.error.describe();
 }
 
 TEST_F(NfsClientTest, ClosingFailsPendingCallsExactlyOnce) {

@@ -351,6 +351,9 @@ struct NfsOptions {
   std::chrono::milliseconds backoff_max{2000};       // ...up to this
   std::chrono::milliseconds give_up_after{60000};    // then waiting calls get kUnavailable
   unsigned max_resends = 3;  // how often one call may be resent after reconnects
+  // A connection with calls outstanding and no reply for this long is taken
+  // for dead (a hung or stopped server keeps TCP open) and reconnected.
+  std::chrono::milliseconds stall_timeout{30000};
 
   Cred mount_cred{0, 0};       // credentials of the MNT call
   std::string machine_name = "sfs";  // AUTH_UNIX machinename
@@ -361,7 +364,8 @@ struct NfsStats {
   std::uint64_t resent = 0;       // calls resent after a reconnect
   std::uint64_t timeouts = 0;
   std::uint64_t connects = 0;     // successful connect + mount cycles
-  std::uint64_t disconnects = 0;  // connections lost
+  std::uint64_t disconnects = 0;  // connections lost (including stalls)
+  std::uint64_t stalls = 0;       // connections given up for lack of replies
 };
 
 class NfsClient {

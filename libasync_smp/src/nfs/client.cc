@@ -117,6 +117,7 @@ NfsStats NfsClient::Impl::stats() const {
   s.timeouts = stats_.timeouts.load(std::memory_order_relaxed);
   s.connects = stats_.connects.load(std::memory_order_relaxed);
   s.disconnects = stats_.disconnects.load(std::memory_order_relaxed);
+  s.stalls = stats_.stalls.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -200,6 +201,7 @@ void NfsClient::Impl::issue(Call* c) {
     return;
   }
   c->in_libnfs = true;
+  if (in_flight_++ == 0) last_progress_ = Clock::now();
 }
 
 // Called by libnfs from inside rpc_service() (or rpc_destroy_context()).
@@ -208,6 +210,8 @@ void NfsClient::Impl::on_reply(rpc_context*, int status, void* data, void* priv)
   Call* c = static_cast<Call*>(priv);
   Impl* self = c->owner;
   c->in_libnfs = false;
+  --self->in_flight_;
+  if (status == RPC_STATUS_SUCCESS) self->last_progress_ = Clock::now();
   if (c->finished) {  // timed out earlier
     self->release(c);
     return;
@@ -567,12 +571,17 @@ void NfsClient::Impl::on_tick() {
     }
     c = next;
   }
+  if (state_ == State::kReady && in_flight_ > 0 && now - last_progress_ >= opts.stall_timeout) {
+    stats_.stalls.fetch_add(1, std::memory_order_relaxed);
+    connection_lost("no reply to any of " + std::to_string(in_flight_) + " calls for " +
+                    ms_string(opts.stall_timeout));
+  }
   bool cycling = state_ == State::kMounting || state_ == State::kConnecting;
   if (cycling && now >= cycle_deadline_) {
     cycle_failed("no answer within connect_timeout " + ms_string(opts.connect_timeout));
   }
   cycling = state_ == State::kMounting || state_ == State::kConnecting;
-  if (nactive_ > 0 || cycling) arm_tick();
+  if (nactive_ > 0 || in_flight_ > 0 || cycling) arm_tick();
 }
 
 // ---------------------------------------------------------------- NfsClient

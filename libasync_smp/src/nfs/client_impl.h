@@ -185,6 +185,8 @@ class NfsClient::Impl : public std::enable_shared_from_this<NfsClient::Impl> {
   std::vector<Call*> errored_;   // libnfs reported an error during rpc_service
   std::uint64_t next_seq_ = 1;
   std::size_t nactive_ = 0;
+  std::size_t in_flight_ = 0;              // calls libnfs holds on nfs_
+  Clock::time_point last_progress_{};      // last reply, or when in_flight_ left 0
 
   Done<FileHandle> mount_done_;  // the first mount()'s callback, until it runs
   // Results the libnfs connect/MNT callbacks leave for after_service().
@@ -201,7 +203,8 @@ class NfsClient::Impl : public std::enable_shared_from_this<NfsClient::Impl> {
   mutable std::mutex root_mu_;  // any thread
   FileHandle root_;
   struct AtomicStats {
-    std::atomic<std::uint64_t> calls{0}, resent{0}, timeouts{0}, connects{0}, disconnects{0};
+    std::atomic<std::uint64_t> calls{0}, resent{0}, timeouts{0}, connects{0}, disconnects{0},
+        stalls{0};
   } stats_;  // any thread
 };
 
