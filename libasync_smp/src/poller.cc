@@ -97,8 +97,22 @@ void Runtime::Impl::poke_poller() {
 bool Runtime::Impl::try_poll(Worker& w, int timeout_ms) {
   if (poll_busy_.exchange(true, std::memory_order_acquire)) return false;
   poll_once(w, timeout_ms);
-  poll_busy_.store(false, std::memory_order_release);
+  release_poller();
   return true;
+}
+
+// Dekker with idle(): we store poll_busy_ = false, then look for a futex
+// sleeper; a sleeper stores its state, then re-checks poll_busy_. Either we
+// see it asleep and wake it, or it sees the poller free and does not sleep.
+void Runtime::Impl::release_poller() {
+  poll_busy_.store(false, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  for (Worker* v : workers_) {
+    if (v->state.load(std::memory_order_seq_cst) == kSleepFutex) {
+      wake(*v);
+      return;
+    }
+  }
 }
 
 void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {

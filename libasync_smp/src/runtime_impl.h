@@ -36,7 +36,10 @@
 //   Poller: epoll set holding the wake eventfd, a timerfd armed for the
 //   earliest timer, the signal self-pipe and user fds (EPOLLONESHOT, re-armed
 //   after each callback). Any worker may poll, one at a time (poll_busy_):
-//   non-blocking when it has other work, blocking when idle.
+//   non-blocking when it has other work, blocking when idle. An idle worker
+//   that finds the poller taken sleeps on its futex; whoever releases the
+//   poller wakes such a sleeper to take it over, so that events are never
+//   left waiting for a busy worker while another is idle.
 #pragma once
 
 #include <signal.h>
@@ -138,6 +141,10 @@ struct Runtime::Impl {
   // Polls once with the given timeout (ms, -1 forever) if no other worker is
   // polling; returns whether it polled.
   bool try_poll(Worker& w, int timeout_ms);
+  // Releases poll_busy_ and, if a worker sleeps on its futex (it found the
+  // poller taken), wakes it to take over: an idle worker must be watching
+  // fds and timers while the releaser goes on to run callbacks.
+  void release_poller();
   // Polls once; the caller holds poll_busy_.
   void poll_once(Worker& w, int timeout_ms);
   void fdcb(int fd, Selop op, Closure cb);

@@ -304,11 +304,13 @@ void Runtime::Impl::idle(Worker& w) {
   if (!poll_busy_.exchange(true, std::memory_order_acquire)) {
     w.state.store(kSleepEpoll, std::memory_order_seq_cst);
     poll_once(w, has_work(w) ? 0 : -1);
-    poll_busy_.store(false, std::memory_order_release);
+    release_poller();
   } else {
     std::uint32_t seq = w.futex.load(std::memory_order_seq_cst);
     w.state.store(kSleepFutex, std::memory_order_seq_cst);
-    if (!has_work(w)) w.futex.wait(seq, std::memory_order_seq_cst);
+    // Not if the poller was released meanwhile: then go round and take it.
+    if (!has_work(w) && poll_busy_.load(std::memory_order_seq_cst))
+      w.futex.wait(seq, std::memory_order_seq_cst);
   }
   w.state.store(kRunning, std::memory_order_seq_cst);
   sleepers_.fetch_sub(1, std::memory_order_seq_cst);
