@@ -1,0 +1,97 @@
+// sigcb: signals arrive as callbacks under their color; a null callback and
+// the Runtime's destruction restore the previous action.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "asmp/runtime.h"
+#include "test_util.h"
+
+namespace asmp {
+namespace {
+
+using testing::run_bounded;
+using namespace std::chrono_literals;
+
+void (*handler_of(int sig))(int) {
+  struct sigaction sa {};
+  sigaction(sig, nullptr, &sa);
+  return sa.sa_handler;
+}
+
+TEST(Signal, DeliveredAsCallbackUnderItsColor) {
+  Runtime rt(RuntimeOptions{.threads = 2});
+  int got = 0;  // color 9: serial
+  int wrong_color = 0;
+  rt.sigcb(SIGUSR1, Closure(
+                        [&] {
+                          if (Runtime::current_color() != 9) ++wrong_color;
+                          if (++got == 5) {
+                            rt.stop();
+                            return;
+                          }
+                          // One at a time: identical pending signals merge.
+                          ::kill(::getpid(), SIGUSR1);
+                        },
+                        9));
+  rt.cpucb([] { ::kill(::getpid(), SIGUSR1); });
+  EXPECT_EQ(run_bounded(rt), 0) << "timed out after " << got << " signals";
+  EXPECT_EQ(got, 5);
+  EXPECT_EQ(wrong_color, 0);
+  rt.sigcb(SIGUSR1, nullptr);
+}
+
+TEST(Signal, FromForeignThreadWhileWorkersSleep) {
+  Runtime rt(RuntimeOptions{.threads = 2});
+  std::atomic<int> got{0};
+  rt.sigcb(SIGUSR2, Closure([&] { got.fetch_add(1); }, 3));
+  std::atomic<bool> done{false};
+  std::thread sender([&] {
+    std::this_thread::sleep_for(20ms);  // let the workers go to sleep
+    for (int i = 0; i < 3 && !done.load(); ++i) {
+      int before = got.load();
+      ::kill(::getpid(), SIGUSR2);
+      testing::wait_until([&] { return got.load() > before; }, 2s);
+    }
+    rt.stop();
+  });
+  EXPECT_EQ(run_bounded(rt), 0);
+  done = true;
+  sender.join();
+  EXPECT_EQ(got.load(), 3);
+  rt.sigcb(SIGUSR2, nullptr);
+}
+
+TEST(Signal, NullCallbackAndDestructionRestorePreviousAction) {
+  auto before1 = handler_of(SIGUSR1);
+  auto before2 = handler_of(SIGUSR2);
+  {
+    Runtime rt(RuntimeOptions{.threads = 1});
+    rt.sigcb(SIGUSR1, [] {});
+    rt.sigcb(SIGUSR2, [] {});
+    EXPECT_NE(handler_of(SIGUSR1), before1);
+    rt.sigcb(SIGUSR1, nullptr);
+    EXPECT_EQ(handler_of(SIGUSR1), before1);
+    EXPECT_NE(handler_of(SIGUSR2), before2);
+  }
+  EXPECT_EQ(handler_of(SIGUSR2), before2) << "~Runtime restores what it took";
+}
+
+TEST(Signal, OneRuntimeOwnsSignalsAtATime) {
+  auto rt1 = std::make_unique<Runtime>(RuntimeOptions{.threads = 1});
+  Runtime rt2(RuntimeOptions{.threads = 1});
+  rt1->sigcb(SIGUSR1, [] {});
+  EXPECT_THROW(rt2.sigcb(SIGUSR2, [] {}), std::logic_error);
+  rt1.reset();
+  EXPECT_NO_THROW(rt2.sigcb(SIGUSR2, [] {}));
+  rt2.sigcb(SIGUSR2, nullptr);
+  EXPECT_THROW(rt2.sigcb(SIGKILL, [] {}), std::invalid_argument);
+  EXPECT_THROW(rt2.sigcb(0, [] {}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace asmp
