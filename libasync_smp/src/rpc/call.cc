@@ -1,0 +1,59 @@
+// call.cc: the server side of one call. A Call is move-only and answers at
+// most once; reply() encodes at once on the calling thread and the record
+// hops to the connection's color to be sealed and sent (Transport::send).
+#include "wire.h"
+
+namespace asmp::rpc {
+
+Call::Call(std::unique_ptr<State> s) : state_(std::move(s)) {}
+Call::Call(Call&&) noexcept = default;
+
+Call& Call::operator=(Call&& o) noexcept {
+  if (this != &o) {
+    if (state_ && !state_->answered) reply_error(RpcError::kSystemErr);
+    state_ = std::move(o.state_);
+  }
+  return *this;
+}
+
+Call::~Call() {
+  // Never lose a call: a handler that forgot to answer (or threw) still
+  // gets its caller an answer rather than a timeout.
+  if (state_ && !state_->answered) reply_error(RpcError::kSystemErr);
+}
+
+std::uint32_t Call::prog() const { return state_->program->iface.prog; }
+std::uint32_t Call::vers() const { return state_->program->iface.vers; }
+std::uint32_t Call::proc() const { return state_->procnum; }
+std::uint32_t Call::xid() const { return state_->xid; }
+const Cred& Call::cred() const { return state_->cred; }
+color_t Call::color() const { return state_->conn->color(); }
+const std::shared_ptr<Connection>& Call::connection() const { return state_->conn; }
+void* Call::raw_args() const { return state_->args; }
+bool Call::answered() const { return state_ && state_->answered; }
+
+void Call::reply(const void* res) { reply(state_->proc->xres, res); }
+
+void Call::reply(xdrproc_t xres, const void* res) {
+  if (!state_ || state_->answered) return;
+  state_->answered = true;
+  RecordBuf rec = wire::success(state_->xid, xres, res);
+  if (rec.empty()) rec = wire::accepted_error(state_->xid, wire::kSystemErr);
+  state_->conn->transport()->send(std::move(rec));
+}
+
+void Call::reply_error(RpcError e) {
+  if (!state_ || state_->answered) return;
+  state_->answered = true;
+  std::uint32_t low = 0, high = 0;
+  if (e == RpcError::kProgMismatch) low = high = state_->program->iface.vers;
+  state_->conn->transport()->send(wire::accepted_error(state_->xid, wire::accept_stat_of(e), low, high));
+}
+
+void Call::reject_auth(std::uint32_t auth_stat) {
+  if (!state_ || state_->answered) return;
+  state_->answered = true;
+  state_->conn->transport()->send(wire::denied_auth(state_->xid, auth_stat));
+}
+
+}  // namespace asmp::rpc

@@ -1,0 +1,129 @@
+// server.cc: the listening socket. Accepts under accept_color, gives each
+// connection a color of its own (unless told otherwise) and a Connection
+// serving the shared, frozen Programs. The set of live connections (for
+// close()) is the only state shared between colors, under mu_.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "wire.h"
+
+namespace asmp::rpc {
+
+std::shared_ptr<Server> Server::create(std::shared_ptr<const Programs> programs, ServerOptions opts) {
+  return std::shared_ptr<Server>(new Server(std::move(programs), std::move(opts)));
+}
+
+Server::Server(std::shared_ptr<const Programs> programs, ServerOptions opts)
+    : programs_(std::move(programs)), opts_(std::move(opts)), rt_(&default_runtime()) {}
+
+Server::~Server() {
+  // Still listening means the runtime's fd table held the last reference
+  // and is being destroyed: just close.
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
+
+int Server::listen(const std::string& host, std::uint16_t port) {
+  if (listen_fd_ >= 0) return EISCONN;
+  sockaddr_storage ss{};
+  socklen_t sl = 0;
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(port);
+    sl = sizeof *in4;
+  } else if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    sl = sizeof *in6;
+  } else {
+    return EINVAL;
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0 || ::listen(fd, 1024) != 0) {
+    int err = errno;
+    ::close(fd);
+    return err;
+  }
+  sl = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+  port_ = ntohs(ss.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
+  listen_fd_ = fd;
+  rt_->fdcb(fd, selread, Closure(wrap(opts_.accept_color, &Server::on_accept, shared_from_this())));
+  return 0;
+}
+
+color_t Server::next_color() {
+  if (opts_.conn_color) return *opts_.conn_color;
+  color_t c;
+  do c = color_counter_.fetch_add(1, std::memory_order_relaxed) + 1;
+  while (c == 0);  // 0 belongs to the server's shared state
+  return c;
+}
+
+void Server::on_accept() {
+  for (int i = 0; i < 64; ++i) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      // EAGAIN: drained. EMFILE and friends: try again on the next wakeup.
+      return;
+    }
+    serve_fd(fd);
+  }
+}
+
+std::shared_ptr<Connection> Server::serve_fd(int fd) {
+  auto t = Transport::create(fd, next_color(), opts_.transport);
+  ConnectionOptions co;
+  co.programs = programs_;
+  std::weak_ptr<Server> weak = weak_from_this();
+  // Filled in once the connection exists; the close handler only needs its
+  // address to find it in conns_.
+  auto key = std::make_shared<Connection*>(nullptr);
+  co.on_close = [weak, key](CloseReason, int) {
+    if (auto s = weak.lock()) {
+      std::lock_guard lk(s->mu_);
+      s->conns_.erase(*key);
+    }
+  };
+  std::shared_ptr<Connection> c;
+  {
+    // Registered before the transport starts, so close() cannot miss it and
+    // its close handler cannot run before it is in the table.
+    std::lock_guard lk(mu_);
+    c = Connection::create(t, std::move(co));
+    *key = c.get();
+    conns_.emplace(c.get(), c);
+  }
+  if (opts_.on_connect) opts_.on_connect(c);
+  return c;
+}
+
+void Server::close() {
+  if (listen_fd_ >= 0) {
+    rt_->fdcb(listen_fd_, selread, nullptr);
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  std::vector<std::shared_ptr<Connection>> live;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [k, w] : conns_)
+      if (auto c = w.lock()) live.push_back(std::move(c));
+  }
+  for (auto& c : live) c->close();
+}
+
+std::size_t Server::connections() const {
+  std::lock_guard lk(mu_);
+  return conns_.size();
+}
+
+}  // namespace asmp::rpc

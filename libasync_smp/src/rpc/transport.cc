@@ -1,0 +1,437 @@
+// transport.cc: RPC record marking over a non-blocking TCP socket.
+//
+// Life of a record, in: the read callback (transport color) readv()s into
+// the unfinished fragment of record_ and, past it, into the reused chunk_;
+// parse() walks the chunk, collecting 4-byte fragment headers (which may
+// straddle reads) and fragment bodies. A header is checked against
+// max_record before record_ grows for it. When the last fragment is
+// complete, the filter opens the record and on_record_ gets it.
+//
+// Life of a record, out: send() hops to the transport color; enqueue()
+// seals it and appends it to outq_; one flush task per burst writes the
+// whole queue with sendmsg (fragment headers are built in a scratch array
+// at flush time), and if the socket is full, a write fdcb finishes the job.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "asmp/rpc_transport.h"
+
+namespace asmp::rpc {
+
+// ---- RecordBuf ---------------------------------------------------------------
+
+RecordBuf::RecordBuf(RecordBuf&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
+  o.data_ = nullptr;
+  o.size_ = o.cap_ = 0;
+}
+
+RecordBuf& RecordBuf::operator=(RecordBuf&& o) noexcept {
+  if (this != &o) {
+    delete[] data_;
+    data_ = o.data_;
+    size_ = o.size_;
+    cap_ = o.cap_;
+    o.data_ = nullptr;
+    o.size_ = o.cap_ = 0;
+  }
+  return *this;
+}
+
+void RecordBuf::reserve(std::size_t n) {
+  if (n <= cap_) return;
+  char* p = new char[n];
+  if (size_) std::memcpy(p, data_, size_);
+  delete[] data_;
+  data_ = p;
+  cap_ = n;
+}
+
+void RecordBuf::resize(std::size_t n) {
+  if (n > cap_) reserve(std::max(n, cap_ + cap_ / 2));
+  size_ = n;
+}
+
+void RecordBuf::append(const void* p, std::size_t n) {
+  std::size_t old = size_;
+  resize(size_ + n);
+  std::memcpy(data_ + old, p, n);
+}
+
+// ---- Transport ---------------------------------------------------------------
+
+const char* to_string(CloseReason r) {
+  switch (r) {
+    case CloseReason::kLocal: return "closed locally";
+    case CloseReason::kEof: return "peer closed the connection";
+    case CloseReason::kSocketError: return "socket error";
+    case CloseReason::kRecordTooLarge: return "peer sent a record above the size limit";
+    case CloseReason::kFilterRejected: return "record filter rejected a record";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr std::uint32_t kLastFragment = 0x80000000u;
+constexpr int kMaxIov = 256;
+
+std::uint32_t load_be32(const unsigned char* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
+}  // namespace
+
+std::shared_ptr<Transport> Transport::create(int fd, color_t color, TransportOptions opts) {
+  return std::shared_ptr<Transport>(new Transport(fd, color, opts));
+}
+
+Transport::Transport(int fd, color_t color, TransportOptions opts)
+    : fd_(fd), rt_(&default_runtime()), color_(color), opts_(opts) {
+  if (opts_.max_fragment == 0 || opts_.max_fragment > 0x7fffffff)
+    throw std::invalid_argument("asmp::rpc::Transport: max_fragment must be in [1, 2^31-1]");
+  int fl = ::fcntl(fd_, F_GETFL);
+  if (fl >= 0) ::fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on AF_UNIX
+}
+
+Transport::~Transport() {
+  // Open here means never started, or the runtime is being destroyed (its
+  // fd table holds the last reference): no fd callback to remove either way,
+  // and calling into a dying runtime would deadlock.
+  if (!closed_ && fd_ >= 0) ::close(fd_);
+}
+
+bool Transport::on_own_color() const noexcept {
+  return Runtime::worker_index() >= 0 && Runtime::current_color() == color_ &&
+         Runtime::current() == rt_;
+}
+
+bool Transport::closed() const noexcept { return closed_hint_.load(std::memory_order_acquire); }
+
+void Transport::start(RecordHandler on_record, CloseHandler on_close) {
+  if (started_) throw std::logic_error("asmp::rpc::Transport::start called twice");
+  started_ = true;
+  on_record_ = std::move(on_record);
+  on_close_ = std::move(on_close);
+  chunk_.reset(new char[opts_.read_chunk]);
+  rt_->fdcb(fd_, selread, Closure(wrap(color_, &Transport::on_readable, shared_from_this())));
+}
+
+void Transport::set_filter(std::shared_ptr<RecordFilter> filter) { filter_ = std::move(filter); }
+
+void Transport::send(RecordBuf record) {
+  if (on_own_color()) {
+    enqueue(std::move(record));
+    return;
+  }
+  rt_->cpucb(Closure(
+      [self = shared_from_this(), rec = std::move(record)]() mutable { self->enqueue(std::move(rec)); },
+      color_));
+}
+
+void Transport::close() {
+  if (on_own_color()) {
+    shutdown(CloseReason::kLocal, 0);
+    return;
+  }
+  rt_->cpucb(Closure([self = shared_from_this()] { self->shutdown(CloseReason::kLocal, 0); }, color_));
+}
+
+void Transport::shutdown(CloseReason why, int err) {
+  if (closed_) return;
+  closed_ = true;
+  closed_hint_.store(true, std::memory_order_release);
+  rt_->fdcb(fd_, selread, nullptr);
+  rt_->fdcb(fd_, selwrite, nullptr);
+  write_armed_ = false;
+  ::close(fd_);
+  outq_.clear();
+  out_offset_ = 0;
+  record_ = RecordBuf();
+  CloseHandler cb = std::move(on_close_);
+  if (cb) cb(why, err);
+  // The record handler or the filter may be running right now (this may be
+  // called from inside them); drop them, and the references they hold,
+  // after the current callback.
+  rt_->cpucb(Closure(
+      [self = shared_from_this()] {
+        self->on_record_ = nullptr;
+        self->filter_.reset();
+      },
+      color_));
+}
+
+// ---- input -------------------------------------------------------------------
+
+void Transport::on_readable() {
+  // A few reads per callback, then back to the scheduler so that other
+  // colors on this worker get their turn; the fd callback is re-armed.
+  for (int round = 0; round < 4 && !closed_; ++round) {
+    iovec iov[2];
+    int n = 0;
+    std::size_t direct = 0;
+    if (in_body_ && frag_left_ > 0) {
+      direct = frag_left_;
+      iov[n++] = {record_.data() + record_.size(), direct};
+    }
+    iov[n++] = {chunk_.get(), opts_.read_chunk};
+    ssize_t r = ::readv(fd_, iov, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      shutdown(CloseReason::kSocketError, errno);
+      return;
+    }
+    if (r == 0) {
+      shutdown(CloseReason::kEof, 0);
+      return;
+    }
+    std::size_t got = static_cast<std::size_t>(r);
+    if (direct) {
+      std::size_t d = std::min(got, direct);
+      record_.resize(record_.size() + d);
+      frag_left_ -= d;
+      got -= d;
+      if (frag_left_ == 0 && !fragment_done()) return;
+    }
+    if (got && !parse(chunk_.get(), got)) return;
+    if (static_cast<std::size_t>(r) < direct + opts_.read_chunk) return;  // drained
+  }
+}
+
+bool Transport::parse(const char* p, std::size_t n) {
+  while (n > 0) {
+    if (!in_body_) {
+      std::size_t take = std::min<std::size_t>(4 - hdr_have_, n);
+      std::memcpy(hdr_ + hdr_have_, p, take);
+      hdr_have_ += static_cast<unsigned>(take);
+      p += take;
+      n -= take;
+      if (hdr_have_ < 4) return true;
+      hdr_have_ = 0;
+      if (!take_header()) return false;
+      if (frag_left_ == 0 && !fragment_done()) return false;
+      continue;
+    }
+    std::size_t take = std::min(frag_left_, n);
+    std::memcpy(record_.data() + record_.size(), p, take);
+    record_.resize(record_.size() + take);
+    frag_left_ -= take;
+    p += take;
+    n -= take;
+    if (frag_left_ == 0 && !fragment_done()) return false;
+  }
+  return true;
+}
+
+// A complete fragment header is in hdr_: check it and make room.
+bool Transport::take_header() {
+  std::uint32_t word = load_be32(hdr_);
+  last_fragment_ = (word & kLastFragment) != 0;
+  std::size_t len = word & ~kLastFragment;
+  // RFC 5531 11: the record is the concatenation of its fragments; the
+  // limit is on the record, so check the sum before allocating anything.
+  if (len > opts_.max_record || record_.size() + len > opts_.max_record) {
+    shutdown(CloseReason::kRecordTooLarge, 0);
+    return false;
+  }
+  std::size_t need = record_.size() + len;
+  if (record_.capacity() < need) {
+    std::size_t grow = record_.capacity() * 2;
+    record_.reserve(last_fragment_ || grow < need ? need : std::min(grow, opts_.max_record));
+  }
+  in_body_ = true;
+  frag_left_ = len;
+  return true;
+}
+
+// The current fragment is complete; deliver the record if it was the last.
+// Returns false if the transport closed meanwhile.
+bool Transport::fragment_done() {
+  in_body_ = false;
+  if (!last_fragment_) return true;
+  RecordBuf rec = std::move(record_);
+  record_ = RecordBuf();
+  if (filter_ && !filter_->open(rec)) {
+    shutdown(CloseReason::kFilterRejected, 0);
+    return false;
+  }
+  if (on_record_) on_record_(std::move(rec));
+  return !closed_;
+}
+
+// ---- output ------------------------------------------------------------------
+
+void Transport::enqueue(RecordBuf record) {
+  if (closed_) return;
+  if (filter_ && !filter_->seal(record)) {
+    shutdown(CloseReason::kFilterRejected, 0);
+    return;
+  }
+  outq_.push_back(std::move(record));
+  if (!write_armed_ && !flush_pending_) {
+    // Flush after the callbacks already queued on this color have run, so
+    // that a burst of sends goes out in one system call.
+    flush_pending_ = true;
+    rt_->cpucb(Closure(wrap(color_, &Transport::flush, shared_from_this())));
+  }
+}
+
+void Transport::on_writable() { flush(); }
+
+void Transport::flush() {
+  flush_pending_ = false;
+  if (closed_) return;
+  const std::size_t frag = opts_.max_fragment;
+  while (!outq_.empty()) {
+    iovec iov[kMaxIov];
+    std::uint32_t marks[kMaxIov];
+    int n = 0, m = 0;
+    std::size_t requested = 0;
+    std::size_t skip = out_offset_;
+    for (RecordBuf& rec : outq_) {
+      std::size_t size = rec.size();
+      std::size_t off = 0;
+      do {
+        std::size_t len = std::min(frag, size - off);
+        bool last = off + len == size;
+        if (n + 2 > kMaxIov) break;
+        // Fragment header.
+        if (skip >= 4) {
+          skip -= 4;
+        } else {
+          marks[m] = htonl((last ? kLastFragment : 0) | static_cast<std::uint32_t>(len));
+          iov[n++] = {reinterpret_cast<char*>(&marks[m]) + skip, 4 - skip};
+          requested += 4 - skip;
+          ++m;
+          skip = 0;
+        }
+        // Fragment body.
+        if (skip >= len) {
+          skip -= len;
+        } else if (len) {
+          iov[n++] = {rec.data() + off + skip, len - skip};
+          requested += len - skip;
+          skip = 0;
+        }
+        off += len;
+      } while (off < size);
+      if (n + 2 > kMaxIov) break;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(n);
+    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      shutdown(CloseReason::kSocketError, errno);
+      return;
+    }
+    // Retire what was written.
+    std::size_t done = static_cast<std::size_t>(r);
+    while (done > 0 && !outq_.empty()) {
+      RecordBuf& front = outq_.front();
+      std::size_t frags = front.size() == 0 ? 1 : (front.size() + frag - 1) / frag;
+      std::size_t wire = front.size() + 4 * frags;
+      std::size_t left = wire - out_offset_;
+      if (done >= left) {
+        done -= left;
+        out_offset_ = 0;
+        outq_.pop_front();
+      } else {
+        out_offset_ += done;
+        done = 0;
+      }
+    }
+    if (static_cast<std::size_t>(r) < requested) break;  // socket full
+  }
+  if (outq_.empty()) {
+    if (write_armed_) {
+      rt_->fdcb(fd_, selwrite, nullptr);
+      write_armed_ = false;
+    }
+  } else if (!write_armed_) {
+    write_armed_ = true;
+    rt_->fdcb(fd_, selwrite, Closure(wrap(color_, &Transport::on_writable, shared_from_this())));
+  }
+}
+
+// ---- connecting --------------------------------------------------------------
+
+namespace {
+
+struct Connecting {
+  int fd;
+  bool done = false;
+  Callback<void(int, int)> cb;
+};
+
+void finish_connect(const std::shared_ptr<Connecting>& c) {
+  if (c->done) return;
+  c->done = true;
+  default_runtime().fdcb(c->fd, selwrite, nullptr);
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err) {
+    ::close(c->fd);
+    c->cb(-1, err);
+  } else {
+    c->cb(c->fd, 0);
+  }
+}
+
+}  // namespace
+
+void tcp_connect(const std::string& host, std::uint16_t port, Callback<void(int fd, int err)> cb) {
+  Runtime& rt = default_runtime();
+  sockaddr_storage ss{};
+  socklen_t sl = 0;
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(port);
+    sl = sizeof *in4;
+  } else if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    sl = sizeof *in6;
+  }
+  color_t color = cb.color();
+  auto fail = [&](int err) {
+    auto c = std::make_shared<Callback<void(int, int)>>(std::move(cb));
+    rt.cpucb(Closure([c, err] { (*c)(-1, err); }, color));
+  };
+  if (sl == 0) return fail(EINVAL);
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(errno);
+  auto c = std::make_shared<Connecting>();
+  c->fd = fd;
+  c->cb = std::move(cb);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), sl) == 0) {
+    rt.cpucb(Closure([c] { finish_connect(c); }, color));
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    int err = errno;
+    ::close(fd);
+    rt.cpucb(Closure([c, err] { c->cb(-1, err); }, color));
+    return;
+  }
+  rt.fdcb(fd, selwrite, Closure([c] { finish_connect(c); }, color));
+}
+
+}  // namespace asmp::rpc
