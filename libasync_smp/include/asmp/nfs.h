@@ -393,8 +393,8 @@ class NfsClient {
               Done<LookupOk> done);
   void access(const CallOptions& o, const FileHandle& fh, std::uint32_t bits, Done<AccessOk> done);
   void readlink(const CallOptions& o, const FileHandle& fh, Done<ReadlinkOk> done);
-  // reuse: a buffer to read into (avoids an allocation per read); count must
-  // not exceed the server's rtmax (FSINFO).
+  // reuse: a buffer to read into (avoids an allocation per read). count is
+  // capped at 1 MiB (libnfs's limit; also ganesha's rtmax): expect short reads.
   void read(const CallOptions& o, const FileHandle& fh, std::uint64_t offset, std::uint32_t count,
             Done<ReadOk> done, Buffer reuse = {});
   void write(const CallOptions& o, const FileHandle& fh, std::uint64_t offset, Buffer data,

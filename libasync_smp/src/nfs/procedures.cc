@@ -13,6 +13,8 @@
 //   never    SETATTR with a guard, CREATE GUARDED, MKDIR SYMLINK MKNOD
 //            REMOVE RMDIR RENAME LINK: a resend after success would report
 //            EEXIST/ENOENT for an operation that in fact succeeded.
+#include <algorithm>
+
 #include "xdr_convert.h"
 
 namespace asmp::nfs {
@@ -21,6 +23,7 @@ namespace {
 
 constexpr bool kResend = true;
 constexpr bool kNoResend = false;
+constexpr std::uint32_t kMaxReadCount = 1u << 20;
 
 // Decoders for the four reply shapes shared by several procedures.
 Result<CreateOk> create_like(nfsstat3 status, const post_op_fh3* obj, const post_op_attr* attr,
@@ -153,6 +156,9 @@ void NfsClient::readlink(const CallOptions& o, const FileHandle& fh, Done<Readli
 
 void NfsClient::read(const CallOptions& o, const FileHandle& fh, std::uint64_t offset,
                      std::uint32_t count, Done<ReadOk> done, Buffer reuse) {
+  // libnfs 4.0 drops a connection whose reply exceeds 1 MiB + 4 KiB; a
+  // short read is legal NFS, a reconnect loop is not.
+  count = std::min(count, kMaxReadCount);
   impl_->submit(make_call<ReadOk>(
       "READ", o, kResend, std::move(done),
       [fh, offset, count](rpc_context* rpc, rpc_cb cb, void* priv) {
@@ -439,12 +445,14 @@ void NfsClient::readdir(const CallOptions& o, const FileHandle& dir, std::uint64
         r.value.dir_attr = xdr::from(ok.dir_attributes);
         r.value.cookieverf = xdr::verifier(ok.cookieverf);
         r.value.eof = ok.reply.eof != 0;
-        for (const entry3* e = ok.reply.entries; e; e = e->nextentry) {
+        for (const entry3* p = ok.reply.entries; p;) {
+          entry3 e = xdr::load(p);
           DirEntry d;
-          d.fileid = e->fileid;
-          d.name = e->name ? e->name : "";
-          d.cookie = e->cookie;
+          d.fileid = e.fileid;
+          d.name = e.name ? e.name : "";
+          d.cookie = e.cookie;
           r.value.entries.push_back(std::move(d));
+          p = e.nextentry;
         }
         return r;
       }));
@@ -476,14 +484,16 @@ void NfsClient::readdirplus(const CallOptions& o, const FileHandle& dir, std::ui
         r.value.dir_attr = xdr::from(ok.dir_attributes);
         r.value.cookieverf = xdr::verifier(ok.cookieverf);
         r.value.eof = ok.reply.eof != 0;
-        for (const entryplus3* e = ok.reply.entries; e; e = e->nextentry) {
+        for (const entryplus3* p = ok.reply.entries; p;) {
+          entryplus3 e = xdr::load(p);
           DirEntry d;
-          d.fileid = e->fileid;
-          d.name = e->name ? e->name : "";
-          d.cookie = e->cookie;
-          d.attr = xdr::from(e->name_attributes);
-          d.fh = xdr::from(e->name_handle);
+          d.fileid = e.fileid;
+          d.name = e.name ? e.name : "";
+          d.cookie = e.cookie;
+          d.attr = xdr::from(e.name_attributes);
+          d.fh = xdr::from(e.name_handle);
           r.value.entries.push_back(std::move(d));
+          p = e.nextentry;
         }
         return r;
       }));

@@ -107,6 +107,16 @@ inline sattr3 to(const SetAttr& a) {
   return r;
 }
 
+// libnfs 4.0's decoder places the directory entries it allocates at 4-byte
+// alignment, which is too little for their 64-bit members: copy each one out
+// before touching its fields (UBSan flags direct access).
+template <class T>
+T load(const T* p) {
+  T v;
+  std::memcpy(&v, static_cast<const void*>(p), sizeof v);
+  return v;
+}
+
 // The Result of a reply whose status is not NFS3_OK.
 template <class T>
 Result<T> nfs_error(nfsstat3 status) {
