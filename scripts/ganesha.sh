@@ -2,7 +2,7 @@
 # ganesha.sh: start and stop a private NFS-Ganesha (VFS FSAL) on loopback.
 #
 #   ganesha.sh start --export DIR --state DIR --nfs-port N --mnt-port M
-#                    [--timeout SECONDS]
+#                    [--timeout SECONDS] [--watch-pid PID]
 #   ganesha.sh stop  --state DIR [--timeout SECONDS]
 #   ganesha.sh status --state DIR
 #
@@ -14,6 +14,10 @@
 # ports, stops the rpcbind it started (if any), and prints ganesha's pid on
 # stdout. Everything else goes to stderr. If a ganesha started from the same
 # state dir is still running, start prints its pid and succeeds.
+#
+# With --watch-pid, a small watchdog (polling every 0.5 s) runs `stop` as
+# soon as process PID is gone, so that a test or bench that dies without
+# cleaning up (abort, _exit, SIGKILL) leaves no ganesha behind.
 #
 # stop kills only the processes whose pids this script recorded in the state
 # dir (after checking that the pid still belongs to that program): SIGTERM,
@@ -28,7 +32,7 @@ die() { echo "ganesha.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd=${1:-}; [[ -n $cmd ]] || usage; shift
-export_dir= state_dir= nfs_port= mnt_port= timeout=15
+export_dir= state_dir= nfs_port= mnt_port= timeout=15 watch_pid=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --export) export_dir=$2; shift 2 ;;
@@ -36,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --nfs-port) nfs_port=$2; shift 2 ;;
     --mnt-port) mnt_port=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
+    --watch-pid) watch_pid=$2; shift 2 ;;
     -h|--help) usage ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -44,6 +49,8 @@ done
 
 ganesha_pidfile=$state_dir/ganesha.pid
 rpcbind_pidfile=$state_dir/rpcbind.pid
+watch_pidfile=$state_dir/watch.pid
+script_path=$(readlink -f "$0")
 conf=$state_dir/ganesha.conf
 log=$state_dir/ganesha.log
 
@@ -146,6 +153,7 @@ do_start() {
   mkdir -p "$state_dir/recovery"
   state_dir=$(cd "$state_dir" && pwd -P)
   ganesha_pidfile=$state_dir/ganesha.pid rpcbind_pidfile=$state_dir/rpcbind.pid
+  watch_pidfile=$state_dir/watch.pid
   conf=$state_dir/ganesha.conf log=$state_dir/ganesha.log
 
   if [[ -f $ganesha_pidfile ]] && alive "$(<"$ganesha_pidfile")" "$conf"; then
@@ -193,6 +201,14 @@ do_start() {
     done
     stop_pid "$rpcbind_pidfile" rpcbind rpcbind
   fi
+  if [[ -n $watch_pid ]]; then
+    # exec keeps the watchdog's pid when it turns into `stop`, so stop can
+    # tell the watchdog from itself.
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+                    exec "$2" stop --state "$3"' ganesha-watch "$watch_pid" "$script_path" "$state_dir" \
+      </dev/null >/dev/null 2>&1 &
+    echo $! >"$watch_pidfile"
+  fi
   echo "$pid"
 }
 
@@ -207,6 +223,10 @@ do_status() {
 case $cmd in
   start) do_start ;;
   stop)
+    if [[ -f $watch_pidfile && $(<"$watch_pidfile") != "$$" ]]; then
+      stop_pid "$watch_pidfile" ganesha-watch watchdog
+    fi
+    rm -f "$watch_pidfile"
     stop_pid "$ganesha_pidfile" ganesha.nfsd ganesha.nfsd
     stop_pid "$rpcbind_pidfile" rpcbind rpcbind
     rm -f "$state_dir/ganesha.nfsd.pid" ;;

@@ -4,7 +4,8 @@
 // GaneshaServer makes a directory under $TMPDIR (mkdtemp) holding export/
 // and state/, picks a free port pair on 127.0.0.1, and starts ganesha on it.
 // stop() (and the destructor) stop only that ganesha, by the pid file the
-// script wrote, and remove the directory.
+// script wrote, and remove the directory. The script's watchdog stops it
+// too if this process dies without doing so (abort, sanitizer exit).
 #pragma once
 
 #include <arpa/inet.h>
@@ -79,7 +80,8 @@ class GaneshaServer {
   bool start(std::string* err) {
     std::string cmd = script() + " start --export " + export_dir() + " --state " + state_dir() +
                       " --nfs-port " + std::to_string(nfs_port_) + " --mnt-port " +
-                      std::to_string(mnt_port_) + " 2>&1";
+                      std::to_string(mnt_port_) + " --watch-pid " + std::to_string(getpid()) +
+                      " 2>&1";
     std::string out;
     int rc = run(cmd, &out);
     if (rc != 0) {
