@@ -172,6 +172,7 @@ std::uint64_t WireReader::u64() {
 ByteSpan WireReader::bytes8() { return bytes(u8()); }
 
 void WireReader::copy(std::span<std::uint8_t> out) {
+  if (out.empty()) return;
   ByteSpan s = bytes(out.size());
   if (s.empty() && !out.empty()) {
     std::memset(out.data(), 0, out.size());

@@ -232,3 +232,28 @@ TEST(UserNames, Validity) {
 
 }  // namespace
 }  // namespace sfs
+
+namespace sfs {
+namespace {
+
+TEST(LoginVector, FrozenRequest) {
+  // docs/protocol.md, "Login": user seed 80..9f, "alice", seqno 1, the
+  // session id of the handshake vector.
+  const UserKey alice = UserKey::from_seed(test::counting_key(0x80));
+  const SessionId sid = test::to_array<64>(test::unhex(
+      "59de969d96486abbda1ed022ad12405e665624c004f3f25b403504892e5fb74d"
+      "98a98826f6d7e7b469cce98cd5513caf0a3e99fb9f416b546b3274c33b089f78"));
+  const Bytes req = encode_login_request(alice, "alice", sid, 1);
+  EXPECT_EQ(hex_encode(req),
+            "01010000000000000001cd14b37f956e953194ff7fb73b3d81dcc561d61a7538094b7c3e1a643ee5f3aa"
+            "05616c6963653d526745337491123b1a62e05b8fced53b21523c624f7951ad796aababe12c83a47cc6b5"
+            "b2e25897d41f1e3354599e8a581cabb35efe06494ba39e4f1a8c9806");
+  auto parsed = decode_login_request(req);
+  ASSERT_TRUE(parsed.ok()) << parsed.error();
+  EXPECT_EQ(parsed.value().seqno, 1u);
+  EXPECT_EQ(parsed.value().user, "alice");
+  EXPECT_EQ(parsed.value().key, alice.public_key());
+}
+
+}  // namespace
+}  // namespace sfs
