@@ -4,7 +4,7 @@
 // min/median/max MB/s over the runs and writes one JSON line per run.
 //
 //   nfs_read_bench [--size 1G] [--depth 8] [--chunk 1M] [--runs 3]
-//                  [--threads 2] [--json FILE]
+//                  [--threads 2] [--cb-color 1] [--json FILE]
 //                  [--nfs-port N --mnt-port M --export DIR]   use a running ganesha
 //
 // Without --nfs-port it starts its own ganesha (scripts/ganesha.sh, free
@@ -12,6 +12,11 @@
 // the end, also on SIGINT/SIGTERM. With --nfs-port, DIR is the exported
 // directory as both the server and this machine see it; the bench file is
 // created there (bench.dat) and left in place.
+//
+// The client runs under color 0 and the read completions under --cb-color
+// (default 1: a hop per completion, as in sfsd where replies go to the
+// connection's color; 0 puts both on one color, so each next read is issued
+// without a hop).
 //
 // MB/s is 10^6 bytes per second. CPU seconds are the client's (this
 // process, or the nfs-cat child) and, when the bench started ganesha, the
@@ -54,6 +59,7 @@ struct Args {
   std::uint32_t chunk = 1u << 20;
   unsigned runs = 3;
   unsigned threads = 2;
+  asmp::color_t cb_color = 1;
   std::string json;
   std::uint16_t nfs_port = 0, mnt_port = 0;
   std::string export_dir;
@@ -77,7 +83,8 @@ std::uint64_t parse_size(const std::string& s) {
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "nfs_read_bench: %s\nusage: nfs_read_bench [--size 1G] [--depth 8] [--chunk 1M] "
-               "[--runs 3] [--threads 2] [--json FILE] [--nfs-port N --mnt-port M --export DIR]\n",
+               "[--runs 3] [--threads 2] [--cb-color 1] [--json FILE]\n"
+               "       [--nfs-port N --mnt-port M --export DIR]\n",
                msg);
   std::exit(2);
 }
@@ -95,6 +102,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--chunk") a.chunk = static_cast<std::uint32_t>(parse_size(val()));
     else if (k == "--runs") a.runs = static_cast<unsigned>(std::stoul(val()));
     else if (k == "--threads") a.threads = static_cast<unsigned>(std::stoul(val()));
+    else if (k == "--cb-color") a.cb_color = static_cast<asmp::color_t>(std::stoul(val()));
     else if (k == "--json") a.json = val();
     else if (k == "--nfs-port") a.nfs_port = static_cast<std::uint16_t>(std::stoul(val()));
     else if (k == "--mnt-port") a.mnt_port = static_cast<std::uint16_t>(std::stoul(val()));
@@ -189,23 +197,22 @@ struct Sample {
   std::uint64_t bytes = 0;
 };
 
-// K reads outstanding; each completion (under kColor) issues the next read
+// K reads outstanding; each completion (under color_) issues the next read
 // into the buffer it just got back, so no buffer is allocated after the
 // first K.
 class PipelinedRead {
  public:
-  static constexpr asmp::color_t kColor = 1;
-
-  PipelinedRead(NfsClient& c, FileHandle fh, std::uint64_t size, std::uint32_t chunk, unsigned depth)
-      : c_(c), fh_(fh), size_(size), chunk_(chunk), depth_(depth) {}
+  PipelinedRead(NfsClient& c, FileHandle fh, std::uint64_t size, std::uint32_t chunk, unsigned depth,
+                asmp::color_t color)
+      : c_(c), fh_(fh), size_(size), chunk_(chunk), depth_(depth), color_(color) {}
 
   // Returns an empty string on success, else what went wrong.
   std::string run() {
-    // Start from kColor so the state below is only touched there.
+    // Start from color_ so the state below is only touched there.
     asmp::Runtime& rt = *c_.options().runtime;
     rt.cpucb(asmp::Closure([this] {
       for (unsigned i = 0; i < depth_ && next_ < size_; ++i) issue(Buffer());
-    }, kColor));
+    }, color_));
     auto f = done_.get_future();
     if (f.wait_for(600s) != std::future_status::ready) return "no completion within 600 s";
     return error_;
@@ -219,7 +226,7 @@ class PipelinedRead {
     next_ += n;
     ++inflight_;
     c_.read(asmp::nfs::Cred(0, 0), fh_, off, n,
-            Done<ReadOk>(asmp::wrap(kColor, &PipelinedRead::on_read, this, off, n)), std::move(b));
+            Done<ReadOk>(asmp::wrap(color_, &PipelinedRead::on_read, this, off, n)), std::move(b));
   }
 
   void on_read(std::uint64_t off, std::uint32_t n, Result<ReadOk> r) {
@@ -252,6 +259,7 @@ class PipelinedRead {
   std::uint64_t size_;
   std::uint32_t chunk_;
   unsigned depth_;
+  asmp::color_t color_;
   std::uint64_t next_ = 0, bytes_ = 0;
   unsigned inflight_ = 0;
   std::string error_;
@@ -262,7 +270,7 @@ template <class T, class Issue>
 Result<T> sync(Issue issue) {
   auto p = std::make_shared<std::promise<Result<T>>>();
   auto f = p->get_future();
-  issue(Done<T>([p](Result<T> r) { p->set_value(std::move(r)); }, PipelinedRead::kColor));
+  issue(Done<T>([p](Result<T> r) { p->set_value(std::move(r)); }, 1));
   f.wait();
   return f.get();
 }
@@ -378,7 +386,7 @@ int main(int argc, char** argv) {
       Sample s;
       double c0 = cpu_seconds_self(), s0 = cpu_seconds_of(server_pid);
       auto t0 = std::chrono::steady_clock::now();
-      PipelinedRead pr(client, fh, args.size, args.chunk, args.depth);
+      PipelinedRead pr(client, fh, args.size, args.chunk, args.depth, args.cb_color);
       std::string err = pr.run();
       s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       s.client_cpu = cpu_seconds_self() - c0;
@@ -407,11 +415,11 @@ int main(int argc, char** argv) {
           std::fprintf(json,
                        "{\"bench\":\"nfs_read\",\"impl\":\"%s\",\"run\":%u,\"bytes\":%llu,"
                        "\"seconds\":%.6f,\"mb_per_s\":%.1f,\"depth\":%u,\"chunk\":%u,"
-                       "\"threads\":%u,\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
+                       "\"threads\":%u,\"cb_color\":%u,\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f}\n",
                        impl, run, static_cast<unsigned long long>(x.bytes), x.seconds,
                        static_cast<double>(x.bytes) / 1e6 / x.seconds,
                        std::string(impl) == "asmp_nfs" ? args.depth : 1u,
-                       std::string(impl) == "asmp_nfs" ? args.chunk : 0u, args.threads,
+                       std::string(impl) == "asmp_nfs" ? args.chunk : 0u, args.threads, args.cb_color,
                        x.client_cpu, x.server_cpu);
         }
         std::fflush(json);
@@ -424,9 +432,10 @@ int main(int argc, char** argv) {
   loop.join();
 
   if (rc == 0) {
-    std::printf("nfs_read_bench: %llu MiB file, %u runs, asmp_nfs depth %u x %u KiB, %u threads\n",
+    std::printf("nfs_read_bench: %llu MiB file, %u runs, asmp_nfs depth %u x %u KiB, %u threads, "
+                "completions under color %u\n",
                 static_cast<unsigned long long>(args.size >> 20), args.runs, args.depth,
-                args.chunk >> 10, args.threads);
+                args.chunk >> 10, args.threads, args.cb_color);
     std::printf("%-12s %8s %8s %8s %14s %14s\n", "impl", "min MB/s", "median", "max",
                 "client CPU-s/GiB", "server CPU-s/GiB");
     print_row("asmp_nfs", ours);

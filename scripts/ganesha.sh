@@ -180,7 +180,8 @@ do_start() {
     alive "$(<"$rpcbind_pidfile")" rpcbind || rm -f "$rpcbind_pidfile"
   fi
 
-  setsid ganesha.nfsd -F -f "$conf" -L "$log" -p "$state_dir/ganesha.nfsd.pid" -N NIV_EVENT \
+  GLIBC_TUNABLES=${GANESHA_GLIBC_TUNABLES-glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824} \
+    setsid ganesha.nfsd -F -f "$conf" -L "$log" -p "$state_dir/ganesha.nfsd.pid" -N NIV_EVENT \
     </dev/null >>"$log" 2>&1 &
   local pid=$!
   echo "$pid" >"$ganesha_pidfile"
