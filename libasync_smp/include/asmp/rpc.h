@@ -328,7 +328,8 @@ class Server : public std::enable_shared_from_this<Server> {
   std::uint16_t port() const noexcept { return port_; }
   // Serves an already connected socket.
   std::shared_ptr<Connection> serve_fd(int fd);
-  // Stops accepting and closes every connection. Any thread.
+  // Stops accepting and closes every connection (soon, on the accept
+  // color; connections() reaches 0 when they have closed). Any thread.
   void close();
   std::size_t connections() const;
 

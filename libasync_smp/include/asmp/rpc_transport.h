@@ -41,7 +41,8 @@
 namespace asmp::rpc {
 
 // A growable byte buffer whose new bytes are left uninitialized (a record of
-// 1 MiB should not be zeroed before it is overwritten). Move-only.
+// 1 MiB should not be zeroed before it is overwritten). Move-only. Large
+// buffers are recycled through a small per-thread cache.
 class RecordBuf {
  public:
   RecordBuf() = default;
@@ -50,7 +51,7 @@ class RecordBuf {
   RecordBuf& operator=(RecordBuf&& o) noexcept;
   RecordBuf(const RecordBuf&) = delete;
   RecordBuf& operator=(const RecordBuf&) = delete;
-  ~RecordBuf() { delete[] data_; }
+  ~RecordBuf();
 
   char* data() noexcept { return data_; }
   const char* data() const noexcept { return data_; }

@@ -107,18 +107,23 @@ std::shared_ptr<Connection> Server::serve_fd(int fd) {
 }
 
 void Server::close() {
-  if (listen_fd_ >= 0) {
-    rt_->fdcb(listen_fd_, selread, nullptr);
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-  }
-  std::vector<std::shared_ptr<Connection>> live;
-  {
-    std::lock_guard lk(mu_);
-    for (auto& [k, w] : conns_)
-      if (auto c = w.lock()) live.push_back(std::move(c));
-  }
-  for (auto& c : live) c->close();
+  // On the accept color, so that it cannot race with on_accept.
+  rt_->cpucb(Closure(
+      [self = shared_from_this()] {
+        if (self->listen_fd_ >= 0) {
+          self->rt_->fdcb(self->listen_fd_, selread, nullptr);
+          ::close(self->listen_fd_);
+          self->listen_fd_ = -1;
+        }
+        std::vector<std::shared_ptr<Connection>> live;
+        {
+          std::lock_guard lk(self->mu_);
+          for (auto& [k, w] : self->conns_)
+            if (auto c = w.lock()) live.push_back(std::move(c));
+        }
+        for (auto& c : live) c->close();
+      },
+      opts_.accept_color));
 }
 
 std::size_t Server::connections() const {
