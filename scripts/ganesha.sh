@@ -10,8 +10,8 @@
 # root under the state dir, starts rpcbind only if no portmapper answers on
 # 127.0.0.1 (ganesha refuses to start without one), starts ganesha.nfsd bound
 # to 127.0.0.1 on the given ports (NFSv3+v4 over TCP only, no NLM/RQUOTA),
-# waits until both the NFS and the MOUNT program answer an RPC NULL on their
-# ports, stops the rpcbind it started (if any), and prints ganesha's pid on
+# waits until the export can be mounted and listed on those ports (nfs-ls),
+# stops the rpcbind it started (if any), and prints ganesha's pid on
 # stdout. Everything else goes to stderr. If a ganesha started from the same
 # state dir is still running, start prints its pid and succeeds.
 #
@@ -85,8 +85,14 @@ stop_pid() {
   rm -f "$pidfile"
 }
 
-rpc_null() {  # rpc_null PORT PROGRAM VERSION
-  timeout 2 rpcinfo -n "$1" -t 127.0.0.1 "$2" "$3" >/dev/null 2>&1
+# listening PORT: something accepts TCP connections on 127.0.0.1:PORT.
+listening() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# serves: our export answers MOUNT and NFS on our ports. nfs-ls mounts with
+# explicit ports, so no other server's rpcbind registration can fool it
+# (`rpcinfo -n PORT` can: it asks rpcbind despite -n).
+serves() {
+  timeout 5 nfs-ls "nfs://127.0.0.1$export_dir?nfsport=$nfs_port&mountport=$mnt_port" >/dev/null 2>&1
 }
 
 portmapper_up() { timeout 2 rpcinfo -p 127.0.0.1 >/dev/null 2>&1; }
@@ -148,6 +154,7 @@ do_start() {
     die "start needs --export DIR --state DIR --nfs-port N --mnt-port M"
   command -v ganesha.nfsd >/dev/null || die "ganesha.nfsd is not installed (apt-get install nfs-ganesha nfs-ganesha-vfs)"
   command -v rpcinfo >/dev/null || die "rpcinfo is not installed (apt-get install rpcbind)"
+  command -v nfs-ls >/dev/null || die "nfs-ls is not installed (apt-get install libnfs-utils)"
   [[ -d $export_dir ]] || die "export dir '$export_dir' does not exist"
   export_dir=$(cd "$export_dir" && pwd -P)
   mkdir -p "$state_dir/recovery"
@@ -162,16 +169,22 @@ do_start() {
     return 0
   fi
   rm -f "$ganesha_pidfile"
-  if rpc_null "$nfs_port" 100003 3; then
-    die "something already serves NFS on 127.0.0.1:$nfs_port; pick another --nfs-port"
-  fi
+  listening "$nfs_port" && die "something already listens on 127.0.0.1:$nfs_port; pick another --nfs-port"
+  listening "$mnt_port" && die "something already listens on 127.0.0.1:$mnt_port; pick another --mnt-port"
 
   write_conf
   : >"$log"
 
+  # Starting rpcbind, letting ganesha register and stopping rpcbind again is
+  # one critical section: a concurrent start (ctest -j) must not stop the
+  # rpcbind another ganesha is still registering with. Children must not
+  # inherit the lock's fd (9>&-), or it would outlive this script.
+  exec 9>"${TMPDIR:-/tmp}/sfs-ganesha-start.lock"
+  flock -w 60 9 || fail_start "could not take ${TMPDIR:-/tmp}/sfs-ganesha-start.lock within 60 s"
+
   if ! portmapper_up; then
     mkdir -p /run/rpcbind
-    setsid rpcbind -f </dev/null >>"$state_dir/rpcbind.log" 2>&1 &
+    setsid rpcbind -f </dev/null >>"$state_dir/rpcbind.log" 2>&1 9>&- &
     echo $! >"$rpcbind_pidfile"
     local i
     for ((i = 0; i < 50; i++)); do portmapper_up && break; sleep 0.1; done
@@ -182,12 +195,12 @@ do_start() {
 
   GLIBC_TUNABLES=${GANESHA_GLIBC_TUNABLES-glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824} \
     setsid ganesha.nfsd -F -f "$conf" -L "$log" -p "$state_dir/ganesha.nfsd.pid" -N NIV_EVENT \
-    </dev/null >>"$log" 2>&1 &
+    </dev/null >>"$log" 2>&1 9>&- &
   local pid=$!
   echo "$pid" >"$ganesha_pidfile"
 
   local deadline=$((SECONDS + timeout))
-  until rpc_null "$nfs_port" 100003 3 && rpc_null "$mnt_port" 100005 3; do
+  until serves; do
     alive "$pid" ganesha.nfsd || fail_start "ganesha.nfsd exited during startup"
     ((SECONDS < deadline)) || fail_start "ganesha.nfsd did not serve NFS on 127.0.0.1:$nfs_port and MOUNT on :$mnt_port within ${timeout}s"
     sleep 0.1
@@ -202,12 +215,13 @@ do_start() {
     done
     stop_pid "$rpcbind_pidfile" rpcbind rpcbind
   fi
+  exec 9>&-
   if [[ -n $watch_pid ]]; then
     # exec keeps the watchdog's pid when it turns into `stop`, so stop can
     # tell the watchdog from itself.
     setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
                     exec "$2" stop --state "$3"' ganesha-watch "$watch_pid" "$script_path" "$state_dir" \
-      </dev/null >/dev/null 2>&1 &
+      </dev/null >/dev/null 2>&1 9>&- &
     echo $! >"$watch_pidfile"
   fi
   echo "$pid"

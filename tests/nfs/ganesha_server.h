@@ -10,6 +10,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@ class GaneshaServer {
     stop();
     std::error_code ec;
     if (!root_.empty()) std::filesystem::remove_all(root_, ec);
+    if (port_lock_fd_ >= 0) close(port_lock_fd_);
   }
   GaneshaServer(const GaneshaServer&) = delete;
   GaneshaServer& operator=(const GaneshaServer&) = delete;
@@ -37,6 +40,8 @@ class GaneshaServer {
       return "ganesha.nfsd is not installed (apt-get install nfs-ganesha nfs-ganesha-vfs)";
     if (std::system("command -v rpcinfo >/dev/null 2>&1") != 0)
       return "rpcinfo is not installed (apt-get install rpcbind)";
+    if (std::system("command -v nfs-ls >/dev/null 2>&1") != 0)
+      return "nfs-ls is not installed (apt-get install libnfs-utils)";
     if (script().empty()) return "scripts/ganesha.sh not found (set SFS_GANESHA_SCRIPT)";
     if (geteuid() != 0) return "ganesha needs root to serve other uids' files";
     return "";
@@ -63,15 +68,27 @@ class GaneshaServer {
     root_ = tmpl;
     std::filesystem::create_directories(export_dir());
     std::filesystem::create_directories(state_dir());
-    // Spread concurrent test processes over the range; take the first free pair.
+    // Spread concurrent test processes over the range. A pair is ours once
+    // we hold its lock file (flock, released when this process exits, even
+    // by a crash) and both ports are free: a bind test alone races with a
+    // concurrent process whose ganesha has not bound yet, or with our own
+    // restart.
     unsigned start = static_cast<unsigned>(getpid()) % 200;
     for (unsigned i = 0; i < 200; ++i) {
       unsigned p = 20490 + 2 * ((start + i) % 200);
-      if (port_free(static_cast<std::uint16_t>(p)) && port_free(static_cast<std::uint16_t>(p + 1))) {
-        nfs_port_ = static_cast<std::uint16_t>(p);
-        mnt_port_ = static_cast<std::uint16_t>(p + 1);
-        return true;
+      std::string lock = (std::filesystem::temp_directory_path() /
+                          ("sfs-nfs-ports-" + std::to_string(p) + ".lock")).string();
+      int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+      if (fd < 0) continue;
+      if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !port_free(static_cast<std::uint16_t>(p)) ||
+          !port_free(static_cast<std::uint16_t>(p + 1))) {
+        close(fd);
+        continue;
       }
+      port_lock_fd_ = fd;
+      nfs_port_ = static_cast<std::uint16_t>(p);
+      mnt_port_ = static_cast<std::uint16_t>(p + 1);
+      return true;
     }
     *err = "no free port pair in 20490..20889 on 127.0.0.1";
     return false;
@@ -130,6 +147,7 @@ class GaneshaServer {
   std::string root_;
   std::uint16_t nfs_port_ = 0, mnt_port_ = 0;
   bool running_ = false;
+  int port_lock_fd_ = -1;
 };
 
 }  // namespace sfs_test
