@@ -79,8 +79,8 @@ std::unique_ptr<Aead> make_aead(AeadAlg alg, AeadImpl impl, const AeadKey& key);
 // (about 2 ms: a few 64 KiB seals with each), then cached.
 AeadImpl choose_aead_impl(AeadAlg alg, AeadImplChoice choice = AeadImplChoice::kAuto);
 
-// Seal throughput in bytes per second of one implementation on this thread,
-// over `rounds` seals of `record_bytes` (the measurement kAuto uses).
+// Seal throughput in bytes per CPU-second (this thread's CPU time) of one
+// implementation, over `rounds` seals of `record_bytes` (what kAuto uses).
 double measure_aead(AeadAlg alg, AeadImpl impl, std::size_t record_bytes, int rounds);
 
 std::string_view aead_name(AeadAlg alg);    // "chacha20-poly1305", "aes-256-gcm"
