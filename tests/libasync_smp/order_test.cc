@@ -225,7 +225,7 @@ std::vector<OrderParam> order_params() {
   std::vector<OrderParam> out;
   for (SchedulerKind k : {SchedulerKind::kSharedQueue, SchedulerKind::kPerThread,
                           SchedulerKind::kFreelist, SchedulerKind::kStealing})
-    for (unsigned t : {2u, 3u, 8u}) out.push_back({k, t});
+    for (unsigned t : {2u, 3u, 4u, 8u}) out.push_back({k, t});
   return out;
 }
 

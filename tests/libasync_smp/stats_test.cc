@@ -89,8 +89,8 @@ TEST(Stats, IdleWorkersSleepPollAndAreWoken) {
   // Both workers idle for a while, then color 0 wakes color 1's worker.
   rt.delaycb(30ms, Closure(
                        [&] {
-                         rt.delaycb(30ms, Closure([&] { rt.stop(); }, 0));
-                         rt.cpucb(Closure([] {}, 1));
+                         rt.cpucb(Closure([&] { rt.delaycb(30ms, Closure([&] { rt.stop(); }, 0)); },
+                                          1));
                        },
                        0));
   EXPECT_EQ(run_bounded(rt), 0);
