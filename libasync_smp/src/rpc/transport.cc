@@ -143,6 +143,7 @@ void RecordBuf::resize(std::size_t n) {
 }
 
 void RecordBuf::append(const void* p, std::size_t n) {
+  if (n == 0) return;  // data_ may be null, and memcpy(nullptr, ..., 0) is UB
   std::size_t old = size_;
   resize(size_ + n);
   std::memcpy(data_ + old, p, n);
