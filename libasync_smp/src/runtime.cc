@@ -3,8 +3,10 @@
 #include <sched.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "runtime_impl.h"
 
@@ -12,7 +14,19 @@ namespace asmp {
 
 namespace {
 
+// Runtime::current() outside workers: the latest live runtime. g_live keeps
+// every live runtime in construction order, so that destroying the latest
+// falls back to the one before it.
 std::atomic<Runtime*> g_latest{nullptr};
+
+struct LiveRuntimes {
+  std::mutex mu;
+  std::vector<Runtime*> list;
+};
+LiveRuntimes& g_live() {
+  static auto* live = new LiveRuntimes;  // never destroyed: static Runtimes outlive statics
+  return *live;
+}
 
 unsigned round_up_pow2(unsigned v) {
   unsigned p = 1;
@@ -124,12 +138,19 @@ Runtime::Impl::~Impl() {
 }
 
 Runtime::Runtime(RuntimeOptions opts) : impl_(std::make_unique<Impl>(this, opts)) {
+  LiveRuntimes& live = g_live();
+  std::lock_guard lk(live.mu);
+  live.list.push_back(this);
   g_latest.store(this, std::memory_order_release);
 }
 
 Runtime::~Runtime() {
-  Runtime* me = this;
-  g_latest.compare_exchange_strong(me, nullptr);
+  {
+    LiveRuntimes& live = g_live();
+    std::lock_guard lk(live.mu);
+    std::erase(live.list, this);
+    g_latest.store(live.list.empty() ? nullptr : live.list.back(), std::memory_order_release);
+  }
   // Not impl_.reset(): it nulls impl_ before ~Impl runs, and the pending
   // callbacks ~Impl destroys may call back into this Runtime.
   delete impl_.get();
