@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -144,6 +145,31 @@ TEST(Threads, IdentityInsideAndOutsideWorkers) {
   EXPECT_EQ(color, 0xabcdef01u);
   EXPECT_EQ(Runtime::worker_index(), -1) << "run()'s thread is no worker after run()";
   EXPECT_EQ(Runtime::current_color(), 0u);
+}
+
+// "Outside workers, the most recently constructed runtime that still
+// exists": destroying the latest one falls back to the one before, so the
+// free functions keep acting on a live runtime rather than creating one.
+TEST(Threads, CurrentFallsBackToPreviousLiveRuntime) {
+  Runtime outer(RuntimeOptions{.threads = 1});
+  {
+    Runtime inner(RuntimeOptions{.threads = 1});
+    EXPECT_EQ(Runtime::current(), &inner);
+    auto temp = std::make_unique<Runtime>(RuntimeOptions{.threads = 1});
+    EXPECT_EQ(Runtime::current(), temp.get());
+    Runtime* older = &inner;
+    temp.reset();
+    EXPECT_EQ(Runtime::current(), older);
+  }
+  EXPECT_EQ(Runtime::current(), &outer);
+  EXPECT_EQ(&default_runtime(), &outer);
+  bool ran = false;
+  asmp::cpucb([&] {
+    ran = true;
+    asmp::shutdown();
+  });
+  EXPECT_EQ(run_bounded(outer), 0);
+  EXPECT_TRUE(ran);
 }
 
 TEST(Threads, SchedulerNamesRoundTrip) {
