@@ -160,15 +160,18 @@ Runtime::~Runtime() {
 int Runtime::run() {
   Impl& m = *impl_;
   if (m.running_.exchange(true)) throw std::logic_error("asmp::Runtime::run: already running");
-  m.stop_.store(false, std::memory_order_seq_cst);
+  // stop_ is not cleared here: a stop() that came before run() (a runtime
+  // started on a thread and stopped at once) must end this run.
   std::vector<std::thread> threads;
   threads.reserve(m.nworkers - 1);
   for (unsigned i = 1; i < m.nworkers; ++i)
     threads.emplace_back([&m, i] { m.worker_loop(*m.workers_[i]); });
   m.worker_loop(*m.workers_[0]);
   for (auto& t : threads) t.join();
+  int code = m.exit_code_.load(std::memory_order_relaxed);
+  m.stop_.store(false, std::memory_order_seq_cst);  // consumed: run() may be called again
   m.running_.store(false);
-  return m.exit_code_.load(std::memory_order_relaxed);
+  return code;
 }
 
 void Runtime::stop(int code) { impl_->stop_all(code); }

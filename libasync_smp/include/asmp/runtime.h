@@ -92,7 +92,8 @@ class Runtime {
   // own until stop(); returns stop's code. May be called again afterwards.
   int run();
   // Makes run() return: each worker finishes the callback it is in and
-  // exits; callbacks still queued stay queued. Callable from anywhere.
+  // exits; callbacks still queued stay queued. Callable from anywhere; if
+  // no run() is under way, the next run() returns at once.
   void stop(int code = 0);
   bool stopping() const;
 
