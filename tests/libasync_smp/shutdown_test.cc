@@ -131,6 +131,33 @@ TEST(Shutdown, StopFromInsideWithOneWorkerLeavesRestQueued) {
   EXPECT_EQ(ran, 10);
 }
 
+// The pattern of a runtime on a thread of its own: start run() on a thread,
+// later stop() and join. stop() may land before the thread reaches run();
+// that run() must still return (with stop's code), not wait forever.
+TEST(Shutdown, StopBeforeRunStillEndsThatRun) {
+  testing::finish_within(20s, "run() on a thread after an early stop()", [] {
+    for (int i = 0; i < 200; ++i) {
+      Runtime rt(RuntimeOptions{.threads = 2});
+      int code = -1;
+      std::thread loop([&] { code = rt.run(); });
+      rt.stop(i);
+      loop.join();
+      ASSERT_EQ(code, i);
+    }
+  });
+  // The stop is consumed by the run it ended: the next run() runs normally.
+  Runtime rt(RuntimeOptions{.threads = 2});
+  rt.stop(1);
+  EXPECT_EQ(run_bounded(rt), 1);
+  bool ran = false;
+  rt.cpucb([&] {
+    ran = true;
+    rt.stop(2);
+  });
+  EXPECT_EQ(run_bounded(rt), 2);
+  EXPECT_TRUE(ran);
+}
+
 // Objects whose destructors talk to the runtime (cancel their timer,
 // unregister their fd, schedule a last callback), destroyed by ~Runtime.
 class Session {
