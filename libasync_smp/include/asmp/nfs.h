@@ -27,6 +27,8 @@
 //     reconnect when re-sending is safe (see Procedure and
 //     docs/nfs-backend.md); the others fail with kConnectionLost. Calls made
 //     while disconnected wait for the reconnect, up to their timeout.
+//   - NFS3ERR_JUKEBOX is never returned: the call is resent after a delay
+//     (the server did nothing), within its timeout.
 //   - Destroying the NfsClient fails calls still pending with kClosed (their
 //     callbacks still run, exactly once) and closes the connection under the
 //     client's color; it never blocks.

@@ -51,6 +51,7 @@ NfsClient::Impl::~Impl() {
   }
   for (Call* c : errored_) delete c;
   for (Call* c : waiting_) delete c;
+  for (Call* c : delayed_) delete c;
 }
 
 // ---------------------------------------------------------------- hops
@@ -217,6 +218,11 @@ void NfsClient::Impl::on_reply(rpc_context*, int status, void* data, void* priv)
     return;
   }
   if (status == RPC_STATUS_SUCCESS) {
+    // Every NFSv3 result begins with its nfsstat3 (RFC 1813 3.3).
+    if (*static_cast<const nfsstat3*>(data) == NFS3ERR_JUKEBOX) {
+      self->retry_later(c);
+      return;
+    }
     self->unlink_active(c);
     c->complete(self->rt, data);
     self->release(c);
@@ -515,10 +521,13 @@ void NfsClient::Impl::connection_lost(const std::string& why) {
       stats_.resent.fetch_add(1, std::memory_order_relaxed);
       resend.push_back(c);
     } else {
+      std::string reason = c->resend_safe
+                               ? "it was already resent " + std::to_string(c->resends) + " times"
+                               : "it is not safe to repeat";
       finish(c, {Failure::kConnectionLost, Status::kOk,
                  std::string(c->name) + " was in flight when the connection to " + opts.host +
                      ":" + std::to_string(opts.nfs_port) + " was lost (" + why +
-                     "); not resent because it is not idempotent"});
+                     "); not resent because " + reason});
     }
   }
   for (auto it = resend.rbegin(); it != resend.rend(); ++it) {
@@ -546,6 +555,12 @@ void NfsClient::Impl::close_now() {
   errs.swap(errored_);
   for (Call* c : errs) finish(c, closed);
   fail_waiting(Failure::kClosed, closed.message);
+  std::vector<Call*> delayed;
+  delayed.swap(delayed_);
+  for (Call* c : delayed) {
+    c->queued = false;
+    finish(c, closed);
+  }
   while (active_head_) finish(active_head_, closed);  // none expected
 }
 
@@ -582,6 +597,37 @@ void NfsClient::Impl::on_tick() {
   }
   cycling = state_ == State::kMounting || state_ == State::kConnecting;
   if (nactive_ > 0 || in_flight_ > 0 || cycling) arm_tick();
+}
+
+// ---------------------------------------------------------------- JUKEBOX
+
+// RFC 1813 2.6: NFS3ERR_JUKEBOX means the server could not do it *yet* and
+// did nothing, so resending any procedure is safe. Wait (100 ms doubling to
+// 1.6 s) within the call's own deadline, which the tick still enforces.
+void NfsClient::Impl::retry_later(Call* c) {
+  auto delay = std::chrono::milliseconds(100 << std::min(c->jukebox_retries, 4u));
+  ++c->jukebox_retries;
+  c->queued = true;
+  delayed_.push_back(c);
+  rt.delaycb(delay, wrap(opts.color, [self = shared_from_this(), c] { self->on_retry_timer(c); }));
+}
+
+void NfsClient::Impl::on_retry_timer(Call* c) {
+  auto it = std::find(delayed_.begin(), delayed_.end(), c);
+  if (it == delayed_.end()) return;  // freed by close
+  delayed_.erase(it);
+  c->queued = false;
+  if (c->finished || state_ == State::kClosed) {
+    finish(c, {Failure::kClosed, Status::kOk, "NFS client closed"});
+    return;
+  }
+  if (state_ == State::kReady) {
+    issue(c);
+    update_events(kNfsConn);
+  } else {
+    c->queued = true;
+    waiting_.push_back(c);
+  }
 }
 
 // ---------------------------------------------------------------- NfsClient

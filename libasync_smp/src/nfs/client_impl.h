@@ -65,11 +65,12 @@ class Call {
 
   NfsClient::Impl* owner = nullptr;
   std::uint64_t seq = 0;  // submission order, kept across resends
+  unsigned jukebox_retries = 0;
   Clock::time_point deadline{};
   unsigned resends = 0;
   bool finished = false;   // the caller's callback has been scheduled
   bool in_libnfs = false;  // libnfs holds this pointer as private_data
-  bool queued = false;     // in waiting_
+  bool queued = false;     // in waiting_ or delayed_
   std::string rpc_error;   // libnfs's message, while parked in errored_
   Call* prev = nullptr;    // active_ list
   Call* next = nullptr;
@@ -170,6 +171,8 @@ class NfsClient::Impl : public std::enable_shared_from_this<NfsClient::Impl> {
 
   void arm_tick();
   void on_tick();
+  void retry_later(Call* c);   // NFS3ERR_JUKEBOX: the server asks to try again
+  void on_retry_timer(Call* c);
 
   static void on_reply(rpc_context* rpc, int status, void* data, void* priv);
   static void on_mount_connected(rpc_context* rpc, int status, void* data, void* priv);
@@ -183,6 +186,7 @@ class NfsClient::Impl : public std::enable_shared_from_this<NfsClient::Impl> {
   Call* active_head_ = nullptr;  // unfinished calls, any state
   std::deque<Call*> waiting_;    // accepted while not Ready, in order
   std::vector<Call*> errored_;   // libnfs reported an error during rpc_service
+  std::vector<Call*> delayed_;   // waiting out a JUKEBOX delay (queued == true)
   std::uint64_t next_seq_ = 1;
   std::size_t nactive_ = 0;
   std::size_t in_flight_ = 0;              // calls libnfs holds on nfs_
