@@ -296,7 +296,7 @@ bool run_nfs_cat(const std::string& url, double* seconds, double* cpu) {
   return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-void print_row(const std::string& impl, std::vector<Sample> s) {
+void print_row(const std::string& impl, std::vector<Sample> s, bool server_known) {
   std::vector<double> mbps;
   double ccpu = 0, scpu = 0;
   for (auto& x : s) {
@@ -305,9 +305,15 @@ void print_row(const std::string& impl, std::vector<Sample> s) {
     scpu += x.server_cpu / (static_cast<double>(x.bytes) / (1 << 30));
   }
   std::sort(mbps.begin(), mbps.end());
-  std::printf("%-12s %8.0f %8.0f %8.0f %14.2f %14.2f\n", impl.c_str(), mbps.front(),
+  std::string server = "n/a";
+  if (server_known) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", scpu / static_cast<double>(s.size()));
+    server = b;
+  }
+  std::printf("%-12s %8.0f %8.0f %8.0f %16.2f %16s\n", impl.c_str(), mbps.front(),
               mbps[mbps.size() / 2], mbps.back(), ccpu / static_cast<double>(s.size()),
-              scpu / static_cast<double>(s.size()));
+              server.c_str());
 }
 
 }  // namespace
@@ -436,10 +442,10 @@ int main(int argc, char** argv) {
                 "completions under color %u\n",
                 static_cast<unsigned long long>(args.size >> 20), args.runs, args.depth,
                 args.chunk >> 10, args.threads, args.cb_color);
-    std::printf("%-12s %8s %8s %8s %14s %14s\n", "impl", "min MB/s", "median", "max",
+    std::printf("%-12s %8s %8s %8s %16s %16s\n", "impl", "min MB/s", "median", "max",
                 "client CPU-s/GiB", "server CPU-s/GiB");
-    print_row("asmp_nfs", ours);
-    print_row("nfs-cat", peer);
+    print_row("asmp_nfs", ours, server_pid > 0);
+    print_row("nfs-cat", peer, server_pid > 0);
   }
   own.stop();
   g_server = nullptr;
