@@ -485,6 +485,29 @@ TEST_F(NfsClientTest, StalledServerIsDetectedAndReconnected) {
   EXPECT_TRUE(again.ok()) << again.error.describe();
 }
 
+TEST_F(NfsClientTest, CallTimesOutOnALiveConnectionAndItsLateReplyIsDropped) {
+  pid_t pid = 0;
+  std::ifstream(g_server->state_dir() + "/ganesha.pid") >> pid;
+  ASSERT_GT(pid, 0);
+  std::atomic<int> calls{0};
+  auto p = std::make_shared<std::promise<Result<Attr>>>();
+  kill(pid, SIGSTOP);
+  client_->getattr({nobody_, 300ms}, root_, Done<Attr>([p, &calls](auto r) {
+                     if (calls++ == 0) p->set_value(std::move(r));
+                   }, kTestColor));
+  auto f = p->get_future();
+  bool ready = f.wait_for(5s) == std::future_status::ready;
+  kill(pid, SIGCONT);  // the reply to the timed-out call arrives now
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(f.get().error.failure, Failure::kTimeout);
+  auto ok = sync<Attr>([&](auto d) { client_->getattr(nobody_, root_, std::move(d)); });
+  EXPECT_TRUE(ok.ok()) << ok.error.describe();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(client_->stats().timeouts, 1u);
+  EXPECT_EQ(client_->stats().disconnects, 0u);
+}
+
 TEST_F(NfsClientTest, ClosingFailsPendingCallsExactlyOnce) {
   FileHandle home = lookup_ok(nobody_, root_, "nobody");
   g_server->stop();
