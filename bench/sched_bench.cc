@@ -226,10 +226,12 @@ bool verify(const Bench& b, std::uint64_t tasks, std::string_view what, std::uin
   return ok;
 }
 
-RunResult run_asmp(asmp::SchedulerKind kind, unsigned threads, Bench& b, std::uint64_t tasks) {
+RunResult run_asmp(asmp::SchedulerKind kind, unsigned threads, unsigned batch, Bench& b,
+                   std::uint64_t tasks) {
   asmp::RuntimeOptions opts;
   opts.threads = threads;
   opts.scheduler = kind;
+  if (batch) opts.batch = batch;
   opts.color_slots = std::max(opts.color_slots, b.ncolors);  // one color per slot
   asmp::Runtime rt(opts);
   b.rt = &rt;
@@ -290,9 +292,10 @@ RunResult run_asio(unsigned threads, Bench& b, std::uint64_t tasks) {
 const std::vector<std::string> kAllImpls = {"shared-queue", "per-thread", "freelist", "stealing",
                                             "asio-strand"};
 
-RunResult run_one(const std::string& impl, unsigned threads, Bench& b, std::uint64_t tasks) {
+RunResult run_one(const std::string& impl, unsigned threads, unsigned batch, Bench& b,
+                  std::uint64_t tasks) {
   if (impl == "asio-strand") return run_asio(threads, b, tasks);
-  return run_asmp(*asmp::parse_scheduler(impl), threads, b, tasks);
+  return run_asmp(*asmp::parse_scheduler(impl), threads, batch, b, tasks);
 }
 
 // Rounds to two significant digits (a readable N).
@@ -309,6 +312,7 @@ struct Options {
   std::optional<std::uint64_t> tasks;  // nullopt: auto (about target_seconds per run)
   std::string impl = "all";
   unsigned runs = 3;
+  unsigned batch = 0;  // 0: the runtime's default (RuntimeOptions::batch)
   double target_seconds = 0.4;
   std::string json;
 };
@@ -317,11 +321,13 @@ struct Options {
   std::fprintf(code ? stderr : stdout,
                "usage: sched_bench [--threads T[,T...]] [--colors C] [--work-ns W[,W...]]\n"
                "                   [--tasks N|auto] [--impl NAME] [--runs R] [--json FILE]\n"
-               "                   [--target-seconds S]\n"
+               "                   [--target-seconds S] [--batch B]\n"
                "  NAME: shared-queue, per-thread, freelist, stealing, asio-strand, or all\n"
                "  defaults: --threads 1,2 --colors 1000 --work-ns 70,0 --tasks auto\n"
                "            --impl all --runs 3 --target-seconds 0.4 (auto: N so that one\n"
-               "            run takes about S seconds, found by warm-up runs)\n");
+               "            run takes about S seconds, found by warm-up runs)\n"
+               "  --batch B: RuntimeOptions::batch for the asmp configurations (callbacks of\n"
+               "            one color run back to back); default: the runtime's own\n");
   std::exit(code);
 }
 
@@ -364,6 +370,8 @@ Options parse_args(int argc, char** argv) {
       o.runs = parse_list<unsigned>(v).at(0);
     } else if (a == "--json") {
       o.json = v;
+    } else if (a == "--batch") {
+      o.batch = parse_list<unsigned>(v).at(0);
     } else if (a == "--target-seconds") {
       o.target_seconds = std::atof(v);
     } else {
@@ -414,8 +422,10 @@ int main(int argc, char** argv) {
   double ns_per_iter = calibrate_ns_per_iter();
   utsname un{};
   uname(&un);
-  std::printf("sched_bench: %u colors, %u runs each, build %s, %u CPUs, load %.2f\n", o.colors,
-              o.runs, SFS_BUILD_TYPE, std::thread::hardware_concurrency(), load_average());
+  unsigned batch = o.batch ? o.batch : asmp::RuntimeOptions{}.batch;
+  std::printf("sched_bench: %u colors, %u runs each, batch %u, build %s, %u CPUs, load %.2f\n",
+              o.colors, o.runs, batch, SFS_BUILD_TYPE, std::thread::hardware_concurrency(),
+              load_average());
   std::printf("work loop: %.3f ns per dependent multiply-add\n\n", ns_per_iter);
   std::printf("%-13s %3s %6s %10s  %8s %8s %8s  %8s %6s %8s\n", "impl", "T", "W(ns)", "tasks",
               "min", "median", "max", "ns/task", "cpu", "steals");
@@ -438,12 +448,12 @@ int main(int argc, char** argv) {
         std::uint64_t tasks;
         if (o.tasks) {
           tasks = *o.tasks;
-          all_ok &= run_one(impl, threads, b, std::max<std::uint64_t>(tasks / 10, o.colors)).ok;
+          all_ok &= run_one(impl, threads, o.batch, b, std::max<std::uint64_t>(tasks / 10, o.colors)).ok;
         } else {
           std::uint64_t n = std::max<std::uint64_t>(20ull * o.colors, 50000);
           RunResult r;
           for (;;) {
-            r = run_one(impl, threads, b, n);
+            r = run_one(impl, threads, o.batch, b, n);
             all_ok &= r.ok;
             if (!r.ok || r.seconds >= o.target_seconds / 8 || n > (1ull << 40)) break;
             n *= 4;
@@ -454,7 +464,7 @@ int main(int argc, char** argv) {
         std::vector<double> rates, cpus;
         std::vector<std::uint64_t> steals;
         for (unsigned run = 0; run < o.runs; ++run) {
-          RunResult r = run_one(impl, threads, b, tasks);
+          RunResult r = run_one(impl, threads, o.batch, b, tasks);
           all_ok &= r.ok;
           double rate = static_cast<double>(r.tasks) / r.seconds;
           rates.push_back(rate);
@@ -467,10 +477,10 @@ int main(int argc, char** argv) {
                          ",\"work_ns_actual\":%.1f,\"tasks\":%" PRIu64
                          ",\"run\":%u,\"seconds\":%.6f,\"tasks_per_sec\":%.0f,\"ns_per_task\":%.3f,"
                          "\"cpu_seconds\":%.6f,\"steals\":%" PRIu64 ",\"sleeps\":%" PRIu64
-                         ",\"load1\":%.2f,\"ok\":%s,\"build\":\"%s\",\"host_cpus\":%u}\n",
+                         ",\"load1\":%.2f,\"ok\":%s,\"batch\":%u,\"build\":\"%s\",\"host_cpus\":%u}\n",
                          impl.c_str(), threads, o.colors, w, b.work_iters, work_actual, tasks, run,
                          r.seconds, rate, 1e9 / rate, r.cpu_seconds, r.steals, r.sleeps, r.load1,
-                         r.ok ? "true" : "false", SFS_BUILD_TYPE,
+                         r.ok ? "true" : "false", impl == "asio-strand" ? 0 : batch, SFS_BUILD_TYPE,
                          std::thread::hardware_concurrency());
         }
         double mn = *std::min_element(rates.begin(), rates.end());
