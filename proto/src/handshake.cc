@@ -261,7 +261,7 @@ ServerHandshake::ServerHandshake(const ServerKey& key, ServerHandshakeConfig con
 
 ServerHandshake::ServerHandshake(const ServerKey& key, ServerHandshakeConfig config,
                                  const Key32& ephemeral_secret)
-    : key_(key), config_(std::move(config)), e_secret_(ephemeral_secret), fixed_ephemeral_(true) {}
+    : key_(key), config_(std::move(config)), e_secret_(ephemeral_secret) {}
 
 ServerHandshake::~ServerHandshake() { sodium_memzero(e_secret_.data(), e_secret_.size()); }
 
@@ -275,7 +275,6 @@ ServerResult ServerHandshake::respond(ByteSpan message1) {
   };
   if (used_) return fail("handshake: respond() called twice");
   used_ = true;
-  (void)fixed_ephemeral_;
   auto body = unframe(message1);
   if (!body) return fail("client hello is not a well-formed frame");
   WireReader r(*body);

@@ -76,7 +76,7 @@ std::unique_ptr<Aead> make_aead(AeadAlg alg, AeadImpl impl, const AeadKey& key);
 
 // kSodium/kOpenSsl: that one (if available, else the other). kAuto: the
 // faster one for `alg` on this CPU, measured once per process on first use
-// (about 2 ms: a few 64 KiB seals with each), then cached.
+// (a few 64 KiB seals with each, about 1-2 ms), then cached.
 AeadImpl choose_aead_impl(AeadAlg alg, AeadImplChoice choice = AeadImplChoice::kAuto);
 
 // Seal throughput in bytes per CPU-second (this thread's CPU time) of one

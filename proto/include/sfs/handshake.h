@@ -143,7 +143,6 @@ class ServerHandshake {
   ServerHandshakeConfig config_;
   bool used_ = false;
   Key32 e_secret_{};
-  bool fixed_ephemeral_ = false;
 };
 
 }  // namespace sfs
