@@ -139,6 +139,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   bool on_own_color() const noexcept;
 
  private:
+  struct FdGuard;
   Transport(int fd, color_t color, TransportOptions opts);
 
   void on_readable();
@@ -161,6 +162,8 @@ class Transport : public std::enable_shared_from_this<Transport> {
   CloseHandler on_close_;
   bool started_ = false;
   bool closed_ = false;
+  bool delivering_ = false;  // inside on_record_
+  std::weak_ptr<FdGuard> guard_;  // owned by the fd callbacks (see transport.cc)
   std::atomic<bool> closed_hint_{false};
 
   // Input: a partial fragment header, the record being assembled, and how

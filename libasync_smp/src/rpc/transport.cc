@@ -174,6 +174,24 @@ std::uint32_t load_be32(const unsigned char* p) {
 
 }  // namespace
 
+// Shared by the fd callbacks. The runtime destroys them without running them
+// if it goes away while the transport is open; then nothing would ever call
+// shutdown(), and the cycle transport -> handler -> owner (Connection) ->
+// transport would leak. The last fd callback to go takes the handlers with
+// it. In a normal close, shutdown() has taken them already.
+struct Transport::FdGuard {
+  std::weak_ptr<Transport> t;
+  explicit FdGuard(std::weak_ptr<Transport> w) : t(std::move(w)) {}
+  ~FdGuard() {
+    if (auto s = t.lock()) {
+      if (!s->closed_) {
+        s->on_record_ = nullptr;
+        s->on_close_ = nullptr;
+      }
+    }
+  }
+};
+
 std::shared_ptr<Transport> Transport::create(int fd, color_t color, TransportOptions opts) {
   return std::shared_ptr<Transport>(new Transport(fd, color, opts));
 }
@@ -208,7 +226,9 @@ void Transport::start(RecordHandler on_record, CloseHandler on_close) {
   on_record_ = std::move(on_record);
   on_close_ = std::move(on_close);
   chunk_.reset(new char[opts_.read_chunk]);
-  rt_->fdcb(fd_, selread, Closure(wrap(color_, &Transport::on_readable, shared_from_this())));
+  auto guard = std::make_shared<FdGuard>(weak_from_this());
+  guard_ = guard;
+  rt_->fdcb(fd_, selread, Closure([self = shared_from_this(), guard] { self->on_readable(); }, color_));
 }
 
 void Transport::set_filter(std::shared_ptr<RecordFilter> filter) { filter_ = std::move(filter); }
@@ -235,6 +255,12 @@ void Transport::shutdown(CloseReason why, int err) {
   if (closed_) return;
   closed_ = true;
   closed_hint_.store(true, std::memory_order_release);
+  // Take the handlers first: removing the fd callbacks below may destroy the
+  // FdGuard, which would drop them. The record handler stays if this is
+  // called from inside it; fragment_done drops it when it returns.
+  CloseHandler cb = std::move(on_close_);
+  RecordHandler rh;
+  if (!delivering_) rh = std::move(on_record_);
   rt_->fdcb(fd_, selread, nullptr);
   rt_->fdcb(fd_, selwrite, nullptr);
   write_armed_ = false;
@@ -242,17 +268,9 @@ void Transport::shutdown(CloseReason why, int err) {
   outq_.clear();
   out_offset_ = 0;
   record_ = RecordBuf();
-  CloseHandler cb = std::move(on_close_);
   if (cb) cb(why, err);
-  // The record handler or the filter may be running right now (this may be
-  // called from inside them); drop them, and the references they hold,
-  // after the current callback.
-  rt_->cpucb(Closure(
-      [self = shared_from_this()] {
-        self->on_record_ = nullptr;
-        self->filter_.reset();
-      },
-      color_));
+  filter_.reset();
+  // rh (and the owner it holds) goes here.
 }
 
 // ---- input -------------------------------------------------------------------
@@ -346,19 +364,26 @@ bool Transport::fragment_done() {
   if (!last_fragment_) return true;
   RecordBuf rec = std::move(record_);
   record_ = RecordBuf();
-  if (filter_ && !filter_->open(rec)) {
+  if (std::shared_ptr<RecordFilter> f = filter_; f && !f->open(rec)) {
     shutdown(CloseReason::kFilterRejected, 0);
     return false;
   }
-  if (on_record_) on_record_(std::move(rec));
-  return !closed_;
+  if (!on_record_) return !closed_;
+  delivering_ = true;
+  on_record_(std::move(rec));
+  delivering_ = false;
+  if (closed_) {
+    on_record_ = nullptr;  // closed from inside the handler: drop it now
+    return false;
+  }
+  return true;
 }
 
 // ---- output ------------------------------------------------------------------
 
 void Transport::enqueue(RecordBuf record) {
   if (closed_) return;
-  if (filter_ && !filter_->seal(record)) {
+  if (std::shared_ptr<RecordFilter> f = filter_; f && !f->seal(record)) {
     shutdown(CloseReason::kFilterRejected, 0);
     return;
   }
@@ -447,7 +472,8 @@ void Transport::flush() {
     }
   } else if (!write_armed_) {
     write_armed_ = true;
-    rt_->fdcb(fd_, selwrite, Closure(wrap(color_, &Transport::on_writable, shared_from_this())));
+    rt_->fdcb(fd_, selwrite,
+              Closure([self = shared_from_this(), guard = guard_.lock()] { self->on_writable(); }, color_));
   }
 }
 
