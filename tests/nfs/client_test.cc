@@ -89,6 +89,26 @@ class GaneshaEnvironment : public ::testing::Environment {
 
 const auto* const g_env = ::testing::AddGlobalTestEnvironment(new GaneshaEnvironment);
 
+// SIGSTOP reaches each of ganesha's threads a little later; a thread still
+// running could answer one more call. Wait until every thread shows 'T'.
+void stop_and_wait(pid_t pid) {
+  kill(pid, SIGSTOP);
+  for (int i = 0; i < 200; ++i) {
+    bool all = true;
+    std::error_code ec;
+    for (auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+      std::ifstream f(t.path() / "stat");
+      std::string line;
+      std::getline(f, line);
+      auto p = line.rfind(')');
+      if (p != std::string::npos && p + 2 < line.size() && line[p + 2] != 'T' && line[p + 2] != 't')
+        all = false;
+    }
+    if (all) return;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
 // Waits for one call's callback (run under kTestColor) and returns its result.
 template <class T, class Issue>
 Result<T> sync(Issue issue, std::chrono::seconds limit = 60s) {
@@ -469,7 +489,7 @@ TEST_F(NfsClientTest, StalledServerIsDetectedAndReconnected) {
   std::ifstream(g_server->state_dir() + "/ganesha.pid") >> pid;
   ASSERT_GT(pid, 0);
 
-  kill(pid, SIGSTOP);  // TCP stays open, nothing answers
+  stop_and_wait(pid);  // TCP stays open, nothing answers
   auto p = std::make_shared<std::promise<Result<Attr>>>();
   client->getattr({nobody_, 15s}, m.value,
                   Done<Attr>([p](auto r) { p->set_value(std::move(r)); }, kTestColor));
@@ -491,7 +511,7 @@ TEST_F(NfsClientTest, CallTimesOutOnALiveConnectionAndItsLateReplyIsDropped) {
   ASSERT_GT(pid, 0);
   std::atomic<int> calls{0};
   auto p = std::make_shared<std::promise<Result<Attr>>>();
-  kill(pid, SIGSTOP);
+  stop_and_wait(pid);
   client_->getattr({nobody_, 300ms}, root_, Done<Attr>([p, &calls](auto r) {
                      if (calls++ == 0) p->set_value(std::move(r));
                    }, kTestColor));
