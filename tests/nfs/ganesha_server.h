@@ -73,11 +73,14 @@ class GaneshaServer {
     // by a crash) and both ports are free: a bind test alone races with a
     // concurrent process whose ganesha has not bound yet, or with our own
     // restart.
+    // The lock files stay (empty) in $TMPDIR/sfs-nfs-ports: removing a lock
+    // file safely would need a second lock.
+    auto lock_dir = std::filesystem::temp_directory_path() / "sfs-nfs-ports";
+    std::filesystem::create_directories(lock_dir);
     unsigned start = static_cast<unsigned>(getpid()) % 200;
     for (unsigned i = 0; i < 200; ++i) {
       unsigned p = 20490 + 2 * ((start + i) % 200);
-      std::string lock = (std::filesystem::temp_directory_path() /
-                          ("sfs-nfs-ports-" + std::to_string(p) + ".lock")).string();
+      std::string lock = (lock_dir / (std::to_string(p) + ".lock")).string();
       int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
       if (fd < 0) continue;
       if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !port_free(static_cast<std::uint16_t>(p)) ||
