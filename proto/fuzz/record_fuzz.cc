@@ -1,8 +1,9 @@
 // record_fuzz: the record decoder (channel.h) on arbitrary bytes.
 //
 // Three properties, per input:
-//   1. A receiver fed the input as a stream of records never crashes, never
-//      reads outside the input, and stops at its first failure for good.
+//   1. A receiver fed the input as a stream of records (through open() or
+//      open_in_place()) never crashes, never reads outside the input, and
+//      stops at its first failure for good.
 //   2. Sealing the input as plaintext and opening it gives the input back,
 //      for every algorithm and implementation pairing.
 //   3. Flipping any one bit of that record makes open() fail.
@@ -46,7 +47,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       const std::size_t take = std::min(hdr.bytes, input.size() - pos);
-      const sfs::RecordResult r = open.open(input.subspan(pos, take), out);
+      sfs::RecordResult r;
+      if ((data[0] & 8) != 0 && take >= sfs::kRecordHeaderBytes) {
+        // The detached-header variant, on a copy of the body.
+        std::vector<std::uint8_t> body(input.begin() + static_cast<std::ptrdiff_t>(pos + 4),
+                                       input.begin() + static_cast<std::ptrdiff_t>(pos + take));
+        r = open.open_in_place(input.subspan(pos).first<sfs::kRecordHeaderBytes>(), body);
+      } else {
+        r = open.open(input.subspan(pos, take), out);
+      }
       if (!r.ok()) {
         failed = true;
         break;

@@ -88,21 +88,40 @@ SealState::SealState(AeadAlg alg, AeadImpl impl, const AeadKey& key, const Chann
 RecordResult SealState::seal(std::span<const std::uint8_t> plaintext,
                              std::span<std::uint8_t> out) {
   if (s_.dead) return {ChannelError::kDead};
+  if (out.size() < sealed_size(plaintext.size()))
+    return {s_.kill(ChannelError::kBufferTooSmall)};
+  const RecordResult r = seal_body(plaintext, out.first<kRecordHeaderBytes>(),
+                                   out.subspan(kRecordHeaderBytes));
+  return r.ok() ? RecordResult{ChannelError::kOk, kRecordHeaderBytes + r.bytes} : r;
+}
+
+RecordResult SealState::seal_in_place(std::span<std::uint8_t> buf, std::size_t n,
+                                      std::span<std::uint8_t, kRecordHeaderBytes> header) {
+  if (s_.dead) return {ChannelError::kDead};
+  if (n > buf.size()) return {s_.kill(ChannelError::kBufferTooSmall)};
+  return seal_body(buf.first(n), header, buf);
+}
+
+// Writes the length field to `header` and ciphertext || tag to `body`
+// (which may start at plaintext.data(): in place).
+RecordResult SealState::seal_body(std::span<const std::uint8_t> plaintext,
+                                  std::span<std::uint8_t, kRecordHeaderBytes> header,
+                                  std::span<std::uint8_t> body) {
+  if (s_.dead) return {ChannelError::kDead};
   const std::size_t n = plaintext.size();
   if (n > s_.config.max_plaintext) return {s_.kill(ChannelError::kOversized)};
-  if (out.size() < sealed_size(n)) return {s_.kill(ChannelError::kBufferTooSmall)};
+  if (body.size() < n + kAeadTagBytes) return {s_.kill(ChannelError::kBufferTooSmall)};
   // "Counters refuse to wrap": the last sequence number is never used.
   if (s_.seq >= s_.config.max_records || s_.seq == ~std::uint64_t{0})
     return {s_.kill(ChannelError::kExhausted)};
   if (!s_.advance_epoch()) return {s_.kill(ChannelError::kCryptoFailure)};
 
-  store_be32(out.data(), static_cast<std::uint32_t>(n + kAeadTagBytes));
+  store_be32(header.data(), static_cast<std::uint32_t>(n + kAeadTagBytes));
   const AeadNonce nonce = record_nonce(s_.seq);
-  if (!s_.aead->seal(nonce, out.first(kRecordHeaderBytes), plaintext,
-                     out.subspan(kRecordHeaderBytes)))
+  if (!s_.aead->seal(nonce, header, plaintext, body))
     return {s_.kill(ChannelError::kCryptoFailure)};
   ++s_.seq;
-  return {ChannelError::kOk, sealed_size(n)};
+  return {ChannelError::kOk, n + kAeadTagBytes};
 }
 
 OpenState::OpenState(AeadAlg alg, AeadImpl impl, const AeadKey& key, const ChannelConfig& config)
@@ -125,11 +144,23 @@ RecordResult OpenState::record_size(std::span<const std::uint8_t> header) {
 RecordResult OpenState::open(std::span<const std::uint8_t> record, std::span<std::uint8_t> out) {
   if (s_.dead) return {ChannelError::kDead};
   if (record.size() < kRecordHeaderBytes) return {s_.kill(ChannelError::kTruncated)};
-  const std::uint32_t length = load_be32(record.data());
+  return open_body(record.first<kRecordHeaderBytes>(), record.subspan(kRecordHeaderBytes), out);
+}
+
+RecordResult OpenState::open_in_place(std::span<const std::uint8_t, kRecordHeaderBytes> header,
+                                      std::span<std::uint8_t> body) {
+  return open_body(header, body, body);
+}
+
+// `body` is what followed the 4 header bytes; `out` may equal body.data().
+RecordResult OpenState::open_body(std::span<const std::uint8_t, kRecordHeaderBytes> header,
+                                  std::span<const std::uint8_t> body,
+                                  std::span<std::uint8_t> out) {
+  if (s_.dead) return {ChannelError::kDead};
+  const std::uint32_t length = load_be32(header.data());
   if (ChannelError e = check_length(length); e != ChannelError::kOk) return {e};
-  const std::size_t total = kRecordHeaderBytes + std::size_t{length};
-  if (record.size() < total) return {s_.kill(ChannelError::kTruncated)};
-  if (record.size() > total) return {s_.kill(ChannelError::kMalformed)};
+  if (body.size() < length) return {s_.kill(ChannelError::kTruncated)};
+  if (body.size() > length) return {s_.kill(ChannelError::kMalformed)};
   const std::size_t n = length - kAeadTagBytes;
   if (out.size() < n) return {s_.kill(ChannelError::kBufferTooSmall)};
   if (s_.seq >= s_.config.max_records || s_.seq == ~std::uint64_t{0})
@@ -137,9 +168,7 @@ RecordResult OpenState::open(std::span<const std::uint8_t> record, std::span<std
   if (!s_.advance_epoch()) return {s_.kill(ChannelError::kCryptoFailure)};
 
   const AeadNonce nonce = record_nonce(s_.seq);
-  if (!s_.aead->open(nonce, record.first(kRecordHeaderBytes), record.subspan(kRecordHeaderBytes),
-                     out))
-    return {s_.kill(ChannelError::kTampered)};
+  if (!s_.aead->open(nonce, header, body, out)) return {s_.kill(ChannelError::kTampered)};
   ++s_.seq;
   return {ChannelError::kOk, n};
 }

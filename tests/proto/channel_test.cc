@@ -243,6 +243,58 @@ TEST_P(ChannelTest, InPlaceSealAndOpen) {
             msg);
 }
 
+TEST_P(ChannelTest, DetachedHeaderMatchesWholeRecord) {
+  // seal_in_place / open_in_place keep the 4-byte length apart; the bytes
+  // on the wire must be the same as seal()'s, and either side may mix them.
+  Pair whole = pair();
+  Pair detached = pair();
+  for (int i = 0; i < 5; ++i) {
+    const std::string msg(static_cast<std::size_t>(100 * i + 1), static_cast<char>('k' + i));
+    const Bytes expect = seal_text(whole.seal, msg);
+    Bytes body(msg.size() + kAeadTagBytes);
+    std::copy(msg.begin(), msg.end(), body.begin());
+    std::array<std::uint8_t, kRecordHeaderBytes> header{};
+    const RecordResult s = detached.seal.seal_in_place(body, msg.size(), header);
+    ASSERT_TRUE(s.ok()) << describe(s.error);
+    EXPECT_EQ(s.bytes, body.size());
+    Bytes wire(header.size() + body.size());
+    std::copy(header.begin(), header.end(), wire.begin());
+    std::copy(body.begin(), body.end(), wire.begin() + kRecordHeaderBytes);
+    EXPECT_EQ(wire, expect) << "record " << i;
+    // Open the whole-record output in place, and the detached output whole.
+    Bytes in_place(expect.begin() + kRecordHeaderBytes, expect.end());
+    const RecordResult o = detached.open.open_in_place(
+        std::span<const std::uint8_t>(expect).first<kRecordHeaderBytes>(), in_place);
+    ASSERT_TRUE(o.ok()) << describe(o.error);
+    EXPECT_EQ(std::string(in_place.begin(), in_place.begin() + static_cast<std::ptrdiff_t>(o.bytes)),
+              msg);
+    EXPECT_EQ(open_text(whole.open, wire), msg);
+  }
+}
+
+TEST_P(ChannelTest, DetachedOpenRefusesTamperedHeaderAndShortBody) {
+  Pair p = pair();
+  Bytes rec = seal_text(p.seal, "sixteen bytes!!!");
+  std::array<std::uint8_t, kRecordHeaderBytes> header{};
+  std::copy(rec.begin(), rec.begin() + 4, header.begin());
+  Bytes body(rec.begin() + 4, rec.end());
+  {
+    Pair q = pair();
+    Bytes short_body(body.begin(), body.end() - 1);
+    EXPECT_EQ(q.open.open_in_place(header, short_body).error, ChannelError::kTruncated);
+  }
+  {
+    // Claim one byte less and drop the last byte: lengths agree, tag fails.
+    Pair q = pair();
+    std::array<std::uint8_t, kRecordHeaderBytes> h2 = header;
+    h2[3] -= 1;
+    Bytes b2(body.begin(), body.end() - 1);
+    EXPECT_EQ(q.open.open_in_place(h2, b2).error, ChannelError::kTampered);
+  }
+  Pair q = pair();
+  EXPECT_TRUE(q.open.open_in_place(header, body).ok());
+}
+
 TEST_P(ChannelTest, SmallOutputBufferIsRefused) {
   Pair p = pair();
   Bytes out(10);

@@ -105,11 +105,22 @@ class SealState {
   // allowed (leave 4 bytes of headroom and 16 of tailroom).
   RecordResult seal(std::span<const std::uint8_t> plaintext, std::span<std::uint8_t> out);
 
+  // The same record with the length field kept apart, for a transport that
+  // sends the header from its own small buffer (writev) and so never moves
+  // the body: buf[0, n) holds the plaintext and buf.size() >= n + 16.
+  // Afterwards `header` is the length field and buf[0, n + 16) the body
+  // (ciphertext || tag); the wire record is header || body.
+  RecordResult seal_in_place(std::span<std::uint8_t> buf, std::size_t n,
+                             std::span<std::uint8_t, kRecordHeaderBytes> header);
+
   std::uint64_t sequence() const { return s_.seq; }
   bool dead() const { return s_.dead; }
   AeadImpl impl() const { return s_.impl; }
 
  private:
+  RecordResult seal_body(std::span<const std::uint8_t> plaintext,
+                         std::span<std::uint8_t, kRecordHeaderBytes> header,
+                         std::span<std::uint8_t> body);
   DirectionState s_;
 };
 
@@ -128,12 +139,20 @@ class OpenState {
   // out.data() == record.data() + kRecordHeaderBytes is allowed.
   RecordResult open(std::span<const std::uint8_t> record, std::span<std::uint8_t> out);
 
+  // The same with the length field read apart (after record_size()):
+  // `body` is exactly the L bytes after the header; the plaintext ends up
+  // in body[0, L - 16), so nothing is moved.
+  RecordResult open_in_place(std::span<const std::uint8_t, kRecordHeaderBytes> header,
+                             std::span<std::uint8_t> body);
+
   std::uint64_t sequence() const { return s_.seq; }
   bool dead() const { return s_.dead; }
   AeadImpl impl() const { return s_.impl; }
 
  private:
   ChannelError check_length(std::uint32_t length);
+  RecordResult open_body(std::span<const std::uint8_t, kRecordHeaderBytes> header,
+                         std::span<const std::uint8_t> body, std::span<std::uint8_t> out);
   DirectionState s_;
 };
 
