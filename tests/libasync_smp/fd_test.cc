@@ -218,7 +218,7 @@ TEST_P(FdReplaceTest, ReplacedCallbackIsNotStartedAgain) {
   Pipe p;
   ASSERT_GE(p.rd, 0);
   write_bytes(p.wr, 1);  // never drained: fires continuously
-  constexpr int kGenerations = 300;
+  constexpr int kGenerations = 200;
   constexpr color_t kController = 7;
   struct Gen {
     std::atomic<bool> retired{false};
