@@ -174,6 +174,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   bool last_fragment_ = false;
   std::size_t frag_left_ = 0;
   RecordBuf record_;
+  std::size_t last_record_ = 0;  // size of the last record delivered
   std::unique_ptr<char[]> chunk_;
 
   // Output.

@@ -276,9 +276,17 @@ void Transport::shutdown(CloseReason why, int err) {
 // ---- input -------------------------------------------------------------------
 
 void Transport::on_readable() {
-  // A few reads per callback, then back to the scheduler so that other
-  // colors on this worker get their turn; the fd callback is re-armed.
-  for (int round = 0; round < 4 && !closed_; ++round) {
+  // A bounded number of reads per callback, then back to the scheduler so
+  // that other colors on this worker get their turn; the fd callback is
+  // re-armed. Bytes of an unfinished fragment go straight into the record.
+  // What follows goes into the chunk and is copied out, so after a large
+  // record only a small chunk is read: the next record's header arrives
+  // with a little of its body, and the rest of the body is again read
+  // straight into place. Small records keep the full chunk (many records
+  // per system call).
+  constexpr std::size_t kLargeRecord = 32 * 1024;
+  constexpr std::size_t kSmallChunk = 4 * 1024;
+  for (int round = 0; round < 8 && !closed_; ++round) {
     iovec iov[2];
     int n = 0;
     std::size_t direct = 0;
@@ -286,7 +294,8 @@ void Transport::on_readable() {
       direct = frag_left_;
       iov[n++] = {record_.data() + record_.size(), direct};
     }
-    iov[n++] = {chunk_.get(), opts_.read_chunk};
+    std::size_t want = last_record_ >= kLargeRecord ? std::min(kSmallChunk, opts_.read_chunk) : opts_.read_chunk;
+    iov[n++] = {chunk_.get(), want};
     ssize_t r = ::readv(fd_, iov, n);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -307,7 +316,7 @@ void Transport::on_readable() {
       if (frag_left_ == 0 && !fragment_done()) return;
     }
     if (got && !parse(chunk_.get(), got)) return;
-    if (static_cast<std::size_t>(r) < direct + opts_.read_chunk) return;  // drained
+    if (static_cast<std::size_t>(r) < direct + want) return;  // drained
   }
 }
 
@@ -364,6 +373,7 @@ bool Transport::fragment_done() {
   if (!last_fragment_) return true;
   RecordBuf rec = std::move(record_);
   record_ = RecordBuf();
+  last_record_ = rec.size();
   if (std::shared_ptr<RecordFilter> f = filter_; f && !f->open(rec)) {
     shutdown(CloseReason::kFilterRejected, 0);
     return false;
