@@ -275,13 +275,15 @@ LoginOutcome AuthTable::login(const UserDb& db, ByteSpan request) {
   if (!e)
     return refuse("login refused for \"" + r.user + "\": unknown key " +
                   format_user_public_key(r.key) + " (not in the server's user database)");
-  if (e->name != r.user)
-    return refuse("login refused: key is registered to user \"" + e->name + "\", not \"" +
-                  r.user + "\"");
+  // The signature before the name check: only the key's holder learns
+  // which name the database has for it.
   if (!verify_signature(r.key.ed25519, login_signature_input(session_, r.seqno, r.user),
                         r.signature))
     return refuse("login refused for \"" + r.user +
                   "\": bad signature (not made by this key for this session)");
+  if (e->name != r.user)
+    return refuse("login refused: key is registered to user \"" + e->name + "\", not \"" +
+                  r.user + "\"");
   switch (seen_.check_and_record(r.seqno)) {
     case ReplayWindow::Verdict::kFresh:
       break;

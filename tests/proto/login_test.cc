@@ -111,6 +111,19 @@ TEST(Login, NameMustMatchTheDatabase) {
                  "registered to user \"alice\"");
 }
 
+TEST(Login, ForgerDoesNotLearnTheRegisteredName) {
+  // Someone who knows only alice's public key guesses a name: the refusal
+  // must not reveal "alice".
+  Fixture f;
+  AuthTable table(session(7));
+  Bytes req = encode_login_request(f.mallory, "bob", session(7), 1);
+  std::copy(f.alice.public_key().ed25519.begin(), f.alice.public_key().ed25519.end(),
+            req.begin() + 10);  // the key field follows type, version, seqno
+  LoginOutcome o = table.login(f.db, req);
+  expect_refused(o, "bad signature");
+  EXPECT_EQ(o.refusal.find("alice"), std::string::npos) << o.refusal;
+}
+
 TEST(Login, ReplayIsRefused) {
   Fixture f;
   AuthTable table(session(7));

@@ -8,7 +8,7 @@
 //     (docs/protocol.md, "Login"). The session id binds the signature to
 //     this connection (and so to this server's key and these session keys).
 //   - The server checks, in order: well-formed; key in the user database;
-//     name matches the database; signature; sequence number fresh for this
+//     signature; name matches the database; sequence number fresh for this
 //     session (ReplayWindow, checked only after the signature so forgeries
 //     cannot use up numbers). Then it assigns an auth number (1, 2, ...)
 //     that later file RPCs carry. Auth number 0 is the anonymous user.
