@@ -364,6 +364,60 @@ TEST_F(NfsClientTest, UnprivilegedUserGetsEaccesOnFileItMayNotRead) {
   EXPECT_EQ(allowed.value.data.view(), "group\n");
 }
 
+TEST_F(NfsClientTest, ReaddirPagesByCookieGuardedSetattrAndMknod) {
+  const std::string dir = g_server->export_dir() + "/many";
+  mkdir(dir.c_str(), 0755);
+  for (int i = 0; i < 300; ++i) std::ofstream(dir + "/f" + std::to_string(i)) << i;
+  FileHandle dfh = lookup_ok(root_cred_, root_, "many");
+
+  // Small replies force paging: cookie and verifier from each page.
+  std::set<std::string> names;
+  std::uint64_t cookie = 0;
+  asmp::nfs::Verifier verf{};
+  int pages = 0;
+  for (bool eof = false; !eof && pages < 1000; ++pages) {
+    auto r = sync<asmp::nfs::ReaddirOk>([&](auto d) {
+      client_->readdirplus(root_cred_, dfh, cookie, verf, 512, 4096, std::move(d));
+    });
+    ASSERT_TRUE(r.ok()) << r.error.describe();
+    for (auto& e : r.value.entries) {
+      EXPECT_TRUE(names.insert(e.name).second) << e.name << " listed twice";
+      cookie = e.cookie;
+    }
+    verf = r.value.cookieverf;
+    eof = r.value.eof;
+  }
+  EXPECT_GT(pages, 3);
+  EXPECT_EQ(names.size(), 302u);  // 300 files, . and ..
+
+  // SETATTR guarded by a stale ctime is refused, by the right one applied.
+  FileHandle fh = lookup_ok(root_cred_, dfh, "f1");
+  auto a = sync<Attr>([&](auto d) { client_->getattr(root_cred_, fh, std::move(d)); });
+  ASSERT_TRUE(a.ok());
+  SetAttr mode;
+  mode.mode = 0600;
+  asmp::nfs::Time stale = a.value.ctime;
+  stale.seconds -= 10;
+  auto bad = sync<asmp::nfs::Wcc>([&](auto d) { client_->setattr(root_cred_, fh, mode, stale, std::move(d)); });
+  EXPECT_TRUE(bad.error.is(Status::kNotSync)) << bad.error.describe();
+  auto good = sync<asmp::nfs::Wcc>([&](auto d) {
+    client_->setattr(root_cred_, fh, mode, a.value.ctime, std::move(d));
+  });
+  ASSERT_TRUE(good.ok()) << good.error.describe();
+  EXPECT_EQ(good.value.after->mode & 07777, 0600u);
+
+  // MKNOD of a FIFO.
+  auto fifo = sync<CreateOk>([&](auto d) {
+    client_->mknod(root_cred_, dfh, "pipe", asmp::nfs::FileType::kFifo, mode, 0, 0, std::move(d));
+  });
+  ASSERT_TRUE(fifo.ok()) << fifo.error.describe();
+  ASSERT_TRUE(fifo.value.attr.has_value());
+  EXPECT_EQ(fifo.value.attr->type, asmp::nfs::FileType::kFifo);
+  struct stat st{};
+  ASSERT_EQ(stat((dir + "/pipe").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
 TEST_F(NfsClientTest, HandleOfRemovedFileIsStale) {
   FileHandle home = lookup_ok(nobody_, root_, "nobody");
   auto cr = sync<CreateOk>([&](auto d) {
