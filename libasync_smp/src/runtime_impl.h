@@ -192,8 +192,8 @@ struct Runtime::Impl {
   std::unordered_map<int, struct sigaction> old_actions_;
 
  private:
-  Task* alloc_task(Closure&& cb);
-  void free_task(Task* t);
+  Task* alloc_task(Worker* w, Closure&& cb);
+  void free_task(Worker* w, Task* t);
   void foreign_push(Slot& s, Task* t);
   void make_ready(Slot& s);
   Worker& queue_of(Slot& s);

@@ -47,29 +47,28 @@ ThreadContext& tls() {
 
 // ---- tasks -----------------------------------------------------------------
 
-Task* Runtime::Impl::alloc_task(Closure&& cb) {
-  ThreadContext& t = tls();
-  if (freelists && t.impl == this && t.worker->free_list) {
-    Worker& w = *t.worker;
-    Task* task = w.free_list;
-    w.free_list = task->next;
-    --w.free_count;
-    task->cb = std::move(cb);
-    return task;
+// Both take the calling thread's worker of this runtime (nullptr if the
+// caller is not one), found once per push or run by the caller: the free
+// list is touched only by its own worker's thread.
+inline Task* Runtime::Impl::alloc_task(Worker* w, Closure&& cb) {
+  Task* task;
+  if (freelists && w && w->free_list) {
+    task = w->free_list;
+    w->free_list = task->next;
+    --w->free_count;
+  } else {
+    task = new Task;
   }
-  Task* task = new Task;
   task->cb = std::move(cb);
   return task;
 }
 
-void Runtime::Impl::free_task(Task* task) {
+inline void Runtime::Impl::free_task(Worker* w, Task* task) {
   task->cb.reset();
-  ThreadContext& t = tls();
-  if (freelists && t.impl == this && t.worker->free_count < kMaxFreeTasks) {
-    Worker& w = *t.worker;
-    task->next = w.free_list;
-    w.free_list = task;
-    ++w.free_count;
+  if (freelists && w && w->free_count < kMaxFreeTasks) {
+    task->next = w->free_list;
+    w->free_list = task;
+    ++w->free_count;
     return;
   }
   delete task;
@@ -80,10 +79,11 @@ void Runtime::Impl::free_task(Task* task) {
 void Runtime::Impl::push(Closure&& cb) {
   if (destroying_) return;  // a destructor run during ~Runtime scheduled more
   Slot& s = slot_for(cb.color());
-  Task* task = alloc_task(std::move(cb));
-  task->next = nullptr;
   ThreadContext& t = tls();
-  if (t.impl == this && t.worker->current == &s) {
+  Worker* w = t.impl == this ? t.worker : nullptr;
+  Task* task = alloc_task(w, std::move(cb));
+  task->next = nullptr;
+  if (w && w->current == &s) {
     // We are the slot's runner: append in order, behind anything another
     // thread pushed before us.
     if (s.inbox.load(std::memory_order_relaxed) != nullptr) drain_inbox(s);
@@ -246,7 +246,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
     ++n;
     ++runs;
     ++cbs;
-    free_task(task);
+    free_task(&w, task);  // run_slot runs on w's own thread
   }
   t.color = 0;
   w.current = nullptr;
