@@ -1,0 +1,219 @@
+// secure_rpc.h: an encrypted, authenticated Sun RPC connection: the
+// handshake (handshake.h) run over SFS_CONNECT, the record layer
+// (channel.h) installed as the transport's RecordFilter, and user login
+// (login.h) over SFS_LOGIN. docs/protocol.md, "Connection setup", gives the
+// sequence and the exact record boundary.
+//
+// Contract
+//   - SecureRecordFilter seals every outgoing record and opens every
+//     incoming one, on the transport's color (so N connections' crypto runs
+//     on up to N workers; it shares nothing with other connections and
+//     takes no lock). A record that fails (altered, replayed, reordered,
+//     truncated, oversized, exhausted) makes it log the reason and return
+//     false, and the transport closes the connection.
+//   - secure_connect(): TCP to the server, SFS_CONNECT carrying handshake
+//     message 1 in the clear, reply with message 2 in the clear; the client
+//     checks it (HOSTID included) and turns its filter on in the reply's
+//     callback, on the connection's color, before any later record is
+//     read. Every record after that is sealed. The callback runs once,
+//     under its own color, with a SecureSession or a message for a person.
+//   - SecureSession::login(): SFS_LOGIN over the sealed connection; the
+//     answer is an auth number that calls carry with auth_number_cred().
+//   - SecureServer: accepts, gives each connection a color of its own
+//     (1, 2, ...), answers SFS_CONNECT under that color, turns the filter on
+//     right after queueing the (clear) reply, then serves SFS_LOGIN and the
+//     given programs. Anything but SFS_CONNECT before the handshake, or a
+//     second SFS_CONNECT, closes the connection. Auth tables (one per
+//     connection) and the user database lookups run under the shared color
+//     (0); programs that want the caller's identity are dispatched there.
+//   - Thread safety: SecureServer's and SecureSession's methods may be
+//     called from any thread. Filters belong to one transport.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "asmp/rpc.h"
+#include "sfs/channel.h"
+#include "sfs/handshake.h"
+#include "sfs/keys.h"
+#include "sfs/login.h"
+#include "sfs/names.h"
+#include "sfs/result.h"
+
+namespace sfs {
+
+// Where log lines go (one line, no newline). Default: stderr, "sfs: ...".
+using LogSink = std::function<void(const std::string&)>;
+void log_to_stderr(const std::string& line);
+
+// ---- the record filter ---------------------------------------------------------
+
+class SecureRecordFilter : public asmp::rpc::RecordFilter {
+ public:
+  // `peer` names the other end in log lines ("server 127.0.0.1:4000").
+  SecureRecordFilter(SecureChannel channel, std::string peer, LogSink log = log_to_stderr);
+
+  // Plaintext record -> section 4 record (u32 L || ciphertext || tag).
+  bool seal(asmp::rpc::RecordBuf& record) override;
+  // Section 4 record -> plaintext; false (and a log line) if not authentic.
+  bool open(asmp::rpc::RecordBuf& record) override;
+
+  // Why the filter refused a record (kOk if it has not). On the
+  // transport's color, e.g. in the close handler.
+  ChannelError failure() const { return failure_; }
+  const std::string& failure_message() const { return failure_message_; }
+  AeadAlg aead() const { return alg_; }
+  AeadImpl impl() const { return channel_.send.impl(); }
+
+ private:
+  bool fail(ChannelError e, const char* direction, std::uint64_t seq);
+
+  SecureChannel channel_;
+  AeadAlg alg_;
+  std::string peer_;
+  LogSink log_;
+  ChannelError failure_ = ChannelError::kOk;
+  std::string failure_message_;
+};
+
+// How both ends build their filter.
+struct ChannelOptions {
+  AeadImplChoice impl = AeadImplChoice::kAuto;  // kAuto: the faster one here
+  ChannelConfig config;
+  // Test hook: wraps the filter before it is installed (e.g. to observe
+  // which worker runs the crypto). Null: installed as is.
+  std::function<std::shared_ptr<asmp::rpc::RecordFilter>(std::shared_ptr<asmp::rpc::RecordFilter>)>
+      wrap_filter;
+};
+
+// The credential a call carries to act as a logged-in user.
+asmp::rpc::Auth auth_number_cred(std::uint32_t auth_number);
+
+// ---- client --------------------------------------------------------------------
+
+struct SecureConnectOptions {
+  SelfCertName server;     // whom to reach; the handshake checks its HOSTID
+  std::string address;     // numeric address to dial; empty: server.location.host
+  std::uint16_t port = 0;  // port to dial; 0: server.location.port
+  std::vector<AeadAlg> offer = default_cipher_offer();
+  ChannelOptions channel;
+  asmp::color_t color = 1;  // the connection's color (its records and crypto)
+  // Programs the server may call on this connection (e.g. SFS_NFSCB); they
+  // are refused until the handshake is done.
+  std::vector<asmp::rpc::Program> programs;
+  asmp::rpc::TransportOptions transport;
+  std::chrono::milliseconds handshake_timeout{10000};
+  // Runs once, on the connection's color, when the connection closes,
+  // with a sentence saying why.
+  std::function<void(const std::string& why)> on_close;
+  LogSink log = log_to_stderr;
+};
+
+class SecureSession {
+ public:
+  struct State;
+  explicit SecureSession(std::shared_ptr<State> s) : s_(std::move(s)) {}
+
+  const std::shared_ptr<asmp::rpc::Connection>& connection() const;
+  const SessionId& session_id() const;
+  AeadAlg aead() const;
+  AeadImpl impl() const;
+  const ServerPublicKey& server_key() const;
+  std::string server_name() const;  // "@host%port,hostid"
+
+  // Logs `user` in with `key`: cb gets the auth number, or why the server
+  // refused. seqno 0: the next number of this session (1, 2, ...); tests
+  // pass one to replay it. Any thread; cb runs under its own color.
+  void login(const UserKey& key, std::string user, asmp::Callback<void(Result<std::uint32_t>)> cb,
+             std::uint64_t seqno = 0) const;
+  // Forgets an auth number on the server (fire and forget).
+  void logout(std::uint32_t auth_number) const;
+  void close() const;
+
+ private:
+  std::shared_ptr<State> s_;
+};
+
+// Connects, runs the handshake and turns the channel on. cb runs once,
+// under its own color.
+void secure_connect(SecureConnectOptions opts, asmp::Callback<void(Result<SecureSession>)> cb);
+
+// ---- server --------------------------------------------------------------------
+
+// A program served over secure connections. Set exactly one dispatch:
+//   dispatch          on the connection's color, no identity lookup (cheap;
+//                     e.g. echo, or a handler that hops by itself);
+//   dispatch_as_user  on the shared color, with the identity behind the
+//                     call's auth number (anonymous for none or 0). An
+//                     unknown or logged-out number is refused with
+//                     AUTH_ERROR / AUTH_REJECTEDCRED before it gets there.
+struct SecureProgram {
+  asmp::rpc::Interface iface;
+  std::function<void(asmp::rpc::Call)> dispatch;
+  std::function<void(asmp::rpc::Call, const AuthResult& who)> dispatch_as_user;
+};
+
+struct SecureServerOptions {
+  std::shared_ptr<const ServerKey> key;
+  std::shared_ptr<const UserDb> users;  // null: every login is refused
+  ServerHandshakeConfig handshake;
+  ChannelOptions channel;
+  // Answer SFS_CONNECT with NOSUCHHOST when the client's HOSTID is not this
+  // key's at the location it dialled. (Tests turn it off to play an
+  // impostor and see the client's own check.)
+  bool refuse_other_hostids = true;
+  std::vector<SecureProgram> programs;
+  asmp::color_t shared_color = 0;  // auth tables, uid map
+  asmp::rpc::TransportOptions transport;
+  LogSink log = log_to_stderr;
+};
+
+struct SecureServerStats {
+  std::uint64_t accepted = 0;
+  std::uint64_t established = 0;        // handshakes completed
+  std::uint64_t handshake_failures = 0;
+  std::uint64_t logins = 0;             // accepted
+  std::uint64_t login_refusals = 0;
+  std::uint64_t filter_rejections = 0;  // connections closed by the channel
+};
+
+class SecureServer : public std::enable_shared_from_this<SecureServer> {
+ public:
+  static std::shared_ptr<SecureServer> create(SecureServerOptions opts);
+  ~SecureServer();
+
+  // Listens on host (numeric) and port (0: ephemeral). 0 or an errno value.
+  int listen(const std::string& host, std::uint16_t port = 0);
+  std::uint16_t port() const noexcept { return port_; }
+  // Stops accepting and closes every connection (soon). Any thread.
+  void close();
+  std::size_t connections() const;
+  SecureServerStats stats() const;
+
+  struct Shared;
+  struct Conn;
+
+ private:
+  explicit SecureServer(SecureServerOptions opts);
+  void on_accept();
+  void serve_fd(int fd);
+
+  std::shared_ptr<Shared> shared_;
+  asmp::Runtime* const rt_;
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<asmp::color_t> next_color_{0};
+  mutable std::mutex mu_;  // only at accept and close, never per record
+  std::unordered_map<asmp::rpc::Connection*, std::weak_ptr<asmp::rpc::Connection>> conns_;
+};
+
+}  // namespace sfs

@@ -1,0 +1,738 @@
+// secure_rpc.cc: see sfs/secure_rpc.h.
+//
+// Who touches what, on the server. Each connection has a Conn:
+//   - on the connection's color: stage (hello -> open | failed), the session
+//     id (written once, before the filter goes on), the filter;
+//   - on the shared color (0): the AuthTable and the logged-out numbers.
+// The Programs table is built per connection, so each dispatch finds its
+// Conn without a lookup in anything shared. The only lock is the server's
+// connection set (mu_), taken at accept and at close.
+//
+// The exact boundary: the server's SFS_CONNECT handler runs inside the
+// transport's record handler, on its color; Call::reply() from there queues
+// (and so would seal) the reply at once, in the clear because no filter is
+// set yet, and set_filter() right after makes every later record sealed.
+// The client's reply callback has the connection's color, so the connection
+// runs it inside its own record handler, and set_filter() there switches
+// before the next record is read.
+#include "sfs/secure_rpc.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <set>
+#include <stdexcept>
+
+#include "sfs/encoding.h"
+#include "sfs/sfs_connect.h"
+#include "sfs/sfs_login.h"
+
+namespace sfs {
+
+namespace rpc = asmp::rpc;
+using asmp::Callback;
+using asmp::Closure;
+using asmp::color_t;
+
+void log_to_stderr(const std::string& line) { std::fprintf(stderr, "sfs: %s\n", line.c_str()); }
+
+// ---- SecureRecordFilter --------------------------------------------------------
+
+SecureRecordFilter::SecureRecordFilter(SecureChannel channel, std::string peer, LogSink log)
+    : channel_(std::move(channel)), alg_(AeadAlg::kChaCha20Poly1305), peer_(std::move(peer)),
+      log_(log ? std::move(log) : LogSink(log_to_stderr)) {}
+
+namespace {
+
+std::span<std::uint8_t> bytes_of(rpc::RecordBuf& b) {
+  return {reinterpret_cast<std::uint8_t*>(b.data()), b.size()};
+}
+
+}  // namespace
+
+bool SecureRecordFilter::fail(ChannelError e, const char* direction, std::uint64_t seq) {
+  if (failure_ == ChannelError::kOk) {
+    failure_ = e;
+    failure_message_ = std::string("secure channel with ") + peer_ + ": " + direction + " record " +
+                       std::to_string(seq) + " failed: " + std::string(describe(e)) +
+                       "; closing the connection";
+    log_(failure_message_);
+  }
+  return false;
+}
+
+bool SecureRecordFilter::seal(rpc::RecordBuf& record) {
+  const std::size_t n = record.size();
+  const std::uint64_t seq = channel_.send.sequence();
+  // Sealed into a fresh buffer (recycled per thread by RecordBuf) rather
+  // than in place: the record must grow by 4 bytes at the front, and moving
+  // the body costs as much as encrypting out of place.
+  rpc::RecordBuf out(SealState::sealed_size(n));
+  out.resize(SealState::sealed_size(n));
+  RecordResult r = channel_.send.seal({reinterpret_cast<const std::uint8_t*>(record.data()), n},
+                                      bytes_of(out));
+  if (!r.ok()) return fail(r.error, "outgoing", seq);
+  out.resize(r.bytes);
+  record = std::move(out);
+  return true;
+}
+
+bool SecureRecordFilter::open(rpc::RecordBuf& record) {
+  const std::uint64_t seq = channel_.receive.sequence();
+  if (record.size() < kRecordOverhead) return fail(ChannelError::kMalformed, "incoming", seq);
+  rpc::RecordBuf out(record.size() - kRecordOverhead);
+  out.resize(record.size() - kRecordOverhead);
+  RecordResult r = channel_.receive.open(
+      {reinterpret_cast<const std::uint8_t*>(record.data()), record.size()}, bytes_of(out));
+  if (!r.ok()) return fail(r.error, "incoming", seq);
+  out.resize(r.bytes);
+  record = std::move(out);
+  return true;
+}
+
+rpc::Auth auth_number_cred(std::uint32_t auth_number) {
+  std::uint8_t body[4];
+  store_be32(body, auth_number);
+  return rpc::Auth::raw(SFS_AUTH_NUMBER, body, sizeof body);
+}
+
+namespace {
+
+std::shared_ptr<rpc::RecordFilter> make_filter(const SessionKeys& keys, Role role,
+                                               const ChannelOptions& o, std::string peer,
+                                               const LogSink& log,
+                                               std::shared_ptr<SecureRecordFilter>* plain) {
+  auto f = std::make_shared<SecureRecordFilter>(make_channel(keys, role, o.impl, o.config),
+                                                std::move(peer), log);
+  *plain = f;
+  if (o.wrap_filter) return o.wrap_filter(f);
+  return f;
+}
+
+std::string location_text(const Location& l) { return l.host + ":" + std::to_string(l.port); }
+
+Bytes frame_of(const char* body, std::size_t n) {
+  Bytes f(kHandshakeFrameHeader + n);
+  store_be32(f.data(), static_cast<std::uint32_t>(n));
+  if (n) std::memcpy(f.data() + kHandshakeFrameHeader, body, n);
+  return f;
+}
+
+std::string close_text(rpc::CloseReason why, int err, const SecureRecordFilter* f) {
+  if (why == rpc::CloseReason::kFilterRejected && f && !f->failure_message().empty())
+    return f->failure_message();
+  std::string s = rpc::to_string(why);
+  if (err) s += std::string(": ") + std::strerror(err);
+  return s;
+}
+
+std::shared_ptr<const rpc::Interface> connect_iface() {
+  static const auto i = std::make_shared<const rpc::Interface>(rpc::Interface{
+      SFS_CONNECT_PROG, SFS_CONNECT_V1,
+      {rpc::proc(xdr_void, xdr_void), rpc::proc(xdr_sfs_connect_arg, xdr_sfs_connect_res)}});
+  return i;
+}
+
+std::shared_ptr<const rpc::Interface> login_iface() {
+  static const auto i = std::make_shared<const rpc::Interface>(rpc::Interface{
+      SFS_LOGIN_PROG, SFS_LOGIN_V1,
+      {rpc::proc(xdr_void, xdr_void), rpc::proc(xdr_sfs_login_msg, xdr_sfs_login_msg),
+       rpc::proc(xdr_u_int, xdr_void)}});
+  return i;
+}
+
+}  // namespace
+
+// ---- client --------------------------------------------------------------------
+
+struct SecureSession::State {
+  std::shared_ptr<rpc::Connection> conn;
+  SessionId session_id{};
+  AeadAlg alg = AeadAlg::kChaCha20Poly1305;
+  AeadImpl impl = AeadImpl::kOpenSsl;
+  ServerPublicKey server_key;
+  SelfCertName name;
+  mutable std::atomic<std::uint64_t> next_seqno{1};
+};
+
+const std::shared_ptr<rpc::Connection>& SecureSession::connection() const { return s_->conn; }
+const SessionId& SecureSession::session_id() const { return s_->session_id; }
+AeadAlg SecureSession::aead() const { return s_->alg; }
+AeadImpl SecureSession::impl() const { return s_->impl; }
+const ServerPublicKey& SecureSession::server_key() const { return s_->server_key; }
+std::string SecureSession::server_name() const { return format_name(s_->name); }
+void SecureSession::close() const { s_->conn->close(); }
+
+void SecureSession::login(const UserKey& key, std::string user,
+                          Callback<void(Result<std::uint32_t>)> cb, std::uint64_t seqno) const {
+  if (seqno == 0) seqno = s_->next_seqno.fetch_add(1, std::memory_order_relaxed);
+  struct Pending {
+    Bytes request;
+    sfs_login_msg arg{};
+    sfs_login_msg res{};
+    std::string user;
+    std::string server;
+    Callback<void(Result<std::uint32_t>)> cb;
+  };
+  auto p = std::make_shared<Pending>();
+  p->request = encode_login_request(key, user, s_->session_id, seqno);
+  p->arg.sfs_login_msg_len = static_cast<u_int>(p->request.size());
+  p->arg.sfs_login_msg_val = reinterpret_cast<char*>(p->request.data());
+  p->user = std::move(user);
+  p->server = format_name(s_->name);
+  const color_t color = cb.color();
+  p->cb = std::move(cb);
+  rpc::CallOptions co;
+  s_->conn->call(
+      SFS_LOGIN_PROG, SFS_LOGIN_V1, SFS_LOGIN, rpc::as_xdrproc(xdr_sfs_login_msg), &p->arg,
+      rpc::as_xdrproc(xdr_sfs_login_msg), &p->res,
+      rpc::CallDone(
+          [p](rpc::RpcStatus st) {
+            const std::string who = "login of " + p->user + " at " + p->server;
+            if (!st.ok()) {
+              p->cb(make_error(who + " failed: " + st.message()));
+              return;
+            }
+            auto reply = decode_login_reply(
+                {reinterpret_cast<const std::uint8_t*>(p->res.sfs_login_msg_val),
+                 p->res.sfs_login_msg_len});
+            xdr_free(rpc::as_xdrproc(xdr_sfs_login_msg), &p->res);
+            if (!reply.ok()) {
+              p->cb(make_error(who + ": malformed answer: " + reply.error()));
+            } else if (!reply.value().accepted) {
+              p->cb(make_error(who + " refused by the server: " + reply.value().reason));
+            } else {
+              p->cb(reply.value().auth_number);
+            }
+          },
+          color),
+      co);
+}
+
+void SecureSession::logout(std::uint32_t auth_number) const {
+  auto n = std::make_shared<u_int>(auth_number);
+  s_->conn->call(SFS_LOGIN_PROG, SFS_LOGIN_V1, SFS_LOGOUT, rpc::as_xdrproc(xdr_u_int), n.get(),
+                 rpc::as_xdrproc(xdr_void), nullptr, rpc::CallDone([n](rpc::RpcStatus) {}));
+}
+
+namespace {
+
+// One connection attempt, from TCP connect to the reply of SFS_CONNECT.
+struct Dial {
+  SecureConnectOptions opts;
+  Callback<void(Result<SecureSession>)> cb;
+  std::optional<ClientHandshake> hs;
+  Bytes hello;  // message 1 body
+  std::string host, hostid;
+  sfs_connect_arg arg{};
+  sfs_connect_res res{};
+  std::shared_ptr<rpc::Connection> conn;
+  // Set on the connection's color once the handshake is done; read by the
+  // served programs' dispatch (same color).
+  std::shared_ptr<bool> open = std::make_shared<bool>(false);
+  std::shared_ptr<std::shared_ptr<SecureRecordFilter>> filter =
+      std::make_shared<std::shared_ptr<SecureRecordFilter>>();
+  bool done = false;
+
+  void finish(Result<SecureSession> r) {
+    if (done) return;
+    done = true;
+    color_t c = cb.color();
+    auto shared_cb = std::make_shared<Callback<void(Result<SecureSession>)>>(std::move(cb));
+    auto shared_r = std::make_shared<Result<SecureSession>>(std::move(r));
+    asmp::default_runtime().cpucb(Closure([shared_cb, shared_r] { (*shared_cb)(std::move(*shared_r)); }, c));
+  }
+};
+
+void on_connect_reply(const std::shared_ptr<Dial>& d, rpc::RpcStatus st) {
+  const std::string server = format_name(d->opts.server);
+  if (!st.ok()) {
+    d->conn->close();
+    d->finish(make_error("connecting to " + server + ": SFS_CONNECT failed: " + st.message()));
+    return;
+  }
+  struct FreeRes {
+    sfs_connect_res* r;
+    ~FreeRes() { xdr_free(rpc::as_xdrproc(xdr_sfs_connect_res), r); }
+  } free_res{&d->res};
+  if (d->res.status != SFS_CONNECT_OK) {
+    d->conn->close();
+    const char* reason = d->res.sfs_connect_res_u.reason ? d->res.sfs_connect_res_u.reason : "";
+    d->finish(make_error("server at " + location_text(d->opts.server.location) +
+                         " refused the connection to " + server + " (status " +
+                         std::to_string(d->res.status) + "): " + reason));
+    return;
+  }
+  const auto& ok = d->res.sfs_connect_res_u.ok;
+  Bytes frame = frame_of(ok.hello.hello_val, ok.hello.hello_len);
+  auto r = d->hs->finish(frame);
+  if (!r.ok()) {
+    d->conn->close();
+    d->finish(make_error(r.error()));
+    return;
+  }
+  ClientResult& cr = r.value();
+  std::shared_ptr<SecureRecordFilter> plain;
+  auto filter = make_filter(cr.keys, Role::kClient, d->opts.channel,
+                            "server " + location_text(d->opts.server.location), d->opts.log, &plain);
+  // The boundary: we are inside the record handler of the reply, on the
+  // connection's color; the next record read is opened by this filter.
+  d->conn->transport()->set_filter(filter);
+  *d->filter = plain;
+  *d->open = true;
+  auto s = std::make_shared<SecureSession::State>();
+  s->conn = d->conn;
+  s->session_id = cr.keys.session_id;
+  s->alg = cr.keys.alg;
+  s->impl = plain->impl();
+  s->server_key = cr.server_key;
+  s->name = d->opts.server;
+  d->finish(SecureSession(std::move(s)));
+}
+
+}  // namespace
+
+void secure_connect(SecureConnectOptions opts, Callback<void(Result<SecureSession>)> cb) {
+  auto d = std::make_shared<Dial>();
+  d->cb = std::move(cb);
+  d->opts = std::move(opts);
+  const color_t color = d->opts.color;
+  std::string address = d->opts.address.empty() ? d->opts.server.location.host : d->opts.address;
+
+  rpc::ConnectionOptions copts;
+  if (!d->opts.programs.empty()) {
+    // Served programs are refused until the channel is on: a call injected
+    // in the clear before that closes the connection.
+    auto progs = std::make_shared<rpc::Programs>();
+    for (rpc::Program p : d->opts.programs) {
+      p.dispatch = [open = d->open, inner = std::move(p.dispatch)](rpc::Call c) {
+        if (!*open) {
+          c.connection()->close();
+          return;
+        }
+        inner(std::move(c));
+      };
+      progs->add(std::move(p));
+    }
+    copts.programs = std::move(progs);
+  }
+  copts.on_close = [user = d->opts.on_close, filter = d->filter](rpc::CloseReason why, int err) {
+    if (user) user(close_text(why, err, filter->get()));
+  };
+  rpc::connect(
+      address, d->opts.port ? d->opts.port : d->opts.server.location.port, color, std::move(copts), d->opts.transport,
+      Callback<void(std::shared_ptr<rpc::Connection>, int)>(
+          [d](std::shared_ptr<rpc::Connection> conn, int err) {
+            const std::string server = format_name(d->opts.server);
+            if (!conn) {
+              d->finish(make_error("connecting to " + server + ": TCP connect to " +
+                                   location_text(d->opts.server.location) + " failed: " +
+                                   std::strerror(err)));
+              return;
+            }
+            d->conn = std::move(conn);
+            d->hs.emplace(ClientHandshakeConfig{d->opts.server, d->opts.offer});
+            auto m1 = d->hs->start();
+            if (!m1.ok()) {
+              d->conn->close();
+              d->finish(make_error(m1.error()));
+              return;
+            }
+            d->hello.assign(m1.value().begin() + kHandshakeFrameHeader, m1.value().end());
+            d->host = d->opts.server.location.host;
+            d->hostid = format_hostid(d->opts.server.hostid);
+            d->arg.release = SFS_RELEASE;
+            d->arg.host = d->host.data();
+            d->arg.port = d->opts.server.location.port;
+            d->arg.hostid = d->hostid.data();
+            d->arg.hello.hello_len = static_cast<u_int>(d->hello.size());
+            d->arg.hello.hello_val = reinterpret_cast<char*>(d->hello.data());
+            rpc::CallOptions co;
+            co.timeout = d->opts.handshake_timeout;
+            // The reply callback has the connection's color: it then runs
+            // inside the connection's record handler (see the top).
+            d->conn->call(SFS_CONNECT_PROG, SFS_CONNECT_V1, SFS_CONNECT,
+                          rpc::as_xdrproc(xdr_sfs_connect_arg), &d->arg,
+                          rpc::as_xdrproc(xdr_sfs_connect_res), &d->res,
+                          rpc::CallDone([d](rpc::RpcStatus st) { on_connect_reply(d, st); },
+                                        d->opts.color),
+                          co);
+          },
+          color));
+}
+
+// ---- server --------------------------------------------------------------------
+
+struct SecureServer::Shared {
+  SecureServerOptions opts;
+  std::atomic<std::uint64_t> accepted{0}, established{0}, handshake_failures{0}, logins{0},
+      login_refusals{0}, filter_rejections{0};
+  void log(const std::string& s) const { opts.log ? opts.log(s) : log_to_stderr(s); }
+};
+
+struct SecureServer::Conn {
+  enum class Stage { kHello, kOpen, kFailed };
+  std::shared_ptr<Shared> shared;
+  std::string peer;
+  // On the connection's color.
+  Stage stage = Stage::kHello;
+  std::shared_ptr<SecureRecordFilter> filter;
+  SessionId session_id{};  // written before the filter goes on, then read-only
+  // On the shared color.
+  std::optional<AuthTable> auth;
+  std::set<std::uint32_t> logged_out;
+
+  // A call that may only come after the handshake; false: connection closed.
+  bool require_open(const rpc::Call& c) {
+    if (stage == Stage::kOpen) return true;
+    shared->log("connection from " + peer + ": call to program " + std::to_string(c.prog()) +
+                " before the secure channel is up; closing");
+    c.connection()->close();
+    return false;
+  }
+};
+
+namespace {
+
+using Conn = SecureServer::Conn;
+
+void reply_connect_error(rpc::Call& c, sfs_connect_stat st, const std::string& reason) {
+  sfs_connect_res res{};
+  res.status = st;
+  std::string r = reason.substr(0, SFS_MAXREASON);
+  res.sfs_connect_res_u.reason = r.data();
+  c.reply(&res);
+}
+
+void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
+  auto& sh = *sc->shared;
+  if (c.proc() == SFS_CONNECT_NULL) {
+    c.reply(nullptr);
+    return;
+  }
+  if (sc->stage != Conn::Stage::kHello) {
+    sh.log("connection from " + sc->peer + ": second SFS_CONNECT; closing");
+    c.connection()->close();
+    return;
+  }
+  auto fail = [&](sfs_connect_stat st, const std::string& why) {
+    sc->stage = Conn::Stage::kFailed;
+    sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+    sh.log("handshake with " + sc->peer + " failed: " + why);
+    reply_connect_error(c, st, why);
+  };
+  const auto* a = c.args<sfs_connect_arg>();
+  if (a->release != SFS_RELEASE)
+    return fail(SFS_CONNECT_BADVERSION, "client release " + std::to_string(a->release) +
+                                            " is not supported (this server speaks release " +
+                                            std::to_string(SFS_RELEASE) + ")");
+  const ServerKey& key = *sh.opts.key;
+  if (sh.opts.refuse_other_hostids) {
+    Location loc{a->host ? a->host : "", static_cast<std::uint16_t>(a->port)};
+    auto want = parse_hostid(a->hostid ? a->hostid : "");
+    bool ok = want.ok() && a->port > 0 && a->port < 65536 && check_host(loc.host).ok() &&
+              equal_ct(compute_hostid(loc, key.public_key()), want.value());
+    if (!ok)
+      return fail(SFS_CONNECT_NOSUCHHOST,
+                  std::string("this server does not serve HOSTID ") + (a->hostid ? a->hostid : "") +
+                      " at " + location_text(loc) + " (its key has another HOSTID there)");
+  }
+  if (a->hello.hello_len > kMaxHandshakeBody)
+    return fail(SFS_CONNECT_BADHELLO, "handshake message too long");
+  Bytes frame = frame_of(a->hello.hello_val, a->hello.hello_len);
+  ServerHandshake hs(key, sh.opts.handshake);
+  ServerResult r = hs.respond(frame);
+  if (!r.keys) {
+    if (r.reply.size() > kHandshakeFrameHeader) {
+      // A refusal message (3.4) the client will report.
+      sc->stage = Conn::Stage::kFailed;
+      sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+      sh.log("handshake with " + sc->peer + " refused: " + r.error);
+      sfs_connect_res res{};
+      res.status = SFS_CONNECT_OK;
+      res.sfs_connect_res_u.ok.release = SFS_RELEASE;
+      res.sfs_connect_res_u.ok.hello.hello_len =
+          static_cast<u_int>(r.reply.size() - kHandshakeFrameHeader);
+      res.sfs_connect_res_u.ok.hello.hello_val =
+          reinterpret_cast<char*>(r.reply.data() + kHandshakeFrameHeader);
+      c.reply(&res);
+      return;
+    }
+    return fail(SFS_CONNECT_BADHELLO, r.error);
+  }
+  std::shared_ptr<SecureRecordFilter> plain;
+  auto filter = make_filter(*r.keys, Role::kServer, sh.opts.channel, "client " + sc->peer,
+                            sh.opts.log, &plain);
+  sc->session_id = r.keys->session_id;
+  sfs_connect_res res{};
+  res.status = SFS_CONNECT_OK;
+  res.sfs_connect_res_u.ok.release = SFS_RELEASE;
+  res.sfs_connect_res_u.ok.hello.hello_len = static_cast<u_int>(r.reply.size() - kHandshakeFrameHeader);
+  res.sfs_connect_res_u.ok.hello.hello_val = reinterpret_cast<char*>(r.reply.data() + kHandshakeFrameHeader);
+  std::shared_ptr<rpc::Connection> conn = c.connection();
+  // The boundary: on the connection's color, reply() queues the reply now,
+  // in the clear; everything after set_filter is sealed.
+  c.reply(&res);
+  conn->transport()->set_filter(filter);
+  sc->filter = plain;
+  sc->stage = Conn::Stage::kOpen;
+  sh.established.fetch_add(1, std::memory_order_relaxed);
+}
+
+void serve_login(const std::shared_ptr<Conn>& sc, rpc::Call c) {
+  if (!sc->require_open(c)) return;
+  if (c.proc() == SFS_LOGIN_NULL) {
+    c.reply(nullptr);
+    return;
+  }
+  // Auth table and user database: on the shared color.
+  auto held = std::make_shared<rpc::Call>(std::move(c));
+  asmp::default_runtime().cpucb(Closure(
+      [sc, held] {
+        auto& sh = *sc->shared;
+        rpc::Call& call = *held;
+        if (!sc->auth) sc->auth.emplace(sc->session_id);
+        if (call.proc() == SFS_LOGOUT) {
+          std::uint32_t n = *call.args<u_int>();
+          if (n != kAnonymousAuth && sc->auth->find(n)) sc->logged_out.insert(n);
+          call.reply(nullptr);
+          return;
+        }
+        const auto* m = call.args<sfs_login_msg>();
+        ByteSpan req{reinterpret_cast<const std::uint8_t*>(m->sfs_login_msg_val), m->sfs_login_msg_len};
+        static const UserDb empty_db = UserDb::parse("", nullptr);
+        const UserDb& db = sh.opts.users ? *sh.opts.users : empty_db;
+        LoginOutcome out = sc->auth->login(db, req);
+        if (out.auth) {
+          sh.logins.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          sh.login_refusals.fetch_add(1, std::memory_order_relaxed);
+          sh.log("login on connection from " + sc->peer + " refused: " + out.refusal);
+        }
+        sfs_login_msg res{};
+        res.sfs_login_msg_len = static_cast<u_int>(out.reply.size());
+        res.sfs_login_msg_val = reinterpret_cast<char*>(out.reply.data());
+        call.reply(&res);
+      },
+      sc->shared->opts.shared_color));
+}
+
+// A call to a program that wants the caller's identity: the auth number
+// from the credential (conn color), then the lookup and the handler on the
+// shared color.
+void serve_as_user(const std::shared_ptr<Conn>& sc,
+                   const std::function<void(rpc::Call, const AuthResult&)>& handler, rpc::Call c) {
+  std::uint32_t number = kAnonymousAuth;
+  const rpc::Cred& cred = c.cred();
+  if (cred.flavor == SFS_AUTH_NUMBER) {
+    if (cred.body.size() != 4) {
+      c.reject_auth(AUTH_BADCRED);
+      return;
+    }
+    number = load_be32(reinterpret_cast<const std::uint8_t*>(cred.body.data()));
+  } else if (cred.flavor != AUTH_NONE) {
+    c.reject_auth(AUTH_REJECTEDCRED);
+    return;
+  }
+  auto held = std::make_shared<rpc::Call>(std::move(c));
+  asmp::default_runtime().cpucb(Closure(
+      [sc, held, number, &handler] {
+        if (number == kAnonymousAuth) {
+          handler(std::move(*held), AuthTable::anonymous());
+          return;
+        }
+        const AuthResult* who = sc->auth ? sc->auth->find(number) : nullptr;
+        if (!who || sc->logged_out.count(number)) {
+          held->reject_auth(AUTH_REJECTEDCRED);
+          return;
+        }
+        handler(std::move(*held), *who);
+      },
+      sc->shared->opts.shared_color));
+}
+
+std::string peer_of(int fd) {
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return "?";
+  char buf[INET6_ADDRSTRLEN] = "?";
+  std::uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+    port = ntohs(in->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &in->sin6_addr, buf, sizeof buf);
+    port = ntohs(in->sin6_port);
+  }
+  return std::string(buf) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+std::shared_ptr<SecureServer> SecureServer::create(SecureServerOptions opts) {
+  if (!opts.key) throw std::invalid_argument("sfs::SecureServer: no server key");
+  return std::shared_ptr<SecureServer>(new SecureServer(std::move(opts)));
+}
+
+SecureServer::SecureServer(SecureServerOptions opts)
+    : shared_(std::make_shared<Shared>()), rt_(&asmp::default_runtime()) {
+  shared_->opts = std::move(opts);
+}
+
+SecureServer::~SecureServer() {
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
+
+int SecureServer::listen(const std::string& host, std::uint16_t port) {
+  if (listen_fd_ >= 0) return EISCONN;
+  sockaddr_storage ss{};
+  socklen_t sl = 0;
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(port);
+    sl = sizeof *in4;
+  } else if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    sl = sizeof *in6;
+  } else {
+    return EINVAL;
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0 || ::listen(fd, 1024) != 0) {
+    int err = errno;
+    ::close(fd);
+    return err;
+  }
+  sl = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+  port_ = ntohs(ss.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
+  listen_fd_ = fd;
+  rt_->fdcb(fd, asmp::selread,
+            Closure(asmp::wrap(shared_->opts.shared_color, &SecureServer::on_accept, shared_from_this())));
+  return 0;
+}
+
+void SecureServer::on_accept() {
+  for (int i = 0; i < 64 && listen_fd_ >= 0; ++i) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;  // EAGAIN: drained; EMFILE etc.: next wakeup
+    serve_fd(fd);
+  }
+}
+
+void SecureServer::serve_fd(int fd) {
+  color_t color;
+  do color = next_color_.fetch_add(1, std::memory_order_relaxed) + 1;
+  while (color == shared_->opts.shared_color);
+  shared_->accepted.fetch_add(1, std::memory_order_relaxed);
+  auto sc = std::make_shared<Conn>();
+  sc->shared = shared_;
+  sc->peer = peer_of(fd);
+
+  // Per-connection program table: each dispatch holds its Conn.
+  auto progs = std::make_shared<rpc::Programs>();
+  {
+    rpc::Program p;
+    p.iface = *connect_iface();
+    p.dispatch = [sc](rpc::Call c) { serve_connect(sc, std::move(c)); };
+    progs->add(std::move(p));
+  }
+  {
+    rpc::Program p;
+    p.iface = *login_iface();
+    p.dispatch = [sc](rpc::Call c) { serve_login(sc, std::move(c)); };
+    progs->add(std::move(p));
+  }
+  for (const SecureProgram& sp : shared_->opts.programs) {
+    rpc::Program p;
+    p.iface = sp.iface;
+    p.flavors = {AUTH_NONE, SFS_AUTH_NUMBER};
+    if (sp.dispatch_as_user) {
+      // The handler lives in shared_->opts, which outlives every Conn.
+      const auto* h = &sp.dispatch_as_user;
+      p.dispatch = [sc, h](rpc::Call c) {
+        if (sc->require_open(c)) serve_as_user(sc, *h, std::move(c));
+      };
+    } else {
+      const auto* h = &sp.dispatch;
+      p.dispatch = [sc, h](rpc::Call c) {
+        if (sc->require_open(c)) (*h)(std::move(c));
+      };
+    }
+    progs->add(std::move(p));
+  }
+
+  auto t = rpc::Transport::create(fd, color, shared_->opts.transport);
+  rpc::ConnectionOptions co;
+  co.programs = std::move(progs);
+  std::weak_ptr<SecureServer> weak = weak_from_this();
+  auto key = std::make_shared<rpc::Connection*>(nullptr);
+  co.on_close = [weak, key, sc](rpc::CloseReason why, int err) {
+    if (why == rpc::CloseReason::kFilterRejected) {
+      sc->shared->filter_rejections.fetch_add(1, std::memory_order_relaxed);
+    } else if (why != rpc::CloseReason::kEof && why != rpc::CloseReason::kLocal) {
+      sc->shared->log("connection from " + sc->peer + " closed: " + close_text(why, err, sc->filter.get()));
+    }
+    sc->filter.reset();
+    if (auto s = weak.lock()) {
+      std::lock_guard lk(s->mu_);
+      s->conns_.erase(*key);
+    }
+  };
+  std::lock_guard lk(mu_);
+  auto c = rpc::Connection::create(t, std::move(co));
+  *key = c.get();
+  conns_.emplace(c.get(), c);
+}
+
+void SecureServer::close() {
+  rt_->cpucb(Closure(
+      [self = shared_from_this()] {
+        if (self->listen_fd_ >= 0) {
+          self->rt_->fdcb(self->listen_fd_, asmp::selread, nullptr);
+          ::close(self->listen_fd_);
+          self->listen_fd_ = -1;
+        }
+        std::vector<std::shared_ptr<rpc::Connection>> live;
+        {
+          std::lock_guard lk(self->mu_);
+          for (auto& [k, w] : self->conns_)
+            if (auto c = w.lock()) live.push_back(std::move(c));
+        }
+        for (auto& c : live) c->close();
+      },
+      shared_->opts.shared_color));
+}
+
+std::size_t SecureServer::connections() const {
+  std::lock_guard lk(mu_);
+  return conns_.size();
+}
+
+SecureServerStats SecureServer::stats() const {
+  SecureServerStats s;
+  const auto r = std::memory_order_relaxed;
+  s.accepted = shared_->accepted.load(r);
+  s.established = shared_->established.load(r);
+  s.handshake_failures = shared_->handshake_failures.load(r);
+  s.logins = shared_->logins.load(r);
+  s.login_refusals = shared_->login_refusals.load(r);
+  s.filter_rejections = shared_->filter_rejections.load(r);
+  return s;
+}
+
+}  // namespace sfs
