@@ -50,18 +50,18 @@ class BufferCache {
   }
   static BufferCache* get() { return alive_ ? &cache_ : nullptr; }
 
-  // The smallest cached buffer of at least n bytes, or nullptr.
+  // The most recently cached buffer of at least n bytes (and not much more),
+  // or nullptr. Most recent first: it is likely still in this core's cache.
   char* take(std::size_t n, std::size_t* cap) {
-    std::size_t best = bufs_.size();
-    for (std::size_t i = 0; i < bufs_.size(); ++i)
-      if (bufs_[i].cap >= n && (best == bufs_.size() || bufs_[i].cap < bufs_[best].cap)) best = i;
-    if (best == bufs_.size()) return nullptr;
-    Buf b = bufs_[best];
-    bufs_[best] = bufs_.back();
-    bufs_.pop_back();
-    bytes_ -= b.cap;
-    *cap = b.cap;
-    return b.p;
+    for (std::size_t i = bufs_.size(); i-- > 0;) {
+      if (bufs_[i].cap < n || bufs_[i].cap / 2 > n) continue;
+      Buf b = bufs_[i];
+      bufs_.erase(bufs_.begin() + static_cast<std::ptrdiff_t>(i));
+      bytes_ -= b.cap;
+      *cap = b.cap;
+      return b.p;
+    }
+    return nullptr;
   }
   // Keeps p if there is room; otherwise frees it.
   void give(char* p, std::size_t cap) {
@@ -204,6 +204,10 @@ Transport::Transport(int fd, color_t color, TransportOptions opts)
   if (fl >= 0) ::fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on AF_UNIX
+  if (opts_.notsent_lowat) {
+    int lowat = static_cast<int>(std::min<std::size_t>(opts_.notsent_lowat, 1u << 30));
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+  }
 }
 
 Transport::~Transport() {
