@@ -108,10 +108,8 @@ void Runtime::Impl::release_poller() {
   poll_busy_.store(false, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
   for (Worker* v : workers_) {
-    if (v->state.load(std::memory_order_seq_cst) == kSleepFutex) {
-      wake(*v);
-      return;
-    }
+    // Not one already claimed by another waker: it may be off to run work.
+    if (v->state.load(std::memory_order_seq_cst) == kSleepFutex && wake(*v)) return;
   }
 }
 

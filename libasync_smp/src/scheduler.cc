@@ -316,25 +316,30 @@ void Runtime::Impl::idle(Worker& w) {
   sleepers_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-void Runtime::Impl::wake(Worker& w) {
+// Claims a sleeping w by setting its state back to kRunning, then wakes it;
+// returns false if w was not asleep. Without the claim, two pushes in a row
+// both picked the first sleeper (still marked asleep while it wakes up) and
+// another sleeper stayed asleep with a stealable color queued. A pusher that
+// now sees kRunning is safe: w is sure to wake and will store its state
+// again before it next checks for work (the Dekker pair in idle()).
+bool Runtime::Impl::wake(Worker& w) {
   std::uint32_t st = w.state.load(std::memory_order_seq_cst);
+  do {
+    if (st == kRunning) return false;
+  } while (!w.state.compare_exchange_weak(st, kRunning, std::memory_order_seq_cst));
   if (st == kSleepFutex) {
     w.futex.fetch_add(1, std::memory_order_seq_cst);
     w.futex.notify_one();
-    w.wakeups.fetch_add(1, std::memory_order_relaxed);
-  } else if (st == kSleepEpoll) {
+  } else {
     poke_poller();
-    w.wakeups.fetch_add(1, std::memory_order_relaxed);
   }
+  w.wakeups.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void Runtime::Impl::wake_sleeper() {
-  for (Worker* w : workers_) {
-    if (w->state.load(std::memory_order_seq_cst) != kRunning) {
-      wake(*w);
-      return;
-    }
-  }
+  for (Worker* w : workers_)
+    if (wake(*w)) return;
 }
 
 void Runtime::Impl::stop_all(int code) {

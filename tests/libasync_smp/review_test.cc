@@ -1,0 +1,60 @@
+// review_test.cc: regression tests from a concurrency review of the runtime.
+// Each one pins down a specific interleaving that once went wrong (see the
+// commit that added it for the story).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "asmp/runtime.h"
+#include "test_util.h"
+
+namespace asmp {
+namespace {
+
+using testing::run_bounded;
+using testing::wait_until;
+using namespace std::chrono_literals;
+
+void busy_for(std::chrono::milliseconds d) {
+  auto end = Clock::now() + d;
+  while (Clock::now() < end) {
+  }
+}
+
+// Two colors become stealable behind a stuck worker, one right after the
+// other, while two workers sleep (one on its futex, one in epoll_wait). Each
+// push must wake a *different* sleeper: waking the same one twice leaves the
+// second color waiting for the stuck worker although a worker sleeps.
+//   3 workers; color c starts on worker c % 3.
+//   color 0 (W0): busy 100 ms, so that W2 goes idle first and sleeps in
+//                 epoll; W0 then sleeps on its futex.
+//   color 1 (W1): after 250 ms pushes B (color 4) and C (color 7), both on
+//                 W1, and stays stuck until B has finished.
+//   B waits (up to 2 s) for C to have run: only another worker can run C.
+TEST(Review, EachStealablePushWakesADistinctSleeper) {
+  Runtime rt(RuntimeOptions{.threads = 3, .scheduler = SchedulerKind::kStealing});
+  std::atomic<bool> c_ran{false}, b_done{false};
+  bool b_saw_c = false;
+  rt.cpucb(Closure([] { busy_for(100ms); }, 0));
+  rt.cpucb(Closure(
+      [&] {
+        std::this_thread::sleep_for(250ms);
+        rt.cpucb(Closure(
+            [&] {
+              b_saw_c = wait_until([&] { return c_ran.load(); }, 2000ms);
+              b_done = true;
+            },
+            4));
+        rt.cpucb(Closure([&] { c_ran = true; }, 7));
+        wait_until([&] { return b_done.load(); }, 3000ms);
+        rt.stop(0);
+      },
+      1));
+  ASSERT_EQ(run_bounded(rt), 0);
+  EXPECT_TRUE(b_saw_c) << "color 7 stayed queued behind a stuck worker while a worker slept";
+}
+
+}  // namespace
+}  // namespace asmp
