@@ -237,7 +237,8 @@ void Runtime::Impl::fdcb(int fd, Selop op, Closure cb) {
   int dir = op == selread ? 0 : 1;
   // The callback replaced, destroyed after the lock is released: it may own
   // an object whose destructor calls fdcb (a connection unregistering itself).
-  std::shared_ptr<Closure> old;
+  // Likewise the callbacks of an entry dropped because epoll refused the fd.
+  std::shared_ptr<Closure> old, refused[2];
   std::lock_guard lk(fd_mu_);
   FdEntry& e = fds_[fd];
   old = std::exchange(e.cb[dir], cb ? std::make_shared<Closure>(std::move(cb)) : nullptr);
@@ -254,6 +255,8 @@ void Runtime::Impl::fdcb(int fd, Selop op, Closure cb) {
   if (!e.in_epoll) {
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &mod) != 0) {
       int err = errno;
+      refused[0] = std::move(e.cb[0]);
+      refused[1] = std::move(e.cb[1]);
       fds_.erase(fd);
       errno = err;
       fail("fdcb: epoll_ctl(ADD)");

@@ -1,10 +1,14 @@
 // review_test.cc: regression tests from a concurrency review of the runtime.
 // Each one pins down a specific interleaving that once went wrong (see the
 // commit that added it for the story).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include "asmp/runtime.h"
@@ -13,6 +17,7 @@
 namespace asmp {
 namespace {
 
+using testing::finish_within;
 using testing::run_bounded;
 using testing::wait_until;
 using namespace std::chrono_literals;
@@ -54,6 +59,27 @@ TEST(Review, EachStealablePushWakesADistinctSleeper) {
       1));
   ASSERT_EQ(run_bounded(rt), 0);
   EXPECT_TRUE(b_saw_c) << "color 7 stayed queued behind a stuck worker while a worker slept";
+}
+
+// fdcb() on an fd that epoll refuses (a regular file: EPERM) throws; the
+// callback it was given must be destroyed outside fd_mu_, because its
+// destructor may call fdcb (an object unregistering itself).
+TEST(Review, FdcbAddFailureDestroysCallbackUnlocked) {
+  Runtime rt(RuntimeOptions{.threads = 1});
+  testing::Pipe p;
+  int file = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(file, 0);
+  struct Unregisters {
+    Runtime& rt;
+    int fd;
+    ~Unregisters() { rt.fdcb(fd, selread, nullptr); }
+  };
+  finish_within(5s, "fdcb on /dev/null", [&] {
+    std::shared_ptr<Unregisters> guard(new Unregisters{rt, p.rd});
+    Closure cb([g = std::move(guard)] {});
+    EXPECT_THROW(rt.fdcb(file, selread, std::move(cb)), std::runtime_error);
+  });
+  ::close(file);
 }
 
 }  // namespace
