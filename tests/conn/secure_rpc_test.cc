@@ -5,6 +5,12 @@
 // crypto runs at the same time on two workers. Starts no processes: one
 // runtime with two workers, a SecureServer on 127.0.0.1 (ephemeral port),
 // clients in the same process.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <set>
 
 #include "conn_test_util.h"
@@ -129,6 +135,32 @@ TEST_F(SecureRpcTest, CallsInTheClearBeforeTheHandshakeCloseTheConnection) {
   auto st = call_sync(conn, SFSTEST_ADD, rpc::as_xdrproc(xdr_sfstest_pair), &p, rpc::as_xdrproc(xdr_int), &sum);
   EXPECT_EQ(st.error, rpc::RpcError::kConnectionLost) << st.message();
   EXPECT_TRUE(server.log.contains("before the secure channel is up")) << server.log.all();
+}
+
+TEST_F(SecureRpcTest, ASilentClientIsClosedAfterTheHandshakeTimeout) {
+  TestSecureServer server([](SecureServerOptions& o) { o.handshake_timeout = 200ms; });
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(server.port());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_TRUE(eventually([&] { return server.server->connections() == 1; }));
+  // The server closes: our read sees EOF, bounded by poll.
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  char c;
+  EXPECT_EQ(::read(fd, &c, 1), 0);
+  ::close(fd);
+  EXPECT_TRUE(server.log.contains("no completed handshake in time")) << server.log.all();
+  // A connection that completes its handshake is not affected.
+  auto s = connect_sync(client_opts(server, 14));
+  ASSERT_TRUE(s.ok()) << s.error();
+  std::this_thread::sleep_for(400ms);
+  int sum = 0;
+  EXPECT_TRUE(add_sync(s.value(), 1, 2, &sum).ok());
+  s.value().close();
 }
 
 TEST_F(SecureRpcTest, LoginMapsTheKeyToItsUidAndCallsWithoutAreNobody) {

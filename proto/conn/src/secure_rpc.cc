@@ -693,10 +693,28 @@ void SecureServer::serve_fd(int fd) {
       s->conns_.erase(*key);
     }
   };
-  std::lock_guard lk(mu_);
-  auto c = rpc::Connection::create(t, std::move(co));
-  *key = c.get();
-  conns_.emplace(c.get(), c);
+  std::shared_ptr<rpc::Connection> c;
+  {
+    std::lock_guard lk(mu_);
+    c = rpc::Connection::create(t, std::move(co));
+    *key = c.get();
+    conns_.emplace(c.get(), c);
+  }
+  const auto limit = shared_->opts.handshake_timeout;
+  if (limit.count() > 0) {
+    // On the connection's color, so that it reads the stage safely.
+    std::weak_ptr<rpc::Connection> weak_conn = c;
+    rt_->delaycb(limit, Closure(
+                            [sc, weak_conn] {
+                              if (sc->stage == Conn::Stage::kOpen) return;
+                              auto conn = weak_conn.lock();
+                              if (!conn) return;
+                              sc->shared->log("connection from " + sc->peer +
+                                              ": no completed handshake in time; closing");
+                              conn->close();
+                            },
+                            color));
+  }
 }
 
 void SecureServer::close() {

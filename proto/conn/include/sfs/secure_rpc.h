@@ -26,6 +26,9 @@
 //     second SFS_CONNECT, closes the connection. Auth tables (one per
 //     connection) and the user database lookups run under the shared color
 //     (0); programs that want the caller's identity are dispatched there.
+//     A connection that has not completed the handshake within
+//     handshake_timeout of accept is closed (a failed handshake's reply is
+//     left to drain until then).
 //   - Thread safety: SecureServer's and SecureSession's methods may be
 //     called from any thread. Filters belong to one transport.
 #pragma once
@@ -172,6 +175,9 @@ struct SecureServerOptions {
   // impostor and see the client's own check.)
   bool refuse_other_hostids = true;
   std::vector<SecureProgram> programs;
+  // A connection whose handshake has not succeeded this long after accept
+  // (silent, failed, or refused) is closed. <= 0: never.
+  std::chrono::milliseconds handshake_timeout{10000};
   asmp::color_t shared_color = 0;  // auth tables, uid map
   asmp::rpc::TransportOptions transport;
   LogSink log = log_to_stderr;
