@@ -130,7 +130,7 @@ struct Runtime::Impl {
 
   // scheduler.cc
   void push(Closure&& cb);
-  void worker_loop(Worker& w);
+  void worker_loop(Worker& w) noexcept;
   bool wake(Worker& w);  // false if w was not asleep
   void stop_all(int code);
   Slot& slot_for(color_t c) { return slots_[c & slot_mask_]; }

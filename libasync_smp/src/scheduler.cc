@@ -266,7 +266,11 @@ bool Runtime::Impl::has_work(Worker& w) const {
   return false;
 }
 
-void Runtime::Impl::worker_loop(Worker& w) {
+// noexcept: a callback that throws ends the process (std::terminate) with
+// one worker as with many. Unwinding out of run() would leave the slot it
+// ran neither idle nor queued (its color dead), running_ set, and this
+// thread's ThreadContext pointing at the runtime after its death.
+void Runtime::Impl::worker_loop(Worker& w) noexcept {
   ThreadContext& t = tls();
   ThreadContext saved = t;
   t.impl = this;

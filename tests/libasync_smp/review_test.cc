@@ -61,6 +61,27 @@ TEST(Review, EachStealablePushWakesADistinctSleeper) {
   EXPECT_TRUE(b_saw_c) << "color 7 stayed queued behind a stuck worker while a worker slept";
 }
 
+// A callback that throws ends the process, whatever the number of workers.
+// With one worker the exception used to escape run() and leave the runtime
+// half-run: its slot neither idle nor queued, run() "already running", and
+// the thread's worker identity pointing at the runtime after its death.
+TEST(ReviewDeathTest, ThrowingCallbackTerminatesWithOneWorker) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        Runtime rt(RuntimeOptions{.threads = 1});
+        rt.cpucb(Closure([] { throw std::runtime_error("boom"); }));
+        try {
+          rt.run();
+        } catch (...) {
+          // The exception escaped run(): leave quietly, so that the death
+          // test sees no death and fails.
+          std::_Exit(0);
+        }
+      },
+      "");
+}
+
 // fdcb() on an fd that epoll refuses (a regular file: EPERM) throws; the
 // callback it was given must be destroyed outside fd_mu_, because its
 // destructor may call fdcb (an object unregistering itself).

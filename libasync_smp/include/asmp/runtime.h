@@ -9,6 +9,9 @@
 //      at a time, in order: it behaves exactly like a single-threaded event
 //      program (SPED), whatever the number of workers.
 //
+// A callback must not throw: an exception that escapes one calls
+// std::terminate, whatever the number of workers.
+//
 // Colors are hashed into `color_slots` slots (slot = color mod slots). A slot
 // is the unit the scheduler queues, moves and steals; two colors that share a
 // slot are serialized together, which the guarantees allow. Colors below
