@@ -162,7 +162,7 @@ struct Program {
 class Programs {
  public:
   void add(Program p);
-  // The program for (prog, vers), or nullptr; *versions_of_prog tells
+  // The program for (prog, vers), or nullptr; *prog_known tells
   // whether prog exists at all, and [*low, *high] its versions.
   const Program* find(std::uint32_t prog, std::uint32_t vers, bool* prog_known, std::uint32_t* low,
                       std::uint32_t* high) const;
