@@ -187,7 +187,11 @@ TimerId Runtime::timecb(Clock::time_point when, Closure cb) {
   return impl_->timecb(when, std::move(cb));
 }
 TimerId Runtime::delaycb(std::chrono::nanoseconds delay, Closure cb) {
-  return impl_->timecb(Clock::now() + delay, std::move(cb));
+  // Saturate: now + a huge delay must not overflow into the past.
+  Clock::time_point now = Clock::now();
+  Clock::time_point when =
+      delay >= Clock::time_point::max() - now ? Clock::time_point::max() : now + delay;
+  return impl_->timecb(when, std::move(cb));
 }
 bool Runtime::timecb_remove(TimerId id) { return impl_->timecb_remove(id); }
 void Runtime::sigcb(int sig, Closure cb) { impl_->sigcb(sig, std::move(cb)); }

@@ -103,5 +103,18 @@ TEST(Review, FdcbAddFailureDestroysCallbackUnlocked) {
   ::close(file);
 }
 
+// delaycb(nanoseconds::max()) means "practically never". now + delay used to
+// overflow (signed, undefined; in practice it wrapped to a deadline in the
+// past) and the timer fired at once: early by about 292 years.
+TEST(Review, HugeDelayDoesNotWrapIntoThePast) {
+  Runtime rt(RuntimeOptions{.threads = 1});
+  std::atomic<bool> fired{false};
+  TimerId id = rt.delaycb(std::chrono::nanoseconds::max(), Closure([&] { fired = true; }));
+  rt.delaycb(100ms, Closure([&] { rt.stop(0); }));
+  ASSERT_EQ(run_bounded(rt), 0);
+  EXPECT_FALSE(fired.load());
+  EXPECT_TRUE(rt.timecb_remove(id));
+}
+
 }  // namespace
 }  // namespace asmp
