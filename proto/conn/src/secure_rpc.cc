@@ -44,8 +44,9 @@ void log_to_stderr(const std::string& line) { std::fprintf(stderr, "sfs: %s\n", 
 
 // ---- SecureRecordFilter --------------------------------------------------------
 
-SecureRecordFilter::SecureRecordFilter(SecureChannel channel, std::string peer, LogSink log)
-    : channel_(std::move(channel)), alg_(AeadAlg::kChaCha20Poly1305), peer_(std::move(peer)),
+SecureRecordFilter::SecureRecordFilter(SecureChannel channel, AeadAlg alg, std::string peer,
+                                       LogSink log)
+    : channel_(std::move(channel)), alg_(alg), peer_(std::move(peer)),
       log_(log ? std::move(log) : LogSink(log_to_stderr)) {}
 
 namespace {
@@ -109,7 +110,7 @@ std::shared_ptr<rpc::RecordFilter> make_filter(const SessionKeys& keys, Role rol
                                                const LogSink& log,
                                                std::shared_ptr<SecureRecordFilter>* plain) {
   auto f = std::make_shared<SecureRecordFilter>(make_channel(keys, role, o.impl, o.config),
-                                                std::move(peer), log);
+                                                keys.alg, std::move(peer), log);
   *plain = f;
   if (o.wrap_filter) return o.wrap_filter(f);
   return f;
@@ -289,7 +290,7 @@ void on_connect_reply(const std::shared_ptr<Dial>& d, rpc::RpcStatus st) {
   auto s = std::make_shared<SecureSession::State>();
   s->conn = d->conn;
   s->session_id = cr.keys.session_id;
-  s->alg = cr.keys.alg;
+  s->alg = plain->aead();
   s->impl = plain->impl();
   s->server_key = cr.server_key;
   s->name = d->opts.server;

@@ -62,8 +62,10 @@ void log_to_stderr(const std::string& line);
 
 class SecureRecordFilter : public asmp::rpc::RecordFilter {
  public:
-  // `peer` names the other end in log lines ("server 127.0.0.1:4000").
-  SecureRecordFilter(SecureChannel channel, std::string peer, LogSink log = log_to_stderr);
+  // `alg` is the channel's AEAD; `peer` names the other end in log lines
+  // ("server 127.0.0.1:4000").
+  SecureRecordFilter(SecureChannel channel, AeadAlg alg, std::string peer,
+                     LogSink log = log_to_stderr);
 
   // Plaintext record -> section 4 record (u32 L || ciphertext || tag).
   bool seal(asmp::rpc::RecordBuf& record) override;
