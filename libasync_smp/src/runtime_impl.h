@@ -165,9 +165,12 @@ struct Runtime::Impl {
   std::uint32_t slot_mask_;
   std::vector<Worker*> workers_;
 
-  std::atomic<bool> stop_{false};
+  // Read by every callback (stop_) or written on every sleep and wake
+  // (sleepers_, poll_busy_): each on a cache line of its own, so they do not
+  // evict the read-mostly fields above from every core's cache.
+  alignas(64) std::atomic<bool> stop_{false};
   std::atomic<int> exit_code_{0};
-  std::atomic<unsigned> sleepers_{0};
+  alignas(64) std::atomic<unsigned> sleepers_{0};
   std::atomic<bool> running_{false};
   bool destroying_ = false;
 
@@ -176,9 +179,9 @@ struct Runtime::Impl {
   int wakefd_ = -1;   // eventfd: wakes a worker blocked in epoll_wait
   int timerfd_ = -1;  // armed at the earliest timer
   int sigpipe_[2] = {-1, -1};
-  std::atomic<bool> poll_busy_{false};
+  alignas(64) std::atomic<bool> poll_busy_{false};
 
-  std::mutex fd_mu_;
+  alignas(64) std::mutex fd_mu_;
   std::unordered_map<int, FdEntry> fds_;
 
   std::mutex timer_mu_;
@@ -199,7 +202,7 @@ struct Runtime::Impl {
   Worker& queue_of(Slot& s);
   void drain_inbox(Slot& s);
   void run_slot(Worker& w, Slot& s);
-  Slot* pop_ready(Worker& q);
+  Slot* pop_ready(Worker& q, Worker& w);
   Slot* steal(Worker& w);
   bool has_work(Worker& w) const;
   bool stealable(const Worker& v) const;

@@ -162,14 +162,18 @@ void Runtime::Impl::make_ready(Slot& s) {
   }
 }
 
-Slot* Runtime::Impl::pop_ready(Worker& q) {
+// Pops the oldest slot of queue q for worker w. w is marked busy before the
+// queue length drops, so a thief that sees the shorter queue also sees that
+// w is running something and may take a lone color queued behind it.
+Slot* Runtime::Impl::pop_ready(Worker& q, Worker& w) {
   if (q.rq_len.load(std::memory_order_relaxed) == 0) return nullptr;
   q.lock.lock();
   Slot* s = q.rq_head;
   if (s) {
     q.rq_head = s->next_ready;
     if (!q.rq_head) q.rq_tail = nullptr;
-    q.rq_len.store(q.rq_len.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    w.busy.store(true, std::memory_order_relaxed);
+    q.rq_len.store(q.rq_len.load(std::memory_order_relaxed) - 1, std::memory_order_seq_cst);
   }
   q.lock.unlock();
   return s;
@@ -279,7 +283,7 @@ void Runtime::Impl::worker_loop(Worker& w) noexcept {
   unsigned batches = 0;
   Worker& q = shared_queue ? *workers_[0] : w;
   while (!stop_.load(std::memory_order_acquire)) {
-    Slot* s = pop_ready(q);
+    Slot* s = pop_ready(q, w);
     if (!s && stealing) s = steal(w);
     if (!s) {
       idle(w);
