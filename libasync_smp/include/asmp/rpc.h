@@ -27,6 +27,8 @@
 // the caller's stack. The result object must stay alive until the callback
 // runs; it must start zeroed (or freed with xdr_free), because XDR decoding
 // allocates into it, and the caller frees it with xdr_free(xres, res).
+// Results decoded as views (BytesView, below) point into the reply record,
+// which lives until the callback returns.
 #pragma once
 
 #include <rpc/rpc.h>
@@ -139,6 +141,42 @@ Proc proc(XA* xa, XR* xr) {
   return {as_xdrproc(xa), xdr_c_size(xa), as_xdrproc(xr)};
 }
 
+// ---- zero-copy opaque data ----------------------------------------------------
+
+// Variable-length opaque data (XDR `opaque x<max>`) as a pointer and a
+// length instead of a malloc'ed copy. Same bytes on the wire as rpcgen's
+// `struct { u_int x_len; char* x_val; }`, so either side may use either.
+//
+//   XDR_ENCODE  data/len are read (one memcpy into the record); data may be
+//               null when len is 0.
+//   XDR_DECODE  data is pointed into the stream's buffer (xdr_inline), no
+//               allocation, no copy. Refused (FALSE) if the length is above
+//               max, if the stream holds fewer bytes than length + padding
+//               (truncated), or if the stream cannot inline (not xdrmem).
+//               An empty opaque decodes to a non-null data, len 0.
+//   XDR_FREE    clears the view; frees nothing.
+//
+// Lifetime of a decoded view: it points into the record it was decoded
+// from. asmp_rpc keeps that record alive
+//   - server: as long as the Call whose arguments hold the view (the Call
+//     owns its record; a handler may keep the Call and answer later),
+//   - client: until the call's callback returns (the reply record travels
+//     with the callback when it hops to the callback's color).
+// Copy the bytes to keep them longer.
+struct BytesView {
+  const char* data = nullptr;
+  u_int len = 0;
+};
+
+bool_t xdr_opaque_view(XDR* xdrs, BytesView* v, u_int max);
+
+// xdr_opaque_view with the bound fixed, as an xdrproc for a Proc table:
+// proc(xdr_bytes_view<MAXDATA>, xdr_bytes_view<MAXDATA>).
+template <u_int Max>
+bool_t xdr_bytes_view(XDR* xdrs, BytesView* v) {
+  return xdr_opaque_view(xdrs, v, Max);
+}
+
 // A program version's procedures, indexed by procedure number.
 struct Interface {
   std::uint32_t prog = 0;
@@ -192,7 +230,9 @@ class Call {
   color_t color() const;
   const std::shared_ptr<Connection>& connection() const;
 
-  // The decoded arguments (owned by this Call, freed with it).
+  // The decoded arguments (owned by this Call, freed with it). The Call also
+  // owns the call's record, so arguments decoded as views (BytesView) stay
+  // valid while the Call lives.
   void* raw_args() const;
   template <class T>
   T* args() const {
@@ -259,12 +299,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(std::shared_ptr<Transport> t, ConnectionOptions opts);
   void on_record(RecordBuf rec);
   void on_close(CloseReason why, int err);
-  void on_reply(RecordBuf& rec);
-  void on_call(RecordBuf& rec);
+  void on_reply(RecordBuf rec);
+  void on_call(RecordBuf rec);
   void add_pending(std::uint32_t xid, RecordBuf rec, xdrproc_t xres, void* res, CallDone cb,
                    std::chrono::nanoseconds timeout);
   void on_timeout(std::uint32_t xid);
-  void complete(Pending p, RpcStatus st);
+  // Runs p's callback (under its color) with st; rec, the reply record
+  // that results may point into, lives until the callback has returned.
+  void complete(Pending p, RpcStatus st, RecordBuf rec = RecordBuf());
 
   std::shared_ptr<Transport> transport_;
   ConnectionOptions opts_;

@@ -119,14 +119,16 @@ void Connection::on_timeout(std::uint32_t xid) {
   complete(std::move(p), RpcStatus{RpcError::kTimeout});
 }
 
-void Connection::complete(Pending p, RpcStatus st) {
+void Connection::complete(Pending p, RpcStatus st, RecordBuf rec) {
   if (p.timer) rt_->timecb_remove(p.timer);
   color_t c = p.cb.color();
   if (c == color() && transport_->on_own_color()) {
     p.cb(st);
-    return;
+    return;  // rec (results decoded as views point into it) goes now
   }
-  rt_->cpucb(Closure([cb = std::move(p.cb), st]() mutable { cb(st); }, c));
+  // The reply record travels with the callback: views in the results stay
+  // valid until it returns.
+  rt_->cpucb(Closure([cb = std::move(p.cb), st, rec = std::move(rec)]() mutable { cb(st); }, c));
 }
 
 // ---- records from the peer ---------------------------------------------------
@@ -138,15 +140,15 @@ void Connection::on_record(RecordBuf rec) {
   }
   std::uint32_t type = wire::get32(rec.data() + 4);
   if (type == wire::kReply) {
-    on_reply(rec);
+    on_reply(std::move(rec));
   } else if (type == wire::kCall) {
-    on_call(rec);
+    on_call(std::move(rec));
   } else {
     transport_->close();
   }
 }
 
-void Connection::on_reply(RecordBuf& rec) {
+void Connection::on_reply(RecordBuf rec) {
   wire::Reader r(rec.data(), rec.size());
   std::uint32_t xid = r.u32();
   r.u32();  // REPLY
@@ -202,10 +204,14 @@ void Connection::on_reply(RecordBuf& rec) {
   } else {
     st.error = RpcError::kDecodeResult;
   }
-  complete(std::move(p), st);
+  if (st.ok()) {
+    complete(std::move(p), st, std::move(rec));
+  } else {
+    complete(std::move(p), st);
+  }
 }
 
-void Connection::on_call(RecordBuf& rec) {
+void Connection::on_call(RecordBuf rec) {
   wire::Reader r(rec.data(), rec.size());
   std::uint32_t xid = r.u32();
   r.u32();  // CALL
@@ -264,14 +270,15 @@ void Connection::on_call(RecordBuf& rec) {
   st->xid = xid;
   st->procnum = procnum;
   if (pr.args_size) {
-    st->args = std::calloc(1, pr.args_size);
-    if (!st->args) {
+    if (!st->alloc_args(pr.args_size)) {
       transport_->send(wire::accepted_error(xid, wire::kSystemErr));
       return;
     }
   }
+  // The Call owns the record: arguments decoded as views point into it.
+  st->record = std::move(rec);
   XDR x;
-  xdrmem_create(&x, rec.data() + r.pos(), static_cast<u_int>(r.left()), XDR_DECODE);
+  xdrmem_create(&x, st->record.data() + r.pos(), static_cast<u_int>(r.left()), XDR_DECODE);
   bool ok = pr.xargs(&x, st->args);
   XDR_DESTROY(&x);
   if (!ok) {

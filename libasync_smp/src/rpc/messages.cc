@@ -95,6 +95,43 @@ bool wire::parse_auth_sys(const char* body, std::size_t len, AuthSys* out) {
   return r.ok();
 }
 
+// ---- zero-copy opaque data ----------------------------------------------------
+
+bool_t xdr_opaque_view(XDR* xdrs, BytesView* v, u_int max) {
+  switch (xdrs->x_op) {
+    case XDR_ENCODE: {
+      u_int len = v->len;
+      if (len > max || !xdr_u_int(xdrs, &len)) return FALSE;
+      if (len == 0) return TRUE;
+      // One copy into the record, padding from libtirpc's zero array.
+      return xdr_opaque(xdrs, const_cast<char*>(v->data), len);
+    }
+    case XDR_DECODE: {
+      u_int len;
+      if (!xdr_u_int(xdrs, &len) || len > max) return FALSE;
+      if (len == 0) {
+        v->data = "";
+        v->len = 0;
+        return TRUE;
+      }
+      std::size_t padded = wire::pad4(len);
+      if (padded > 0x7fffffff) return FALSE;  // past any record, and XDR positions are int
+      // xdrmem's inline hands out a pointer into its buffer and advances, or
+      // returns null if fewer bytes are left (truncated data).
+      auto* p = reinterpret_cast<const char*>(xdr_inline(xdrs, static_cast<u_int>(padded)));
+      if (!p) return FALSE;
+      v->data = p;
+      v->len = len;
+      return TRUE;
+    }
+    case XDR_FREE:
+      v->data = nullptr;
+      v->len = 0;
+      return TRUE;
+  }
+  return FALSE;
+}
+
 // ---- tables ------------------------------------------------------------------
 
 void Programs::add(Program p) {

@@ -115,8 +115,13 @@ struct Call::State {
   std::uint32_t xid = 0;
   std::uint32_t procnum = 0;
   Cred cred;
-  void* args = nullptr;  // malloc'ed, decoded by proc->xargs
+  // The call's record. Arguments decoded as views (BytesView) point into
+  // it, so it lives as long as the Call; destroyed after args (below).
+  RecordBuf record;
+  void* args = nullptr;  // decoded by proc->xargs: in small_args, or calloc'ed
   bool answered = false;
+  // Most argument structs are a few words: no malloc for them.
+  alignas(std::max_align_t) unsigned char small_args[64];
 
   State() = default;
   State(const State&) = delete;
@@ -124,8 +129,18 @@ struct Call::State {
   ~State() {
     if (args) {
       xdr_free(proc->xargs, args);
-      std::free(args);
+      if (args != small_args) std::free(args);
     }
+  }
+  // Zeroed room for n bytes of arguments; false if out of memory.
+  bool alloc_args(std::size_t n) {
+    if (n <= sizeof small_args) {
+      std::memset(small_args, 0, n);
+      args = small_args;
+    } else {
+      args = std::calloc(1, n);
+    }
+    return args != nullptr;
   }
 };
 
