@@ -7,6 +7,7 @@ add_library(asmp_rpc
   src/rpc/connection.cc
   src/rpc/call.cc
   src/rpc/server.cc
+  src/rpc/address.cc
 )
 target_include_directories(asmp_rpc PUBLIC include)
 target_compile_options(asmp_rpc PRIVATE ${SFS_WARNINGS})

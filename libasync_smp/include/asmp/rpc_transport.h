@@ -194,4 +194,10 @@ class Transport : public std::enable_shared_from_this<Transport> {
 // flag unspecified), or with -1 and an errno value.
 void tcp_connect(const std::string& host, std::uint16_t port, Callback<void(int fd, int err)> cb);
 
+// Opens a non-blocking, close-on-exec TCP listening socket on host:port (a
+// numeric IPv4 or IPv6 address; port 0 picks a free one). Returns 0 and sets
+// fd and bound_port, or returns an errno value (EINVAL for a host that is
+// not a numeric address).
+int tcp_listen(const std::string& host, std::uint16_t port, int& fd, std::uint16_t& bound_port);
+
 }  // namespace asmp::rpc

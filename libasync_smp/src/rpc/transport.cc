@@ -24,6 +24,7 @@
 #include <stdexcept>
 
 #include "asmp/rpc_transport.h"
+#include "address.h"
 
 namespace asmp::rpc {
 
@@ -520,19 +521,9 @@ void finish_connect(const std::shared_ptr<Connecting>& c) {
 
 void tcp_connect(const std::string& host, std::uint16_t port, Callback<void(int fd, int err)> cb) {
   Runtime& rt = default_runtime();
-  sockaddr_storage ss{};
-  socklen_t sl = 0;
-  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(port);
-    sl = sizeof *in4;
-  } else if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    sl = sizeof *in6;
-  }
+  sockaddr_storage ss;
+  socklen_t sl;
+  numeric_address(host, port, ss, sl);
   color_t color = cb.color();
   auto fail = [&](int err) {
     auto c = std::make_shared<Callback<void(int, int)>>(std::move(cb));

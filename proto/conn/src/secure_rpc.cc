@@ -594,33 +594,8 @@ SecureServer::~SecureServer() {
 
 int SecureServer::listen(const std::string& host, std::uint16_t port) {
   if (listen_fd_ >= 0) return EISCONN;
-  sockaddr_storage ss{};
-  socklen_t sl = 0;
-  auto* in4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1) {
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(port);
-    sl = sizeof *in4;
-  } else if (::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    sl = sizeof *in6;
-  } else {
-    return EINVAL;
-  }
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errno;
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0 || ::listen(fd, 1024) != 0) {
-    int err = errno;
-    ::close(fd);
-    return err;
-  }
-  sl = sizeof ss;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
-  port_ = ntohs(ss.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
+  int fd;
+  if (int err = asmp::rpc::tcp_listen(host, port, fd, port_)) return err;
   listen_fd_ = fd;
   rt_->fdcb(fd, asmp::selread,
             Closure(asmp::wrap(shared_->opts.shared_color, &SecureServer::on_accept, shared_from_this())));
