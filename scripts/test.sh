@@ -48,4 +48,4 @@ if [ -x proto/fuzz/run.sh ]; then
   bash proto/fuzz/run.sh "${SFS_FUZZ_SECONDS:-60}"
 fi
 
-echo "all suites: $total_pass passed, $total_fail failed"
+echo "total: $total_pass passed, $total_fail failed"
