@@ -223,8 +223,7 @@ TEST_P(OrderTest, HeavySlotSharing) {
 
 std::vector<OrderParam> order_params() {
   std::vector<OrderParam> out;
-  for (SchedulerKind k : {SchedulerKind::kSharedQueue, SchedulerKind::kPerThread,
-                          SchedulerKind::kFreelist, SchedulerKind::kStealing})
+  for (SchedulerKind k : testing::kAllSchedulerKinds)
     for (unsigned t : {2u, 3u, 4u, 8u}) out.push_back({k, t});
   return out;
 }
@@ -304,15 +303,8 @@ TEST_P(UncoloredTest, BehavesLikeOneThread) {
   EXPECT_GE(fd_reads, 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllKinds, UncoloredTest,
-                         ::testing::Values(SchedulerKind::kSharedQueue, SchedulerKind::kPerThread,
-                                           SchedulerKind::kFreelist, SchedulerKind::kStealing),
-                         [](const ::testing::TestParamInfo<SchedulerKind>& pi) {
-                           std::string name(to_string(pi.param));
-                           for (char& ch : name)
-                             if (ch == '-') ch = '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllKinds, UncoloredTest, ::testing::ValuesIn(testing::kAllSchedulerKinds),
+                         testing::kind_param_name);
 
 }  // namespace
 }  // namespace asmp

@@ -106,15 +106,8 @@ TEST_P(ShutdownTest, RunAgainContinuesPendingWork) {
   EXPECT_EQ(run_bounded(rt), 4);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllKinds, ShutdownTest,
-                         ::testing::Values(SchedulerKind::kSharedQueue, SchedulerKind::kPerThread,
-                                           SchedulerKind::kFreelist, SchedulerKind::kStealing),
-                         [](const ::testing::TestParamInfo<SchedulerKind>& pi) {
-                           std::string name(to_string(pi.param));
-                           for (char& ch : name)
-                             if (ch == '-') ch = '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllKinds, ShutdownTest, ::testing::ValuesIn(testing::kAllSchedulerKinds),
+                         testing::kind_param_name);
 
 TEST(Shutdown, StopFromInsideWithOneWorkerLeavesRestQueued) {
   Runtime rt(RuntimeOptions{.threads = 1});

@@ -58,15 +58,8 @@ TEST_P(StatsTest, CallbacksAddUpPerWorkerAndPerColor) {
   EXPECT_EQ(rt.color_stats(1000).callbacks, expected[1000] + 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllKinds, StatsTest,
-                         ::testing::Values(SchedulerKind::kSharedQueue, SchedulerKind::kPerThread,
-                                           SchedulerKind::kFreelist, SchedulerKind::kStealing),
-                         [](const ::testing::TestParamInfo<SchedulerKind>& pi) {
-                           std::string name(to_string(pi.param));
-                           for (char& ch : name)
-                             if (ch == '-') ch = '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllKinds, StatsTest, ::testing::ValuesIn(testing::kAllSchedulerKinds),
+                         testing::kind_param_name);
 
 TEST(Stats, ColorsSharingASlotAreCountedTogether) {
   Runtime rt(RuntimeOptions{.threads = 2, .color_slots = 16});

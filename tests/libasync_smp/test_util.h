@@ -13,13 +13,29 @@
 #include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "asmp/runtime.h"
 
 namespace asmp::testing {
 
 using namespace std::chrono_literals;
+
+// Every scheduler configuration, for suites parameterized over them.
+inline constexpr SchedulerKind kAllSchedulerKinds[] = {
+    SchedulerKind::kSharedQueue, SchedulerKind::kPerThread, SchedulerKind::kFreelist,
+    SchedulerKind::kStealing};
+
+// The gtest parameter name of a configuration ("shared_queue", ...).
+inline std::string kind_param_name(const ::testing::TestParamInfo<SchedulerKind>& pi) {
+  std::string name(to_string(pi.param));
+  for (char& ch : name)
+    if (ch == '-') ch = '_';
+  return name;
+}
 
 // Exit code a watchdog gives stop(); a test never uses it otherwise.
 inline constexpr int kWatchdogCode = -77;
