@@ -162,18 +162,24 @@ const Program* Programs::find(std::uint32_t prog, std::uint32_t vers, bool* prog
 
 namespace wire {
 
-RecordBuf accepted_error(std::uint32_t xid, std::uint32_t accept_stat, std::uint32_t low,
-                         std::uint32_t high) {
-  bool mismatch = accept_stat == kProgMismatch;
-  RecordBuf b(kAcceptedHeader + (mismatch ? 8 : 0));
-  b.resize(b.capacity());
-  char* p = b.data();
+// The accepted-reply header: xid, REPLY, MSG_ACCEPTED, a null verifier and
+// accept_stat (kAcceptedHeader bytes).
+static void put_accepted_header(char* p, std::uint32_t xid, std::uint32_t accept_stat) {
   put32(p, xid);
   put32(p + 4, kReply);
   put32(p + 8, kMsgAccepted);
   put32(p + 12, AUTH_NONE);
   put32(p + 16, 0);
   put32(p + 20, accept_stat);
+}
+
+RecordBuf accepted_error(std::uint32_t xid, std::uint32_t accept_stat, std::uint32_t low,
+                         std::uint32_t high) {
+  bool mismatch = accept_stat == kProgMismatch;
+  RecordBuf b(kAcceptedHeader + (mismatch ? 8 : 0));
+  b.resize(b.capacity());
+  char* p = b.data();
+  put_accepted_header(p, xid, accept_stat);
   if (mismatch) {
     put32(p + 24, low);
     put32(p + 28, high);
@@ -212,12 +218,7 @@ RecordBuf success(std::uint32_t xid, xdrproc_t xres, const void* res) {
   RecordBuf b(kAcceptedHeader + body);
   b.resize(kAcceptedHeader + body);
   char* p = b.data();
-  put32(p, xid);
-  put32(p + 4, kReply);
-  put32(p + 8, kMsgAccepted);
-  put32(p + 12, AUTH_NONE);
-  put32(p + 16, 0);
-  put32(p + 20, kSuccess);
+  put_accepted_header(p, xid, kSuccess);
   XDR x;
   xdrmem_create(&x, p + kAcceptedHeader, static_cast<u_int>(body), XDR_ENCODE);
   bool ok = xres(&x, r) && XDR_GETPOS(&x) == body;
