@@ -250,14 +250,37 @@ AuthTable::AuthTable(const SessionId& session, std::size_t max_logins)
     : session_(session), max_logins_(max_logins) {}
 
 const AuthResult& AuthTable::anonymous() {
-  static const AuthResult nobody{kAnonymousAuth, kNobody, kNobody, {}, ""};
+  static const AuthResult nobody{kAnonymousAuth, {}, kNobody, kNobody, {}, ""};
   return nobody;
 }
 
 const AuthResult* AuthTable::find(std::uint32_t auth_number) const {
   if (auth_number == kAnonymousAuth) return &anonymous();
-  if (auth_number > logins_.size()) return nullptr;
+  if (auth_number > logins_.size() || revoked_[auth_number - 1]) return nullptr;
   return &logins_[auth_number - 1];
+}
+
+void AuthTable::logout(std::uint32_t auth_number) {
+  if (auth_number != kAnonymousAuth && auth_number <= logins_.size())
+    revoked_[auth_number - 1] = true;
+}
+
+std::size_t AuthTable::revalidate(const UserDb& db) {
+  std::size_t revoked = 0;
+  for (std::size_t i = 0; i < logins_.size(); ++i) {
+    if (revoked_[i]) continue;
+    AuthResult& a = logins_[i];
+    const UserEntry* e = db.find(a.key);
+    if (!e || e->name != a.user) {
+      revoked_[i] = true;
+      ++revoked;
+      continue;
+    }
+    a.uid = e->uid;
+    a.gid = e->gid;
+    a.groups = e->groups;
+  }
+  return revoked;
 }
 
 LoginOutcome AuthTable::refuse(std::string why) {
@@ -299,11 +322,13 @@ LoginOutcome AuthTable::login(const UserDb& db, ByteSpan request) {
                   std::to_string(max_logins_) + ")");
   AuthResult a;
   a.auth_number = static_cast<std::uint32_t>(logins_.size() + 1);
+  a.key = e->key;
   a.uid = e->uid;
   a.gid = e->gid;
   a.groups = e->groups;
   a.user = e->name;
   logins_.push_back(a);
+  revoked_.push_back(false);
   LoginOutcome out;
   out.reply = encode_login_reply(LoginReply{true, a.auth_number, ""});
   out.auth = std::move(a);

@@ -94,6 +94,7 @@ class TestSecureServer {
     std::uint32_t uid, gid;
     std::string user;
     std::vector<std::uint32_t> groups;
+    std::uint64_t conn_id;
   };
 
   TestSecureServer(std::function<void(SecureServerOptions&)> tweak = {}) {
@@ -108,11 +109,12 @@ class TestSecureServer {
     o.log = log.sink();
     SecureProgram echo;
     echo.iface = sfstest_iface();
-    echo.dispatch_as_user = [this](rpc::Call c, const AuthResult& who) {
+    echo.dispatch_as_user = [this](rpc::Call c, const Caller& caller) {
+      const AuthResult& who = *caller.user;
       if (c.proc() == SFSTEST_ADD) {
         {
           std::lock_guard lk(mu);
-          seen.push_back({who.uid, who.gid, who.user, who.groups});
+          seen.push_back({who.uid, who.gid, who.user, who.groups, caller.conn_id});
         }
         auto* a = c.args<sfstest_pair>();
         int sum = a->a + a->b;

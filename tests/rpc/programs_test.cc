@@ -37,16 +37,20 @@ TEST(SfsPrograms, GetattrCarriesALease) {
   a.size = 123456789012ull;
   a.fileid = 42;
   a.mtime = {1700000000, 5};
+  a.change = 0x0102030405060708ull;
   a.lease_ms = 30000;
   auto bytes = encode(xdr_sfs_GETATTR3res, &r);
-  // status + RFC 1813 fattr3 (84 bytes) + lease_ms.
-  EXPECT_EQ(bytes.size(), 4u + 84u + 4u);
+  // status + RFC 1813 fattr3 (84 bytes) + change + lease_ms.
+  EXPECT_EQ(bytes.size(), 4u + 84u + 8u + 4u);
+  // The change number sits just before the lease.
+  EXPECT_EQ(std::memcmp(bytes.data() + bytes.size() - 12, "\x01\x02\x03\x04\x05\x06\x07\x08", 8), 0);
   // The lease is the last word.
   EXPECT_EQ(std::memcmp(bytes.data() + bytes.size() - 4, "\x00\x00\x75\x30", 4), 0);
   sfs_GETATTR3res back{};
   ASSERT_TRUE(decode(xdr_sfs_GETATTR3res, bytes, &back));
   EXPECT_EQ(back.sfs_GETATTR3res_u.resok.obj_attributes.size, 123456789012ull);
   EXPECT_EQ(back.sfs_GETATTR3res_u.resok.obj_attributes.lease_ms, 30000u);
+  EXPECT_EQ(back.sfs_GETATTR3res_u.resok.obj_attributes.change, 0x0102030405060708ull);
   EXPECT_EQ(back.sfs_GETATTR3res_u.resok.obj_attributes.mtime.nseconds, 5u);
 }
 

@@ -40,27 +40,37 @@ using asmp::color_t;
 using namespace conn_detail;
 
 struct SecureServer::Shared {
-  SecureServerOptions opts;
+  SecureServerOptions opts;  // opts.users: read and replaced on the shared color only
   std::atomic<std::uint64_t> accepted{0}, established{0}, handshake_failures{0}, logins{0},
-      login_refusals{0}, filter_rejections{0};
+      login_refusals{0}, filter_rejections{0}, refused_over_limit{0}, idle_closed{0},
+      logins_revoked{0};
+  std::atomic<std::uint64_t> next_conn_id{0};
+  std::atomic<std::int64_t> last_limit_log_s{-1};
+  // On the shared color: every connection whose auth table may exist.
+  std::unordered_map<std::uint64_t, std::weak_ptr<Conn>> live;
   void log(const std::string& s) const { opts.log ? opts.log(s) : log_to_stderr(s); }
 };
 
 struct SecureServer::Conn {
   enum class Stage { kHello, kOpen, kFailed };
   std::shared_ptr<Shared> shared;
-  std::string peer;
+  std::uint64_t id = 0;
+  std::string peer;    // address:port
+  std::string source;  // address (the per-source limit's key)
   // On the connection's color.
   Stage stage = Stage::kHello;
   std::shared_ptr<SecureRecordFilter> filter;
   SessionId session_id{};  // written before the filter goes on, then read-only
+  asmp::Clock::time_point last_call{};
   // On the shared color.
   std::optional<AuthTable> auth;
-  std::set<std::uint32_t> logged_out;
 
   // A call that may only come after the handshake; false: connection closed.
   bool require_open(const rpc::Call& c) {
-    if (stage == Stage::kOpen) return true;
+    if (stage == Stage::kOpen) {
+      last_call = asmp::Clock::now();
+      return true;
+    }
     shared->log("connection from " + peer + ": call to program " + std::to_string(c.prog()) +
                 " before the secure channel is up; closing");
     c.connection()->close();
@@ -152,6 +162,7 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
   conn->transport()->set_filter(filter);
   sc->filter = plain;
   sc->stage = Conn::Stage::kOpen;
+  sc->last_call = asmp::Clock::now();
   sh.established.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -169,8 +180,7 @@ void serve_login(const std::shared_ptr<Conn>& sc, rpc::Call c) {
         rpc::Call& call = *held;
         if (!sc->auth) sc->auth.emplace(sc->session_id);
         if (call.proc() == SFS_LOGOUT) {
-          std::uint32_t n = *call.args<u_int>();
-          if (n != kAnonymousAuth && sc->auth->find(n)) sc->logged_out.insert(n);
+          sc->auth->logout(*call.args<u_int>());
           call.reply(nullptr);
           return;
         }
@@ -196,8 +206,7 @@ void serve_login(const std::shared_ptr<Conn>& sc, rpc::Call c) {
 // A call to a program that wants the caller's identity: the auth number
 // from the credential (conn color), then the lookup and the handler on the
 // shared color.
-void serve_as_user(const std::shared_ptr<Conn>& sc,
-                   const std::function<void(rpc::Call, const AuthResult&)>& handler, rpc::Call c) {
+void serve_as_user(const std::shared_ptr<Conn>& sc, const SecureProgram& prog, rpc::Call c) {
   std::uint32_t number = kAnonymousAuth;
   const rpc::Cred& cred = c.cred();
   if (cred.flavor == SFS_AUTH_NUMBER) {
@@ -210,24 +219,28 @@ void serve_as_user(const std::shared_ptr<Conn>& sc,
     c.reject_auth(AUTH_REJECTEDCRED);
     return;
   }
+  if (number == kAnonymousAuth && !sc->shared->opts.allow_anonymous) {
+    c.reject_auth(AUTH_TOOWEAK);
+    return;
+  }
+  if (prog.prepare && !prog.prepare(c)) return;
   auto held = std::make_shared<rpc::Call>(std::move(c));
   asmp::default_runtime().cpucb(Closure(
-      [sc, held, number, &handler] {
-        if (number == kAnonymousAuth) {
-          handler(std::move(*held), AuthTable::anonymous());
-          return;
-        }
-        const AuthResult* who = sc->auth ? sc->auth->find(number) : nullptr;
-        if (!who || sc->logged_out.count(number)) {
+      [sc, held, number, &prog] {
+        const AuthResult* who = number == kAnonymousAuth ? &AuthTable::anonymous()
+                                : sc->auth                ? sc->auth->find(number)
+                                                          : nullptr;
+        if (!who) {
           held->reject_auth(AUTH_REJECTEDCRED);
           return;
         }
-        handler(std::move(*held), *who);
+        prog.dispatch_as_user(std::move(*held), Caller{sc->id, who, &sc->peer});
       },
       sc->shared->opts.shared_color));
 }
 
-std::string peer_of(int fd) {
+// "address:port" of the socket's peer; *address gets the address alone.
+std::string peer_of(int fd, std::string* address) {
   sockaddr_storage ss{};
   socklen_t sl = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return "?";
@@ -242,7 +255,28 @@ std::string peer_of(int fd) {
     ::inet_ntop(AF_INET6, &in->sin6_addr, buf, sizeof buf);
     port = ntohs(in->sin6_port);
   }
+  *address = buf;
   return std::string(buf) + ":" + std::to_string(port);
+}
+
+// Closes the connection once it has made no call for idle_timeout; checks
+// on the connection's color (where last_call lives) every half timeout.
+void arm_idle_check(asmp::Runtime* rt, const std::shared_ptr<Conn>& sc,
+                    const std::weak_ptr<rpc::Connection>& weak_conn, color_t color) {
+  const auto limit = sc->shared->opts.idle_timeout;
+  rt->delaycb(limit / 2, Closure(
+                             [rt, sc, weak_conn, color, limit] {
+                               auto conn = weak_conn.lock();
+                               if (!conn) return;
+                               const auto now = asmp::Clock::now();
+                               if (sc->stage == Conn::Stage::kOpen && now - sc->last_call >= limit) {
+                                 sc->shared->idle_closed.fetch_add(1, std::memory_order_relaxed);
+                                 conn->close();
+                                 return;
+                               }
+                               arm_idle_check(rt, sc, weak_conn, color);
+                             },
+                             color));
 }
 
 }  // namespace
@@ -279,14 +313,46 @@ void SecureServer::on_accept() {
   }
 }
 
+bool SecureServer::admit(const std::string& source) {
+  const auto& o = shared_->opts;
+  if (o.max_connections && conns_.size() >= o.max_connections) return false;
+  std::size_t& n = per_source_[source];
+  if (o.max_connections_per_source && n >= o.max_connections_per_source) {
+    if (n == 0) per_source_.erase(source);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
 void SecureServer::serve_fd(int fd) {
+  std::string source;
+  std::string peer = peer_of(fd, &source);
+  bool admitted;
+  {
+    std::lock_guard lk(mu_);
+    admitted = admit(source);
+  }
+  if (!admitted) {
+    shared_->refused_over_limit.fetch_add(1, std::memory_order_relaxed);
+    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                           asmp::Clock::now().time_since_epoch()).count();
+    if (shared_->last_limit_log_s.exchange(now_s) != now_s)
+      shared_->log("connection from " + peer + " refused: too many connections (limits: " +
+                   std::to_string(shared_->opts.max_connections) + " in all, " +
+                   std::to_string(shared_->opts.max_connections_per_source) + " per address)");
+    ::close(fd);
+    return;
+  }
   color_t color;
   do color = next_color_.fetch_add(1, std::memory_order_relaxed) + 1;
   while (color == shared_->opts.shared_color);
   shared_->accepted.fetch_add(1, std::memory_order_relaxed);
   auto sc = std::make_shared<Conn>();
   sc->shared = shared_;
-  sc->peer = peer_of(fd);
+  sc->id = shared_->next_conn_id.fetch_add(1, std::memory_order_relaxed) + 1;
+  sc->peer = std::move(peer);
+  sc->source = std::move(source);
 
   // Per-connection program table: each dispatch holds its Conn.
   auto progs = std::make_shared<rpc::Programs>();
@@ -307,10 +373,10 @@ void SecureServer::serve_fd(int fd) {
     p.iface = sp.iface;
     p.flavors = {AUTH_NONE, SFS_AUTH_NUMBER};
     if (sp.dispatch_as_user) {
-      // The handler lives in shared_->opts, which outlives every Conn.
-      const auto* h = &sp.dispatch_as_user;
-      p.dispatch = [sc, h](rpc::Call c) {
-        if (sc->require_open(c)) serve_as_user(sc, *h, std::move(c));
+      // The program lives in shared_->opts, which outlives every Conn.
+      const SecureProgram* prog = &sp;
+      p.dispatch = [sc, prog](rpc::Call c) {
+        if (sc->require_open(c)) serve_as_user(sc, *prog, std::move(c));
       };
     } else {
       const auto* h = &sp.dispatch;
@@ -336,7 +402,18 @@ void SecureServer::serve_fd(int fd) {
     if (auto s = weak.lock()) {
       std::lock_guard lk(s->mu_);
       s->conns_.erase(*key);
+      auto it = s->per_source_.find(sc->source);
+      if (it != s->per_source_.end() && --it->second == 0) s->per_source_.erase(it);
     }
+    // The auth table and the program's per-connection state live on the
+    // shared color: forget them there.
+    asmp::default_runtime().cpucb(Closure(
+        [sc] {
+          sc->shared->live.erase(sc->id);
+          sc->auth.reset();
+          if (sc->shared->opts.on_close) sc->shared->opts.on_close(sc->id);
+        },
+        sc->shared->opts.shared_color));
   };
   std::shared_ptr<rpc::Connection> c;
   {
@@ -345,6 +422,7 @@ void SecureServer::serve_fd(int fd) {
     *key = c.get();
     conns_.emplace(c.get(), c);
   }
+  rt_->cpucb(Closure([sc] { sc->shared->live.emplace(sc->id, sc); }, shared_->opts.shared_color));
   const auto limit = shared_->opts.handshake_timeout;
   if (limit.count() > 0) {
     // On the connection's color, so that it reads the stage safely.
@@ -360,16 +438,42 @@ void SecureServer::serve_fd(int fd) {
                             },
                             color));
   }
+  if (shared_->opts.idle_timeout.count() > 0) arm_idle_check(rt_, sc, c, color);
+}
+
+void SecureServer::close_listener() {
+  if (listen_fd_ >= 0) {
+    rt_->fdcb(listen_fd_, asmp::selread, nullptr);
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+}
+
+void SecureServer::stop_accepting() {
+  rt_->cpucb(Closure([self = shared_from_this()] { self->close_listener(); },
+                     shared_->opts.shared_color));
+}
+
+void SecureServer::set_users(std::shared_ptr<const UserDb> users,
+                             std::function<void(std::size_t)> done) {
+  rt_->cpucb(Closure(
+      [sh = shared_, users = std::move(users), done = std::move(done)] {
+        sh->opts.users = users;
+        static const UserDb empty_db = UserDb::parse("", nullptr);
+        const UserDb& db = users ? *users : empty_db;
+        std::size_t revoked = 0;
+        for (auto& [id, weak] : sh->live)
+          if (auto sc = weak.lock(); sc && sc->auth) revoked += sc->auth->revalidate(db);
+        sh->logins_revoked.fetch_add(revoked, std::memory_order_relaxed);
+        if (done) done(revoked);
+      },
+      shared_->opts.shared_color));
 }
 
 void SecureServer::close() {
   rt_->cpucb(Closure(
       [self = shared_from_this()] {
-        if (self->listen_fd_ >= 0) {
-          self->rt_->fdcb(self->listen_fd_, asmp::selread, nullptr);
-          ::close(self->listen_fd_);
-          self->listen_fd_ = -1;
-        }
+        self->close_listener();
         std::vector<std::shared_ptr<rpc::Connection>> live;
         {
           std::lock_guard lk(self->mu_);
@@ -395,6 +499,9 @@ SecureServerStats SecureServer::stats() const {
   s.logins = shared_->logins.load(r);
   s.login_refusals = shared_->login_refusals.load(r);
   s.filter_rejections = shared_->filter_rejections.load(r);
+  s.refused_over_limit = shared_->refused_over_limit.load(r);
+  s.idle_closed = shared_->idle_closed.load(r);
+  s.logins_revoked = shared_->logins_revoked.load(r);
   return s;
 }
 

@@ -97,6 +97,7 @@ class UserDb {
 
 struct AuthResult {
   std::uint32_t auth_number = kAnonymousAuth;
+  UserPublicKey key;  // the key that logged in (zero for the anonymous user)
   std::uint32_t uid = kNobody;
   std::uint32_t gid = kNobody;
   std::vector<std::uint32_t> groups;
@@ -114,9 +115,16 @@ class AuthTable {
   explicit AuthTable(const SessionId& session, std::size_t max_logins = 256);
 
   LoginOutcome login(const UserDb& db, ByteSpan request);
-  // The identity behind an auth number: anonymous for 0, nullptr if unknown.
+  // The identity behind an auth number: anonymous for 0, nullptr if unknown,
+  // logged out or revoked.
   const AuthResult* find(std::uint32_t auth_number) const;
   std::size_t size() const { return logins_.size(); }
+  // Forgets an auth number (SFS_LOGOUT); later calls with it are refused.
+  void logout(std::uint32_t auth_number);
+  // After the user database changed: logins whose key is gone, or now
+  // belongs to another name, are revoked (find() returns nullptr); the
+  // others take the new uid, gid and groups. Returns how many were revoked.
+  std::size_t revalidate(const UserDb& db);
 
   static const AuthResult& anonymous();
 
@@ -127,6 +135,7 @@ class AuthTable {
   std::size_t max_logins_;
   ReplayWindow seen_;
   std::vector<AuthResult> logins_;  // auth number i + 1 at index i
+  std::vector<bool> revoked_;       // logged out or revoked, same index
 };
 
 }  // namespace sfs

@@ -154,17 +154,31 @@ void secure_connect(SecureConnectOptions opts, asmp::Callback<void(Result<Secure
 
 // ---- server --------------------------------------------------------------------
 
+// Who is calling, as a program served with dispatch_as_user sees it.
+struct Caller {
+  std::uint64_t conn_id = 0;         // unique among this server's connections, never reused
+  const AuthResult* user = nullptr;  // never null: the anonymous user without a login
+  const std::string* peer = nullptr; // "ADDRESS:PORT" of the client
+};
+
 // A program served over secure connections. Set exactly one dispatch:
 //   dispatch          on the connection's color, no identity lookup (cheap;
 //                     e.g. echo, or a handler that hops by itself);
 //   dispatch_as_user  on the shared color, with the identity behind the
 //                     call's auth number (anonymous for none or 0). An
-//                     unknown or logged-out number is refused with
-//                     AUTH_ERROR / AUTH_REJECTEDCRED before it gets there.
+//                     unknown, logged-out or revoked number is refused with
+//                     AUTH_ERROR / AUTH_REJECTEDCRED before it gets there;
+//                     so is the anonymous user when anonymous access is off
+//                     (AUTH_ERROR / AUTH_TOOWEAK).
+// prepare (optional, with dispatch_as_user) runs first, on the connection's
+// color, before the hop to the shared color: it may rewrite the decoded
+// arguments in place (sfsd opens sealed file handles there, keeping that
+// crypto off the shared color), or answer the call itself and return false.
 struct SecureProgram {
   asmp::rpc::Interface iface;
   std::function<void(asmp::rpc::Call)> dispatch;
-  std::function<void(asmp::rpc::Call, const AuthResult& who)> dispatch_as_user;
+  std::function<void(asmp::rpc::Call, const Caller& who)> dispatch_as_user;
+  std::function<bool(asmp::rpc::Call&)> prepare;
 };
 
 struct SecureServerOptions {
@@ -180,8 +194,21 @@ struct SecureServerOptions {
   // A connection whose handshake has not succeeded this long after accept
   // (silent, failed, or refused) is closed. <= 0: never.
   std::chrono::milliseconds handshake_timeout{10000};
+  // An open connection that makes no call for this long is closed (its
+  // client reconnects when it needs to). <= 0: never.
+  std::chrono::milliseconds idle_timeout{0};
+  // Connections beyond these counts are closed as soon as they are accepted
+  // (and the refusal is logged, at most once a second). 0: no limit.
+  std::size_t max_connections = 0;
+  std::size_t max_connections_per_source = 0;  // per client address
+  // Calls without a login (dispatch_as_user programs only): allowed, as the
+  // anonymous user, or refused with AUTH_TOOWEAK.
+  bool allow_anonymous = true;
   asmp::color_t shared_color = 0;  // auth tables, uid map
   asmp::rpc::TransportOptions transport;
+  // Runs on the shared color once for every accepted connection, after it
+  // closed (whatever its stage), with its Caller::conn_id.
+  std::function<void(std::uint64_t conn_id)> on_close;
   LogSink log = log_to_stderr;
 };
 
@@ -192,6 +219,9 @@ struct SecureServerStats {
   std::uint64_t logins = 0;             // accepted
   std::uint64_t login_refusals = 0;
   std::uint64_t filter_rejections = 0;  // connections closed by the channel
+  std::uint64_t refused_over_limit = 0; // closed at accept: too many connections
+  std::uint64_t idle_closed = 0;        // closed by idle_timeout
+  std::uint64_t logins_revoked = 0;     // by set_users()
 };
 
 class SecureServer : public std::enable_shared_from_this<SecureServer> {
@@ -202,8 +232,17 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
   // Listens on host (numeric) and port (0: ephemeral). 0 or an errno value.
   int listen(const std::string& host, std::uint16_t port = 0);
   std::uint16_t port() const noexcept { return port_; }
+  // Stops accepting new connections; open ones go on. Any thread.
+  void stop_accepting();
   // Stops accepting and closes every connection (soon). Any thread.
   void close();
+  // Replaces the user database (e.g. on SIGHUP) without dropping
+  // connections: later logins use the new one, and logins made with a key
+  // that is no longer listed (or listed under another name) are revoked, so
+  // calls carrying their auth numbers are refused. Applied on the shared
+  // color; done (optional) runs there afterwards with the number revoked.
+  void set_users(std::shared_ptr<const UserDb> users,
+                 std::function<void(std::size_t revoked)> done = nullptr);
   std::size_t connections() const;
   SecureServerStats stats() const;
 
@@ -214,6 +253,9 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
   explicit SecureServer(SecureServerOptions opts);
   void on_accept();
   void serve_fd(int fd);
+  void close_listener();  // on the shared color
+  // Under mu_: room for one more connection from `source`? Counts it if so.
+  bool admit(const std::string& source);
 
   std::shared_ptr<Shared> shared_;
   asmp::Runtime* const rt_;
@@ -222,6 +264,7 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
   std::atomic<asmp::color_t> next_color_{0};
   mutable std::mutex mu_;  // only at accept and close, never per record
   std::unordered_map<asmp::rpc::Connection*, std::weak_ptr<asmp::rpc::Connection>> conns_;
+  std::unordered_map<std::string, std::size_t> per_source_;  // open connections per address
 };
 
 }  // namespace sfs
