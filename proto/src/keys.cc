@@ -1,6 +1,8 @@
 // keys.cc: server and user key pairs, their text forms and files.
 #include "sfs/keys.h"
 
+#include "sfs/secret_file.h"
+
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -31,8 +33,6 @@ struct WipeOnExit {
   std::string& s;
   ~WipeOnExit() { sodium_memzero(s.data(), s.size()); }
 };
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 std::optional<Key32> decode_key32(std::string_view b32) {
   if (b32.size() != base32_length(kKeyBytes)) return std::nullopt;
@@ -262,43 +262,6 @@ Result<KeyFile> parse_key_file(std::string_view text, std::string_view what) {
   return out;
 }
 
-namespace {
-
-Status write_secret_file(const std::string& path, std::string text) {
-  WipeOnExit wipe{text};
-  // O_EXCL: never overwrite an existing key. O_NOFOLLOW: never write through
-  // a symlink planted at the path. Mode 0600 from the start (umask can only
-  // remove bits), so the secret is never readable by others, even briefly.
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == EEXIST)
-      return make_error("refusing to overwrite existing file " + path +
-                        "; remove it first or choose another name");
-    return make_error("cannot create key file " + path + ": " + errno_text(err));
-  }
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(path.c_str());
-      return make_error("cannot write key file " + path + ": " + errno_text(err));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(path.c_str());
-    return make_error("cannot write key file " + path + ": " + errno_text(err));
-  }
-  return {};
-}
-
-}  // namespace
-
 Status write_key_file(const std::string& path, const ServerKey& key) {
   return write_secret_file(path, format_key_file(key));
 }
@@ -308,41 +271,10 @@ Status write_key_file(const std::string& path, const UserKey& key) {
 }
 
 Result<KeyFile> read_key_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error("cannot open key file " + path + ": " + errno_text(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return make_error("cannot stat key file " + path + ": " + errno_text(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return make_error("key file " + path + " is not a regular file");
-  }
-  if ((st.st_mode & 077) != 0) {
-    ::close(fd);
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return make_error("key file " + path + " is accessible by group or others (mode " + mode +
-                      "); run chmod 600 " + path);
-  }
-  std::string text(kMaxKeyFileBytes + 1, '\0');
-  WipeOnExit wipe{text};
-  std::size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return make_error("cannot read key file " + path + ": " + errno_text(err));
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  return parse_key_file(std::string_view(text).substr(0, got), path);
+  auto text = read_secret_file(path, kMaxKeyFileBytes);
+  if (!text) return make_error(text.error());
+  WipeOnExit wipe{text.value()};
+  return parse_key_file(text.value(), path);
 }
 
 }  // namespace sfs
