@@ -1,0 +1,248 @@
+// daemon.cc: see daemon.h. Start-up is a chain of steps on color 0:
+// load (synchronous, before the runtime runs) -> mount the backend ->
+// build the file server -> listen -> ready. Any failure prints one line and
+// makes run_daemon return 1.
+#include "daemon.h"
+
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "file_server.h"
+#include "handle_seal.h"
+#include "nfs_backend.h"
+#include "sfs/keys.h"
+#include "sfs/names.h"
+#include "sfs/secure_rpc.h"
+
+namespace sfsd {
+
+namespace {
+
+using asmp::Closure;
+
+struct Loaded {
+  std::shared_ptr<const sfs::ServerKey> key;
+  std::shared_ptr<const sfs::UserDb> users;
+  std::shared_ptr<const HandleSealer> sealer;
+  BackendUrl backend;
+  sfs::SelfCertName name;
+};
+
+sfs::Result<std::shared_ptr<const sfs::UserDb>> load_users(const std::string& path) {
+  if (path.empty()) return std::shared_ptr<const sfs::UserDb>(std::make_shared<sfs::UserDb>(sfs::UserDb::parse("", nullptr)));
+  std::vector<sfs::DbDiagnostic> diags;
+  auto db = sfs::UserDb::load(path, &diags);
+  if (!db) return sfs::make_error(db.error());
+  // A line sfsd cannot use is an error here, not a skipped user: the
+  // administrator meant something by it.
+  if (!diags.empty())
+    return sfs::make_error(path + ":" + std::to_string(diags.front().line) + ": " + diags.front().message);
+  return std::shared_ptr<const sfs::UserDb>(std::make_shared<sfs::UserDb>(std::move(db.value())));
+}
+
+sfs::Result<std::shared_ptr<const HandleSealer>> load_sealer(const Config& cfg) {
+  auto keys = load_or_create_handle_keys(cfg.handle_keys);
+  if (!keys) return sfs::make_error(keys.error());
+  return std::shared_ptr<const HandleSealer>(std::make_shared<HandleSealer>(keys.value(), cfg.handle_key_grace));
+}
+
+sfs::Result<Loaded> load(const Config& cfg) {
+  if (sfs::Status s = validate(cfg); !s) return sfs::make_error(s.error());
+  Loaded l;
+  auto kf = sfs::read_key_file(cfg.server_key);
+  if (!kf) return sfs::make_error(kf.error());
+  if (!kf.value().server)
+    return sfs::make_error(cfg.server_key + " is a user key; sfsd needs a server key (sfskey gen --server)");
+  l.key = std::make_shared<const sfs::ServerKey>(std::move(*kf.value().server));
+  auto users = load_users(cfg.users);
+  if (!users) return sfs::make_error(users.error());
+  l.users = users.value();
+  auto sealer = load_sealer(cfg);
+  if (!sealer) return sfs::make_error(sealer.error());
+  l.sealer = sealer.value();
+  auto url = parse_backend_url(cfg.backend);
+  if (!url) return sfs::make_error(url.error());
+  l.backend = url.value();
+  const std::string host = cfg.hostname.empty() ? cfg.listen_address : cfg.hostname;
+  l.name = sfs::name_for(sfs::Location{host, cfg.port}, l.key->public_key());
+  return l;
+}
+
+class Logger {
+ public:
+  Logger(LogLevel level, std::function<void(const std::string&)> sink)
+      : level_(level), sink_(std::move(sink)) {}
+  void operator()(LogLevel l, const std::string& line) const {
+    if (l > level_) return;
+    if (sink_) return sink_(line);
+    std::lock_guard lk(mu_);
+    std::fprintf(stderr, "sfsd: %s\n", line.c_str());
+    std::fflush(stderr);
+  }
+  sfs::LogSink sink(LogLevel l) const {
+    return [this, l](const std::string& s) { (*this)(l, s); };
+  }
+
+ private:
+  LogLevel level_;
+  std::function<void(const std::string&)> sink_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace
+
+sfs::Status check_config(const Config& cfg, std::string* name_out) {
+  auto l = load(cfg);
+  if (!l) return sfs::make_error(l.error());
+  if (name_out) *name_out = sfs::format_name(l.value().name);
+  return {};
+}
+
+int run_daemon(const Config& cfg, DaemonHooks hooks) {
+  Logger log(cfg.log_level, hooks.log);
+  auto loaded = load(cfg);
+  if (!loaded) {
+    log(LogLevel::kError, "cannot start: " + loaded.error());
+    return 1;
+  }
+  Loaded l = std::move(loaded.value());
+
+  asmp::RuntimeOptions ro;
+  ro.threads = cfg.threads;
+  asmp::Runtime rt(ro);
+
+  NfsBackendOptions bo;
+  bo.url = l.backend;
+  bo.connections = cfg.backend_connections;
+  bo.first_color = kBackendColor;
+  // Fail closed if the export behind the URL is not the one we started
+  // with: its handles would then mean other files.
+  struct RootCheck {
+    std::mutex mu;
+    nfs::FileHandle first;
+    std::weak_ptr<FileServer> files;
+  };
+  auto root_check = std::make_shared<RootCheck>();
+  bo.on_mount = [root_check, &log](const nfs::FileHandle& root) {
+    std::lock_guard lk(root_check->mu);
+    if (root_check->first.empty()) {
+      root_check->first = root;
+    } else if (!(root_check->first == root)) {
+      if (auto fs = root_check->files.lock())
+        fs->fail_closed("the backend's root handle changed (was " + root_check->first.hex() + ", now " +
+                        root.hex() + "): not the export sfsd started with");
+      log(LogLevel::kError, "backend root handle changed; every file call is refused until sfsd restarts");
+    }
+  };
+  auto backend = std::make_shared<NfsBackend>(bo);
+
+  std::shared_ptr<FileServer> files;
+  std::shared_ptr<sfs::SecureServer> server;
+  int exit_code = 0;
+  bool draining = false;
+  const std::string name = sfs::format_name(l.name);
+
+  auto fail = [&](const std::string& why) {
+    log(LogLevel::kError, "cannot start: " + why);
+    exit_code = 1;
+    rt.stop(1);
+  };
+
+  auto finish_drain = [&] {
+    if (files) files->stop();
+    if (server) server->close();
+    rt.delaycb(std::chrono::milliseconds(100), Closure([&] { rt.stop(exit_code); }, 0));
+  };
+  std::function<void(asmp::Clock::time_point)> wait_drained = [&](asmp::Clock::time_point deadline) {
+    if (!files || files->stats().in_flight == 0 || asmp::Clock::now() >= deadline) {
+      if (files && files->stats().in_flight)
+        log(LogLevel::kWarn, "drain timeout: " + std::to_string(files->stats().in_flight) +
+                                 " calls still in flight; closing");
+      return finish_drain();
+    }
+    rt.delaycb(std::chrono::milliseconds(20), Closure([&, deadline] { wait_drained(deadline); }, 0));
+  };
+  auto drain = [&](const char* why) {
+    if (draining) return;
+    draining = true;
+    log(LogLevel::kInfo, std::string(why) + ": draining (no new connections; answering calls in flight)");
+    if (server) server->stop_accepting();
+    wait_drained(asmp::Clock::now() + cfg.drain_timeout);
+  };
+  auto reload = [&] {
+    auto users = load_users(cfg.users);
+    if (!users) {
+      log(LogLevel::kError, "SIGHUP: keeping the old user database: " + users.error());
+    } else if (server) {
+      server->set_users(users.value(), [&log](std::size_t revoked) {
+        log(LogLevel::kInfo, "SIGHUP: user database reloaded; " + std::to_string(revoked) + " login(s) revoked");
+      });
+    }
+    auto sealer = load_sealer(cfg);
+    if (!sealer) log(LogLevel::kError, "SIGHUP: keeping the old handle keys: " + sealer.error());
+    else if (files) files->set_sealer(sealer.value());
+  };
+
+  rt.sigcb(SIGTERM, Closure([&] { drain("SIGTERM"); }, 0));
+  rt.sigcb(SIGINT, Closure([&] { drain("SIGINT"); }, 0));
+  rt.sigcb(SIGHUP, Closure([&] { reload(); }, 0));
+  ::signal(SIGPIPE, SIG_IGN);
+
+  rt.cpucb(Closure(
+      [&] {
+        backend->start(nfs::Done<nfs::FileHandle>(
+            [&](nfs::Result<nfs::FileHandle> root) {
+              if (!root.ok())
+                return fail("cannot mount the backend " + backend->describe() + ": " + root.error.describe());
+              FileServerOptions fo;
+              fo.lease = cfg.lease;
+              fo.invalidate_timeout = cfg.invalidate_timeout;
+              fo.max_leases_per_connection = cfg.max_leases_per_connection;
+              fo.anonymous_uid = cfg.anonymous_uid;
+              fo.anonymous_gid = cfg.anonymous_gid;
+              fo.log = log.sink(LogLevel::kWarn);
+              files = FileServer::create(fo, backend, l.sealer, root.value);
+              {
+                std::lock_guard lk(root_check->mu);
+                root_check->files = files;
+              }
+              sfs::SecureServerOptions so;
+              so.key = l.key;
+              so.users = l.users;
+              so.programs.push_back(files->program());
+              so.handshake_timeout = cfg.handshake_timeout;
+              so.idle_timeout = cfg.idle_timeout;
+              so.max_connections = cfg.max_connections;
+              so.max_connections_per_source = cfg.max_connections_per_source;
+              so.allow_anonymous = cfg.allow_anonymous;
+              so.log = log.sink(LogLevel::kInfo);
+              std::weak_ptr<FileServer> weak_files = files;
+              so.on_close = [weak_files](std::uint64_t id) {
+                if (auto f = weak_files.lock()) f->connection_closed(id);
+              };
+              server = sfs::SecureServer::create(std::move(so));
+              if (int err = server->listen(cfg.listen_address, cfg.port)) {
+                return fail("cannot listen on " + cfg.listen_address + ":" + std::to_string(cfg.port) + ": " +
+                            std::strerror(err) +
+                            (err == EADDRINUSE ? " (another process uses the port; pick another with --listen)" : ""));
+              }
+              files->start();
+              log(LogLevel::kInfo, "serving " + backend->describe() + " on " + cfg.listen_address + ":" +
+                                       std::to_string(cfg.port) + " as " + name);
+              if (hooks.on_ready) hooks.on_ready(name);
+            },
+            0));
+      },
+      0));
+  const int rc = rt.run();
+  (void)rc;
+  if (server) server->close();
+  if (files) files->stop();
+  return exit_code;
+}
+
+}  // namespace sfsd

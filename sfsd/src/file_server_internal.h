@@ -1,0 +1,47 @@
+// file_server_internal.h: what file_server.cc and procedures.cc share: one
+// call's state (Req) and one reply under construction (Reply). Private to
+// sfsd/src.
+#pragma once
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "file_server.h"
+#include "sfs/fs_wire.h"
+#include "sfs/sfs_nfs.h"
+
+namespace sfsd {
+
+// One call, from dispatch (color 0) to its reply (connection color).
+struct FileServer::Req {
+  explicit Req(asmp::rpc::Call c) : call(std::move(c)) {}
+  asmp::rpc::Call call;
+  std::uint64_t conn = 0;   // Caller::conn_id
+  nfs::CallOptions cred;    // AUTH_UNIX for the backend
+  std::uint64_t sample = 0; // the modification number when dispatched
+  FileServer::Counters* counters = nullptr;
+  ~Req();
+};
+
+// A reply being built on color 0 and sent from the connection's color,
+// where the backend handles listed in `handles` are sealed into the fields
+// they belong to. `keep` holds what the result's pointers point into.
+struct FileServer::Reply {
+  virtual ~Reply() = default;
+  virtual void encode(asmp::rpc::Call& c) = 0;
+  std::vector<std::pair<sfs_nfs_fh3*, nfs::FileHandle>> handles;
+  std::vector<std::shared_ptr<void>> keep;
+};
+
+template <class Res>
+struct ReplyOf final : FileServer::Reply {
+  Res res{};
+  void encode(asmp::rpc::Call& c) override { c.reply(&res); }
+};
+
+// Answers any SFS_NFS procedure with a status and empty failure data.
+void reply_status(asmp::rpc::Call& c, sfs_nfsstat3 st);
+std::shared_ptr<const asmp::rpc::Interface> sfs_nfs_interface();
+
+}  // namespace sfsd
