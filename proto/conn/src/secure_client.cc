@@ -39,7 +39,17 @@ void SecureSession::close() const { s_->conn->close(); }
 
 void SecureSession::login(const UserKey& key, std::string user,
                           Callback<void(Result<std::uint32_t>)> cb, std::uint64_t seqno) const {
-  if (seqno == 0) seqno = s_->next_seqno.fetch_add(1, std::memory_order_relaxed);
+  if (seqno == 0) seqno = next_seqno();
+  Bytes request = encode_login_request(key, user, s_->session_id, seqno);
+  login_signed(std::move(request), std::move(user), std::move(cb));
+}
+
+std::uint64_t SecureSession::next_seqno() const {
+  return s_->next_seqno.fetch_add(1, std::memory_order_relaxed);
+}
+
+void SecureSession::login_signed(Bytes request, std::string user,
+                                 Callback<void(Result<std::uint32_t>)> cb) const {
   struct Pending {
     Bytes request;
     sfs_login_msg arg{};
@@ -49,7 +59,7 @@ void SecureSession::login(const UserKey& key, std::string user,
     Callback<void(Result<std::uint32_t>)> cb;
   };
   auto p = std::make_shared<Pending>();
-  p->request = encode_login_request(key, user, s_->session_id, seqno);
+  p->request = std::move(request);
   p->arg.sfs_login_msg_len = static_cast<u_int>(p->request.size());
   p->arg.sfs_login_msg_val = reinterpret_cast<char*>(p->request.data());
   p->user = std::move(user);

@@ -140,6 +140,12 @@ class SecureSession {
   // pass one to replay it. Any thread; cb runs under its own color.
   void login(const UserKey& key, std::string user, asmp::Callback<void(Result<std::uint32_t>)> cb,
              std::uint64_t seqno = 0) const;
+  // Sends a login request signed elsewhere (by the user's agent, which
+  // holds the key): encode_login_request(key, user, session_id(), seqno)
+  // with seqno from next_seqno(). `user` only names it in messages.
+  void login_signed(Bytes request, std::string user,
+                    asmp::Callback<void(Result<std::uint32_t>)> cb) const;
+  std::uint64_t next_seqno() const;
   // Forgets an auth number on the server (fire and forget).
   void logout(std::uint32_t auth_number) const;
   void close() const;
