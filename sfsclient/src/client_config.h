@@ -1,0 +1,35 @@
+// client_config.h: sfsclient's settings, from `name value` lines in a file
+// (--config) and flags (which override the file), and its command line.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "sfs/result.h"
+
+namespace sfsclient {
+
+struct ClientConfig {
+  std::string mountpoint = "/sfs";
+  std::string agent_socket = "/run/sfs/agent.sock";  // where users' agents register
+  std::chrono::milliseconds timeout{60000};  // a lost server: calls fail with EIO after this
+  bool hard = false;                         // ...or wait forever
+  unsigned threads = 0;                      // 0: one per CPU in the affinity mask
+  unsigned read_ahead_kb = 1024;
+  bool foreground = false;
+  std::string log_file = "/var/log/sfsclient.log";
+  std::string pid_file;
+};
+
+struct ClientInvocation {
+  std::string command;  // "mount" or "umount"
+  ClientConfig config;
+  bool help = false;
+};
+
+sfs::Status parse_client_config_text(std::string_view text, const std::string& name, ClientConfig& c);
+sfs::Result<ClientInvocation> parse_client_command_line(const std::vector<std::string>& args);
+std::string client_usage();
+
+}  // namespace sfsclient

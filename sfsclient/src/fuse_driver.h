@@ -1,0 +1,70 @@
+// fuse_driver.h: a libfuse low-level session driven by the libasync_smp
+// loop, and the thread that tells the kernel to drop what it cached.
+//
+// Requests: the session fd (non-blocking) is watched with fdcb under one
+// color; each readiness reads requests into one reused buffer (never a
+// malloc per request: libfuse 3.14 would otherwise allocate ~1 MiB each
+// time) and hands them to fuse_session_process_buf, which calls the file
+// system's operations right there, on that color. Replies (fuse_reply_*)
+// may be sent from any thread.
+//
+// Notifications (fuse_lowlevel_notify_inval_inode/_entry) take the kernel's
+// inode and directory locks; a request handler or a thread a handler waits
+// for must never make them. They are queued to a thread of their own.
+#pragma once
+
+#include <fuse3/fuse_lowlevel.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "asmp/runtime.h"
+
+namespace sfsclient {
+
+class FuseDriver {
+ public:
+  // Takes a mounted session (not owned). on_exit runs on `color` once the
+  // session ends (unmounted, or a read error).
+  FuseDriver(fuse_session* se, asmp::color_t color, std::function<void()> on_exit);
+  ~FuseDriver();
+
+  void start();  // any thread
+  void stop();   // stops watching the fd and the notifier; any thread
+
+  // Queued to the notifier thread; any thread.
+  void inval_inode(fuse_ino_t ino, off_t off = 0, off_t len = 0);
+  void inval_entry(fuse_ino_t parent, std::string name);
+  // Blocks until every notification queued so far has been made (tests).
+  void flush_notifications();
+
+ private:
+  void on_readable();
+  void notifier();
+
+  fuse_session* se_;
+  asmp::color_t color_;
+  std::function<void()> on_exit_;
+  int fd_ = -1;
+  fuse_buf buf_{};
+  bool exited_ = false;
+
+  struct Note {
+    bool entry;
+    fuse_ino_t ino;
+    off_t off, len;
+    std::string name;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Note> notes_;
+  std::uint64_t queued_ = 0, done_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace sfsclient

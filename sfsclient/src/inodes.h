@@ -1,0 +1,112 @@
+// inodes.h: the client's inode table: FUSE inode numbers for the files of
+// every mounted server, what the kernel was told about each (its lookup
+// count, the names it caches in a directory), and the attributes cached
+// under the server's leases.
+//
+// Lives on sfsclient's metadata color (0); not thread-safe.
+//
+// Inode 1 is /sfs itself. A file is known by (server, sealed handle): the
+// server seals one handle per file (docs/protocol.md), so hard links and
+// repeated lookups map to one inode. Numbers are never reused while the
+// process lives (generation 0 is then always right).
+//
+// Leases: an attribute cached with lease L, obtained by a call sent at T,
+// is used until T + L unless INVALIDATE(handle, c) arrives first; after an
+// INVALIDATE, attributes of that handle with a change number below c are
+// never cached again (they were computed before the change).
+#pragma once
+
+#include <fuse3/fuse_lowlevel.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "asmp/nfs.h"
+#include "asmp/runtime.h"
+#include "sfs/file_client.h"
+
+namespace sfsclient {
+
+namespace nfs = asmp::nfs;
+using Clock = asmp::Clock;
+using ServerId = std::uint32_t;  // index of a mounted server; 0: none (/sfs)
+
+struct Inode {
+  fuse_ino_t ino = 0;
+  ServerId server = 0;
+  sfs::fs::Handle fh;
+  std::uint64_t nlookup = 0;  // the kernel's references (lookup count)
+  bool is_server_root = false;
+
+  // Cached under a lease.
+  std::optional<nfs::Attr> attr;
+  Clock::time_point attr_until{};
+  std::uint64_t invalidated_at = 0;  // highest INVALIDATE change number seen
+
+  // Directories: names the kernel may cache, positive (-> inode) and
+  // negative, valid while this directory's lease lasts.
+  std::map<std::string, fuse_ino_t> children;
+  std::set<std::string> negatives;
+  Clock::time_point entries_until{};
+
+  // Files: size and mtime at the last close, for close-to-open caching.
+  std::optional<std::pair<std::uint64_t, nfs::Time>> closed_version;
+  unsigned open_count = 0;
+};
+
+class InodeTable {
+ public:
+  InodeTable();
+
+  Inode* find(fuse_ino_t ino);
+  Inode* find(ServerId server, const sfs::fs::Handle& fh);
+  // The inode for (server, fh), made if new; counts one kernel lookup if
+  // `lookup` is set.
+  Inode& get(ServerId server, const sfs::fs::Handle& fh, bool lookup);
+  // The kernel forgot n references; drops the inode when none are left
+  // (server roots and /sfs stay).
+  void forget(fuse_ino_t ino, std::uint64_t n);
+
+  // Attributes from a reply to a call sent at `sent`. Returns the time
+  // until which they may be cached (== sent when they may not).
+  Clock::time_point store_attr(Inode& in, const nfs::Attr& a, std::uint64_t change,
+                               std::uint32_t lease_ms, Clock::time_point sent);
+  // Valid cached attributes, if any.
+  const nfs::Attr* cached_attr(const Inode& in, Clock::time_point now) const;
+  // INVALIDATE(fh, change): forget attributes and entries. Returns the
+  // inode (to tell the kernel), or nullptr if we know nothing of it.
+  Inode* invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change);
+  // The server's connection was lost: every lease it carried is void.
+  void drop_leases(ServerId server);
+  // Every inode of a server (for the kernel notifications after a loss).
+  std::vector<fuse_ino_t> inodes_of(ServerId server) const;
+
+  std::size_t size() const { return by_ino_.size(); }
+
+ private:
+  struct Key {
+    ServerId server;
+    sfs::fs::Handle fh;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept {
+      return std::hash<std::string>{}(k.fh) ^ (static_cast<std::size_t>(k.server) * 0x9e3779b97f4a7c15ull);
+    }
+  };
+  std::unordered_map<fuse_ino_t, Inode> by_ino_;
+  std::unordered_map<Key, fuse_ino_t, KeyHash> by_key_;
+  fuse_ino_t next_ino_ = 2;
+};
+
+// struct stat for FUSE from NFS attributes (the server's uids and gids).
+struct stat to_stat(const nfs::Attr& a, fuse_ino_t ino);
+// Seconds left until `until`, for FUSE's entry/attr timeouts (0 if past).
+double seconds_left(Clock::time_point until, Clock::time_point now);
+
+}  // namespace sfsclient

@@ -1,0 +1,188 @@
+// sfsclient: mounts SFS servers under /sfs with FUSE. See `sfsclient
+// --help` and docs/sfsclient.md.
+//
+//   sfsclient mount [--config FILE] [--foreground] [FLAGS] [MOUNTPOINT]
+//   sfsclient umount [MOUNTPOINT]
+//
+// Runs as root (FUSE needs it here), with allow_other so every local user
+// reaches the mount; each user's calls carry that user's own login, signed
+// by their agent (sfsagent), never by a key sfsclient reads itself.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "client_config.h"
+#include "fuse_driver.h"
+#include "sfs_fs.h"
+#include "signer.h"
+
+namespace {
+
+using sfsclient::ClientConfig;
+
+// True if mountpoint is a mount of ours (fuse.sfs) right now.
+bool mounted_here(const std::string& mp) {
+  std::ifstream in("/proc/self/mounts");
+  std::string dev, dir, type, rest;
+  while (in >> dev >> dir >> type && std::getline(in, rest))
+    if (dir == mp && type == "fuse.sfs") return true;
+  return false;
+}
+
+// The mount's read-ahead: 1 MiB requests for sequential reads (the kernel
+// default of 128 KiB would cut every read into eight). The device number
+// comes from mountinfo: a stat() of the mount point would ask our own file
+// system, which is not serving yet.
+void set_read_ahead(const std::string& mp, unsigned kb, const sfs::LogSink& log) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, devno, root, dir;
+    if (!(f >> id >> parent >> devno >> root >> dir) || dir != mp) continue;
+    std::ofstream out("/sys/class/bdi/" + devno + "/read_ahead_kb");
+    out << kb << "\n";
+    if (!out) log("sfsclient: could not set read_ahead_kb of " + mp + " (bdi " + devno + ")");
+  }
+}
+
+int do_umount(const std::string& mp) {
+  // Lazy: works even with calls pending or the mount busy; the daemon sees
+  // the session end and exits.
+  if (::umount2(mp.c_str(), MNT_DETACH) != 0) {
+    const int err = errno;
+    if (err == EINVAL) {
+      std::fprintf(stderr, "sfsclient: %s is not mounted\n", mp.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "sfsclient: cannot unmount %s: %s\n", mp.c_str(), std::strerror(err));
+    return 1;
+  }
+  return 0;
+}
+
+int do_mount(const ClientConfig& cfg) {
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "sfsclient: mount must run as root (FUSE needs it on this system)\n");
+    return 1;
+  }
+  ::mkdir(cfg.mountpoint.c_str(), 0755);
+  if (mounted_here(cfg.mountpoint)) {
+    std::fprintf(stderr, "sfsclient: %s is already mounted (sfsclient umount %s first)\n",
+                 cfg.mountpoint.c_str(), cfg.mountpoint.c_str());
+    return 1;
+  }
+  std::string opts = "allow_other,default_permissions,fsname=sfs,subtype=sfs,max_read=1048576";
+  std::vector<std::string> argv_s = {"sfsclient", "-o", opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  // The log: stderr in the foreground, else the log file.
+  FILE* log_file = stderr;
+  if (!cfg.foreground) {
+    log_file = std::fopen(cfg.log_file.c_str(), "a");
+    if (!log_file) {
+      std::fprintf(stderr, "sfsclient: cannot open log file %s: %s\n", cfg.log_file.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  auto log_mu = std::make_shared<std::mutex>();
+  sfs::LogSink log = [log_file, log_mu](const std::string& line) {
+    std::lock_guard lk(*log_mu);
+    std::fprintf(log_file, "%s\n", line.c_str());
+    std::fflush(log_file);
+  };
+
+  // Agents: the registration socket every user's sfsagent connects to.
+  auto signer = sfsclient::make_signer(cfg, log);
+  if (!signer.ok()) {
+    std::fprintf(stderr, "sfsclient: %s\n", signer.error().c_str());
+    return 1;
+  }
+
+  sfsclient::FsOptions fo;
+  fo.timeout = cfg.timeout;
+  fo.hard = cfg.hard;
+  fo.log = log;
+  sfsclient::SfsFs fs(fo, signer.value().get());
+  fuse_session* se = fuse_session_new(&args, sfsclient::SfsFs::ops(), sizeof(fuse_lowlevel_ops), &fs);
+  if (!se) {
+    std::fprintf(stderr, "sfsclient: cannot create the FUSE session\n");
+    return 1;
+  }
+  if (fuse_session_mount(se, cfg.mountpoint.c_str()) != 0) {
+    std::fprintf(stderr, "sfsclient: cannot mount FUSE at %s (is /dev/fuse there? are you root?)\n",
+                 cfg.mountpoint.c_str());
+    fuse_session_destroy(se);
+    return 1;
+  }
+  set_read_ahead(cfg.mountpoint, cfg.read_ahead_kb, log);
+  if (!cfg.foreground) {
+    // Before any thread exists: the runtime's workers and the notifier
+    // start after this.
+    if (::daemon(0, 0) != 0) {
+      std::fprintf(stderr, "sfsclient: cannot daemonize: %s\n", std::strerror(errno));
+      fuse_session_unmount(se);
+      fuse_session_destroy(se);
+      return 1;
+    }
+  }
+  if (!cfg.pid_file.empty()) std::ofstream(cfg.pid_file) << ::getpid() << "\n";
+  log("sfsclient: mounted at " + cfg.mountpoint + " (pid " + std::to_string(::getpid()) + ")");
+
+  asmp::RuntimeOptions ro;
+  ro.threads = cfg.threads;
+  asmp::Runtime rt(ro);
+  signer.value()->start();
+  sfsclient::FuseDriver driver(se, fo.color, [&] { rt.stop(0); });
+  fs.set_driver(&driver);
+  ::signal(SIGPIPE, SIG_IGN);
+  auto quit = [&] {
+    log("sfsclient: signal: unmounting " + cfg.mountpoint);
+    ::umount2(cfg.mountpoint.c_str(), MNT_DETACH);
+    rt.stop(0);
+  };
+  rt.sigcb(SIGTERM, asmp::Closure(quit, 0));
+  rt.sigcb(SIGINT, asmp::Closure(quit, 0));
+  driver.start();
+  rt.run();
+  driver.stop();
+  fs.shutdown();
+  signer.value()->stop();
+  fuse_session_unmount(se);
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
+  log("sfsclient: stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto inv = sfsclient::parse_client_command_line(args);
+  if (!inv.ok()) {
+    std::fprintf(stderr, "sfsclient: %s\n%s", inv.error().c_str(), sfsclient::client_usage().c_str());
+    return 2;
+  }
+  const auto& in = inv.value();
+  if (in.help) {
+    std::fputs(sfsclient::client_usage().c_str(), stdout);
+    return 0;
+  }
+  if (in.command == "umount") return do_umount(in.config.mountpoint);
+  return do_mount(in.config);
+}

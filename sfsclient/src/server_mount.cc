@@ -1,0 +1,242 @@
+// server_mount.cc: see server_mount.h.
+#include "server_mount.h"
+
+#include <cerrno>
+
+namespace sfsclient {
+
+using asmp::Closure;
+
+ServerMount::ServerMount(ServerId id, sfs::SelfCertName name, ServerMountOptions opts,
+                         LoginSigner* signer, Invalidate on_invalidate, Lost on_lost)
+    : id_(id),
+      name_(std::move(name)),
+      name_text_(sfs::format_name(name_)),
+      opts_(std::move(opts)),
+      signer_(signer),
+      on_invalidate_(std::move(on_invalidate)),
+      on_lost_(std::move(on_lost)) {}
+
+void ServerMount::start(std::function<void(int, const std::string&)> done) {
+  start_done_ = std::move(done);
+  connect();
+}
+
+void ServerMount::connect() {
+  if (connecting_ || client_ || closed_) return;
+  connecting_ = true;
+  const std::uint64_t gen = ++generation_;
+  sfs::fs::FileClientOptions o;
+  o.server = name_;
+  o.color = opts_.conn_color;
+  o.log = opts_.log;
+  std::weak_ptr<ServerMount> weak = weak_from_this();
+  const asmp::color_t color = opts_.color;
+  // Both run on the connection's color; hop to ours, in channel order.
+  o.on_invalidate = [weak, color](const sfs::fs::Handle& fh, std::uint64_t change) {
+    asmp::default_runtime().cpucb(Closure(
+        [weak, fh, change] {
+          if (auto self = weak.lock()) self->on_invalidate_(self->id_, fh, change);
+        },
+        color));
+  };
+  o.on_close = [weak, color, gen](const std::string& why) {
+    asmp::default_runtime().cpucb(Closure(
+        [weak, gen, why] {
+          if (auto self = weak.lock()) self->on_lost(gen, why);
+        },
+        color));
+  };
+  sfs::fs::FileClient::connect(
+      std::move(o), sfs::fs::FileClient::ConnectDone(
+                        [weak](sfs::Result<std::shared_ptr<sfs::fs::FileClient>> r) {
+                          if (auto self = weak.lock()) self->on_connected(std::move(r));
+                          else if (r.ok()) r.value()->close();
+                        },
+                        color));
+}
+
+namespace {
+
+// The errno a caller sees when the first connection fails.
+int classify(const std::string& why) {
+  if (why.find("does not match HOSTID") != std::string::npos ||
+      why.find("does not serve HOSTID") != std::string::npos)
+    return EACCES;
+  if (why.find("TCP connect") != std::string::npos) return EHOSTUNREACH;
+  return EIO;
+}
+
+}  // namespace
+
+void ServerMount::on_connected(sfs::Result<std::shared_ptr<sfs::fs::FileClient>> r) {
+  connecting_ = false;
+  if (closed_) {
+    if (r.ok()) r.value()->close();
+    return;
+  }
+  if (!r.ok()) {
+    if (start_done_) {
+      auto done = std::move(start_done_);
+      start_done_ = nullptr;
+      done(classify(r.error()), r.error());
+      return;
+    }
+    // Reconnecting: try again later, unless nobody waits.
+    backoff_ = backoff_.count() ? std::min(backoff_ * 2, opts_.backoff_max) : opts_.backoff_initial;
+    opts_.log("sfsclient: reconnecting to " + name_text_ + " failed (" + r.error() + "); retrying in " +
+              std::to_string(backoff_.count()) + " ms");
+    std::weak_ptr<ServerMount> weak = weak_from_this();
+    asmp::default_runtime().delaycb(backoff_, Closure(
+                                                  [weak] {
+                                                    if (auto self = weak.lock()) self->connect();
+                                                  },
+                                                  opts_.color));
+    return;
+  }
+  client_ = r.value();
+  ++connections_;
+  backoff_ = std::chrono::milliseconds(0);
+  const bool first = static_cast<bool>(start_done_);
+  if (first) {
+    root_ = client_->root();
+  } else if (client_->root().fh != root_.fh) {
+    // Another export behind the same name (its handle keys changed): every
+    // handle we hold is meaningless; refuse rather than mix files up.
+    opts_.log("sfsclient: " + name_text_ + " came back with another root handle; refusing its files");
+    client_->close();
+    client_.reset();
+    closed_ = true;
+    for (auto& w : waiting_) w.fail(ESTALE);
+    waiting_.clear();
+    return;
+  } else {
+    opts_.log("sfsclient: reconnected to " + name_text_);
+  }
+  logins_.clear();
+  if (first) {
+    auto done = std::move(start_done_);
+    start_done_ = nullptr;
+    done(0, "");
+  }
+  std::deque<Waiter> ready;
+  ready.swap(waiting_);
+  for (auto& w : ready) dispatch(std::move(w));
+}
+
+void ServerMount::on_lost(std::uint64_t generation, const std::string& why) {
+  if (generation != generation_ || !client_) return;
+  opts_.log("sfsclient: lost the connection to " + name_text_ + ": " + why);
+  client_.reset();
+  // Logins were per connection; waiters for a login wait for the next one.
+  for (auto& [uid, l] : logins_)
+    for (auto& w : l.waiting) waiting_.push_back(std::move(w));
+  logins_.clear();
+  on_lost_(id_);
+  if (!closed_) connect();
+}
+
+void ServerMount::run(uid_t uid, Run fn, Fail fail) {
+  Waiter w{uid, std::move(fn), std::move(fail), asmp::Clock::now() + opts_.timeout};
+  if (closed_) return w.fail(ESTALE);
+  if (!client_) {
+    waiting_.push_back(std::move(w));
+    arm_expiry();
+    connect();
+    return;
+  }
+  dispatch(std::move(w));
+}
+
+void ServerMount::dispatch(Waiter w) {
+  if (!client_) {
+    waiting_.push_back(std::move(w));
+    arm_expiry();
+    return;
+  }
+  Login& l = logins_[w.uid];
+  if (l.ready) return w.fn(client_, l.auth);
+  const bool first = l.waiting.empty();
+  const uid_t uid = w.uid;
+  l.waiting.push_back(std::move(w));
+  if (first) login(uid);
+}
+
+void ServerMount::login(uid_t uid) {
+  auto finish = [this, uid](std::uint32_t auth) {
+    auto it = logins_.find(uid);
+    if (it == logins_.end()) return;  // the connection went away meanwhile
+    it->second.ready = true;
+    it->second.auth = auth;
+    auto waiters = std::move(it->second.waiting);
+    it->second.waiting.clear();
+    for (auto& w : waiters) w.fn(client_, auth);
+  };
+  if (!signer_) return finish(0);
+  auto client = client_;
+  const std::uint64_t seqno = client->session().next_seqno();
+  std::weak_ptr<ServerMount> weak = weak_from_this();
+  signer_->sign_login(
+      uid, name_text_, client->session().session_id(), seqno,
+      asmp::Callback<void(sfs::Result<SignedLogin>)>(
+          [weak, client, uid, finish](sfs::Result<SignedLogin> s) {
+            auto self = weak.lock();
+            if (!self || self->client_ != client) return;
+            if (!s.ok()) {
+              // No agent, or no key for this server: the anonymous user.
+              self->opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + self->name_text_ +
+                              " is anonymous: " + s.error());
+              return finish(0);
+            }
+            client->login_signed(
+                std::move(s.value().request), s.value().user,
+                asmp::Callback<void(sfs::Result<std::uint32_t>)>(
+                    [weak, client, uid, finish](sfs::Result<std::uint32_t> n) {
+                      auto me = weak.lock();
+                      if (!me || me->client_ != client) return;
+                      if (!n.ok()) {
+                        me->opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + me->name_text_ +
+                                      " is anonymous: " + n.error());
+                        return finish(0);
+                      }
+                      finish(n.value());
+                    },
+                    self->opts_.color));
+          },
+          opts_.color));
+}
+
+void ServerMount::arm_expiry() {
+  if (expiry_armed_ || opts_.hard) return;
+  expiry_armed_ = true;
+  std::weak_ptr<ServerMount> weak = weak_from_this();
+  asmp::default_runtime().delaycb(std::chrono::milliseconds(500), Closure(
+                                                                       [weak] {
+                                                                         if (auto self = weak.lock()) {
+                                                                           self->expiry_armed_ = false;
+                                                                           self->expire_waiters();
+                                                                         }
+                                                                       },
+                                                                       opts_.color));
+}
+
+void ServerMount::expire_waiters() {
+  const auto now = asmp::Clock::now();
+  std::deque<Waiter> keep;
+  for (auto& w : waiting_) {
+    if (w.deadline <= now) w.fail(EIO);
+    else keep.push_back(std::move(w));
+  }
+  waiting_.swap(keep);
+  if (!waiting_.empty()) arm_expiry();
+}
+
+void ServerMount::close() {
+  closed_ = true;
+  if (client_) client_->close();
+  client_.reset();
+  for (auto& w : waiting_) w.fail(EIO);
+  waiting_.clear();
+}
+
+}  // namespace sfsclient

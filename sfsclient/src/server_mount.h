@@ -1,0 +1,121 @@
+// server_mount.h: one SFS server as sfsclient sees it: the secure
+// connection (FileClient), reconnecting with backoff when it is lost, and
+// one login per local uid, made through that user's agent.
+//
+// Colors: everything here runs on sfsclient's metadata color (given to the
+// constructor); FileClient callbacks hop there. INVALIDATE and connection
+// loss are handed to the owner on that color, in the order the connection
+// delivered them relative to replies.
+//
+// Calls: run(uid, fn) calls fn(client, auth) once the server is connected
+// and uid has a login (its agent signed one, or the anonymous user if it has
+// no agent or the server does not know its key). While the connection is
+// down, run() waits (reconnecting) up to `timeout`, then fails with EIO;
+// hard mounts wait forever. A first connection that fails for good (wrong
+// HOSTID, refused) fails with the errno documented in docs/sfsclient.md.
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "sfs/file_client.h"
+#include "sfs/names.h"
+
+namespace sfsclient {
+
+using ServerId = std::uint32_t;
+
+struct SignedLogin {
+  std::string user;    // the name the server knows the key by
+  sfs::Bytes request;  // encode_login_request(...) for the session
+};
+
+// Where logins come from: the users' agents (agent.h), or a test double.
+class LoginSigner {
+ public:
+  virtual ~LoginSigner() = default;
+  // cb runs once, under its own color.
+  virtual void sign_login(uid_t uid, const std::string& server_name, const sfs::SessionId& session,
+                          std::uint64_t seqno, asmp::Callback<void(sfs::Result<SignedLogin>)> cb) = 0;
+};
+
+struct ServerMountOptions {
+  asmp::color_t color = 0;                        // sfsclient's metadata color
+  asmp::color_t conn_color = 1;                   // the connection's color
+  std::chrono::milliseconds timeout{60000};       // calls wait this long for a connection
+  bool hard = false;                              // ...or forever
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+  sfs::LogSink log = sfs::log_to_stderr;
+};
+
+class ServerMount : public std::enable_shared_from_this<ServerMount> {
+ public:
+  using Invalidate = std::function<void(ServerId, const sfs::fs::Handle&, std::uint64_t change)>;
+  using Lost = std::function<void(ServerId)>;
+  using Run = std::function<void(const std::shared_ptr<sfs::fs::FileClient>&, std::uint32_t auth)>;
+  using Fail = std::function<void(int err)>;
+
+  ServerMount(ServerId id, sfs::SelfCertName name, ServerMountOptions opts, LoginSigner* signer,
+              Invalidate on_invalidate, Lost on_lost);
+
+  // First connection. done(0) or an errno: EACCES (the server's key does
+  // not match the HOSTID), EHOSTUNREACH (nothing answers), EIO (other).
+  void start(std::function<void(int err, const std::string& why)> done);
+  void run(uid_t uid, Run fn, Fail fail);
+  void close();
+
+  ServerId id() const { return id_; }
+  const std::string& name() const { return name_text_; }
+  const sfs::fs::Root& root() const { return root_; }
+  bool connected() const { return client_ != nullptr; }
+  std::uint64_t connections() const { return connections_; }
+
+ private:
+  struct Waiter {
+    uid_t uid;
+    Run fn;
+    Fail fail;
+    asmp::Clock::time_point deadline;
+  };
+  struct Login {
+    bool ready = false;
+    std::uint32_t auth = 0;
+    std::vector<Waiter> waiting;
+  };
+
+  void connect();
+  void on_connected(sfs::Result<std::shared_ptr<sfs::fs::FileClient>> r);
+  void on_lost(std::uint64_t generation, const std::string& why);
+  void dispatch(Waiter w);
+  void login(uid_t uid);
+  void expire_waiters();
+  void arm_expiry();
+
+  const ServerId id_;
+  const sfs::SelfCertName name_;
+  const std::string name_text_;
+  const ServerMountOptions opts_;
+  LoginSigner* const signer_;
+  const Invalidate on_invalidate_;
+  const Lost on_lost_;
+
+  std::shared_ptr<sfs::fs::FileClient> client_;  // null while down
+  sfs::fs::Root root_;
+  std::uint64_t generation_ = 0;  // bumped per connection
+  std::uint64_t connections_ = 0;
+  bool connecting_ = false;
+  bool closed_ = false;
+  std::chrono::milliseconds backoff_{0};
+  std::function<void(int, const std::string&)> start_done_;
+  std::deque<Waiter> waiting_;                 // for a connection
+  std::unordered_map<uid_t, Login> logins_;    // this connection's logins
+  bool expiry_armed_ = false;
+};
+
+}  // namespace sfsclient

@@ -1,0 +1,168 @@
+// sfs_fs.h: the file system sfsclient mounts at /sfs. Its root lists the
+// servers mounted so far; looking up "@HOST%PORT,HOSTID" there connects to
+// that server, checks its key against HOSTID, and from then on the name is
+// a directory: the server's export. Every FUSE operation is one function
+// (ops_*.cc) that maps the request to SFS_NFS calls and back.
+//
+// Colors:
+//   metadata color (0)  FUSE requests arrive here (fuse_driver.h); the inode
+//                       table, servers, open files, and every reply that
+//                       updates them
+//   connection colors   each server's records and crypto; READ replies go
+//                       to the kernel from there (zero copy, no hop)
+//   notifier thread     kernel invalidations
+//
+// Errors a caller sees (docs/sfsclient.md): a name in /sfs that is not a
+// self-certifying name: ENOENT; a server whose key does not match the
+// HOSTID: EACCES (and a line in the log); a server that does not answer:
+// EHOSTUNREACH; a server lost for longer than `timeout`: EIO.
+#pragma once
+
+#include <fuse3/fuse_lowlevel.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fuse_driver.h"
+#include "inodes.h"
+#include "server_mount.h"
+
+namespace sfsclient {
+
+struct FsOptions {
+  asmp::color_t color = 0;
+  asmp::color_t first_conn_color = 1;
+  std::chrono::milliseconds timeout{60000};
+  bool hard = false;
+  std::size_t max_uncommitted = 64 << 20;  // per open file, then COMMIT
+  sfs::LogSink log = sfs::log_to_stderr;
+};
+
+struct FsStats {
+  std::uint64_t invalidations = 0;  // INVALIDATE received
+  std::uint64_t reconnects = 0;
+  std::uint64_t attr_hits = 0;      // getattr answered from a lease
+};
+
+class SfsFs {
+ public:
+  SfsFs(FsOptions opts, LoginSigner* signer);
+  ~SfsFs();
+
+  static const fuse_lowlevel_ops* ops();
+  void set_driver(FuseDriver* d) { driver_ = d; }
+  void shutdown();  // on the metadata color
+  FsStats stats() const;
+
+  // ---- the operations (ops_*.cc), all on the metadata color ----
+  void init(fuse_conn_info* conn);
+  void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void forget(fuse_ino_t ino, std::uint64_t n);
+  void getattr(fuse_req_t req, fuse_ino_t ino);
+  void setattr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set, fuse_file_info* fi);
+  void readlink(fuse_req_t req, fuse_ino_t ino);
+  void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool dir);
+  void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+  void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned flags);
+  void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi);
+  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void statfs(fuse_req_t req, fuse_ino_t ino);
+
+  // ---- shared by the operations ----
+  struct OpenFile;
+  struct DirHandle;
+  const FsOptions& options() const { return opts_; }
+  InodeTable& inodes() { return inodes_; }
+  ServerMount* server(ServerId id);
+
+  // Calls procedure P on the inode's server as the request's user. `build`
+  // fills the arguments (it may be called again on a retry: the connection
+  // was lost before an answer, or the server said JUKEBOX). `done` runs on
+  // the metadata color with the result and the time the call was sent;
+  // transport failures are answered to the kernel here (EIO, EACCES) and
+  // never reach `done` unless `raw` is set.
+  template <std::uint32_t P>
+  using Build = std::function<void(typename sfs::fs::ProcTraits<P>::Args&)>;
+  template <std::uint32_t P>
+  using Done = std::function<void(sfs::fs::Reply<typename sfs::fs::ProcTraits<P>::Res>, Clock::time_point sent)>;
+  template <std::uint32_t P>
+  void call(fuse_req_t req, ServerId server, Build<P> build, Done<P> done, bool retry_if_lost = true);
+
+  // The entry for a child from a reply: the inode (one more kernel
+  // reference), attributes cached under their lease, the kernel's timeouts.
+  bool make_entry(fuse_entry_param& e, Inode& parent, const std::string& name, const sfs::fs::Handle& fh,
+                  const sfs_post_op_attr& attr, Clock::time_point sent);
+  void note_negative(Inode& parent, const std::string& name);
+  void forget_name(Inode& parent, const std::string& name);
+  // Attributes from a reply: cache them; returns the kernel's timeout.
+  double note_attr(Inode& in, const sfs_post_op_attr& a, Clock::time_point sent);
+  double note_wcc(Inode& in, const sfs_wcc_data& w, Clock::time_point sent);
+  void reply_attr(fuse_req_t req, Inode& in, double timeout);
+
+  // Server -> us.
+  void on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change);
+  void on_lost(ServerId server);
+
+  void mount_server(fuse_req_t req, const std::string& name);
+  void reply_root_entry(fuse_req_t req, ServerMount& s);
+  void commit(fuse_req_t req, const std::shared_ptr<OpenFile>& f, int attempt,
+              std::function<void(int err)> done);
+  void send_write(fuse_req_t req, const std::shared_ptr<OpenFile>& f, std::uint64_t off,
+                  std::shared_ptr<std::string> data, std::function<void(int err, std::size_t n)> done);
+
+ private:
+  FsOptions opts_;
+  LoginSigner* signer_;
+  FuseDriver* driver_ = nullptr;
+  InodeTable inodes_;
+  std::vector<std::shared_ptr<ServerMount>> servers_;  // ServerId i+1 at index i
+  std::map<std::string, ServerId> by_name_;
+  struct Pending {
+    std::vector<fuse_req_t> reqs;
+  };
+  std::map<std::string, Pending> mounting_;  // names being connected to
+  std::unordered_map<std::uint64_t, std::shared_ptr<OpenFile>> files_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<DirHandle>> dirs_;
+  std::uint64_t next_fh_ = 1;
+  FsStats stats_;
+  friend struct OpsAccess;
+};
+
+// One open file: where its uncommitted writes are kept until COMMIT.
+struct SfsFs::OpenFile {
+  fuse_ino_t ino = 0;
+  ServerId server = 0;
+  sfs::fs::Handle fh;
+  uid_t uid = 0;
+  struct Extent {
+    std::uint64_t off;
+    std::shared_ptr<std::string> data;
+  };
+  std::vector<Extent> uncommitted;
+  std::size_t uncommitted_bytes = 0;
+  std::string verf;  // the write verifier the uncommitted data was written under
+  int error = 0;     // a write error not yet reported
+  unsigned writes_in_flight = 0;
+};
+
+struct SfsFs::DirHandle {
+  fuse_ino_t ino = 0;
+  char cookieverf[8] = {};
+};
+
+}  // namespace sfsclient
