@@ -20,6 +20,8 @@ PACKAGES=(
   # the sshfs peer for benchmarks
   openssh-server openssh-client sshfs
   procps psmisc
+  # what the mount tests do as a person would
+  git rsync tar diffutils
 )
 
 missing=()

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -57,9 +58,26 @@ void set_read_ahead(const std::string& mp, unsigned kb, const sfs::LogSink& log)
   }
 }
 
-int do_umount(const std::string& mp) {
-  // Lazy: works even with calls pending or the mount busy; the daemon sees
-  // the session end and exits.
+// The FUSE connection number of the mount at mp ("" if none), from
+// mountinfo (a stat() would wait on a daemon that does not answer).
+std::string fuse_connection(const std::string& mp) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, devno, root, dir;
+    if (f >> id >> parent >> devno >> root >> dir && dir == mp) return devno.substr(devno.find(':') + 1);
+  }
+  return "";
+}
+
+int do_umount(std::string mp) {
+  if (char* real = ::realpath(mp.c_str(), nullptr)) {
+    mp = real;
+    std::free(real);
+  }
+  const std::string conn = fuse_connection(mp);
+  // Lazy: works even with calls pending or the mount busy.
   if (::umount2(mp.c_str(), MNT_DETACH) != 0) {
     const int err = errno;
     if (err == EINVAL) {
@@ -69,15 +87,29 @@ int do_umount(const std::string& mp) {
     std::fprintf(stderr, "sfsclient: cannot unmount %s: %s\n", mp.c_str(), std::strerror(err));
     return 1;
   }
+  if (conn.empty()) return 0;
+  // Files still open keep a detached mount (and its daemon) alive; so does
+  // a daemon that no longer answers. End the connection: the daemon exits,
+  // and those files answer ENOTCONN, as after a crash. Never a mount that
+  // needs a reboot.
+  ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+  const std::string dir = "/sys/fs/fuse/connections/" + conn;
+  for (int i = 0; i < 20 && ::access(dir.c_str(), F_OK) == 0; ++i) ::usleep(100 * 1000);
+  if (::access(dir.c_str(), F_OK) == 0) std::ofstream(dir + "/abort") << "1\n";
   return 0;
 }
 
-int do_mount(const ClientConfig& cfg) {
+int do_mount(ClientConfig cfg) {
   if (::geteuid() != 0) {
     std::fprintf(stderr, "sfsclient: mount must run as root (FUSE needs it on this system)\n");
     return 1;
   }
   ::mkdir(cfg.mountpoint.c_str(), 0755);
+  // The kernel names mounts by their resolved path.
+  if (char* real = ::realpath(cfg.mountpoint.c_str(), nullptr)) {
+    cfg.mountpoint = real;
+    std::free(real);
+  }
   if (mounted_here(cfg.mountpoint)) {
     std::fprintf(stderr, "sfsclient: %s is already mounted (sfsclient umount %s first)\n",
                  cfg.mountpoint.c_str(), cfg.mountpoint.c_str());

@@ -186,6 +186,7 @@ class SfsdServer {
     if (!ganesha_.prepare(why) || !ganesha_.start(why)) return false;
     dir_ = ganesha_.export_dir() + "/../sfsd";
     std::filesystem::create_directories(dir_);
+    dir_ = std::filesystem::canonical(dir_).string();
     key_path_ = dir_ + "/server.key";
     auto key = sfs::ServerKey::generate();
     server_public_ = key.public_key();

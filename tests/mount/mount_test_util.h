@@ -1,0 +1,176 @@
+// mount_test_util.h: a real mount to test through: NFS-Ganesha and sfsd
+// (sfsd_test_util.h) plus sfsclient processes (the built binary,
+// SFSCLIENT_BINARY) mounted on mount points of their own, and a shell to
+// run what a person would (cp, tar, git, rsync) with a time limit.
+//
+// Processes started: ganesha.nfsd, sfsd, one sfsclient per mount. Each
+// mount is unmounted lazily and its daemon killed when the test ends; a
+// daemon that is stuck has its FUSE connection aborted, so a failed test
+// never leaves a mount that needs a reboot.
+#pragma once
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "../sfsd/sfsd_test_util.h"
+
+namespace mount_test {
+
+using namespace sfsd_test;
+
+// Runs a shell command with a time limit; returns its exit status and
+// (if asked) its output.
+inline int sh(const std::string& cmd, std::string* out = nullptr, int seconds = 120) {
+  std::string full = "timeout -k 5 " + std::to_string(seconds) + " bash -c '" + [&] {
+    std::string q;
+    for (char c : cmd) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q;
+  }() + "' 2>&1";
+  FILE* f = ::popen(full.c_str(), "r");
+  if (!f) return -1;
+  std::string text;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const int st = ::pclose(f);
+  if (out) *out = text;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// One sfsclient process and its mount point.
+class Mount {
+ public:
+  explicit Mount(std::string dir) : dir_(std::move(dir)) {}
+  ~Mount() { stop(); }
+
+  bool start(std::string* why, std::vector<std::string> extra = {}) {
+    std::filesystem::create_directories(dir_ + "/mnt");
+    log_ = dir_ + "/sfsclient.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<std::string> a = {SFSCLIENT_BINARY, "mount", "--foreground", "--agent-socket",
+                                    dir_ + "/agent.sock"};
+      a.insert(a.end(), extra.begin(), extra.end());
+      a.push_back(dir_ + "/mnt");
+      std::vector<char*> argv;
+      for (auto& s : a) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    // Mounted once /proc/mounts shows it.
+    const bool up = eventually([&] { return mounted() || exited(); }, 20s) && mounted();
+    if (!up) *why = "sfsclient did not mount:\n" + log();
+    return up;
+  }
+
+  bool mounted() const {
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, dir, type, rest;
+    while (in >> dev >> dir >> type && std::getline(in, rest))
+      if (dir == dir_ + "/mnt" && type == "fuse.sfs") return true;
+    return false;
+  }
+  bool exited() {
+    if (pid_ <= 0) return true;
+    int st;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    return false;
+  }
+
+  // sfsclient umount (lazy), then the daemon must exit by itself.
+  bool unmount(int* status = nullptr) {
+    std::string out;
+    const int rc = sh(std::string(SFSCLIENT_BINARY) + " umount " + dir_ + "/mnt", &out, 30);
+    if (status) *status = rc;
+    return eventually([&] { return exited(); }, 15s);
+  }
+
+  void stop() {
+    if (pid_ > 0 && !eventually([&] { return exited(); }, 0ms)) {
+      // A daemon that does not answer would leave the unmount waiting.
+      abort_fuse_if_stuck();
+    }
+    if (mounted()) ::umount2((dir_ + "/mnt").c_str(), MNT_DETACH);
+    if (pid_ > 0 && !eventually([&] { return exited(); }, 5s)) {
+      abort_fuse();
+      ::kill(pid_, SIGKILL);
+      eventually([&] { return exited(); }, 5s);
+    }
+  }
+  // Aborts this mount's FUSE connection (the kernel's way out of a stuck
+  // daemon).
+  // (The device number comes from mountinfo: a stat() would hang on the
+  // stuck mount.)
+  void abort_fuse() {
+    ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string id, parent, devno, root, dir;
+      if (!(f >> id >> parent >> devno >> root >> dir) || dir != dir_ + "/mnt") continue;
+      std::ofstream("/sys/fs/fuse/connections/" + devno.substr(devno.find(':') + 1) + "/abort") << "1";
+    }
+  }
+
+  void abort_fuse_if_stuck() {
+    // Alive but wedged (D state, or not reading /dev/fuse): abort.
+    std::ifstream st("/proc/" + std::to_string(pid_) + "/stat");
+    std::string pid, comm, state;
+    st >> pid >> comm >> state;
+    if (state == "D") abort_fuse();
+  }
+
+  std::string path() const { return dir_ + "/mnt"; }
+  std::string log() const {
+    std::ifstream in(log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  std::string dir_, log_;
+  pid_t pid_ = -1;
+};
+
+// Ganesha + sfsd + mounts.
+class MountFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "FUSE mounts need root here";
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+    std::string why;
+    if (!server_.setup(&why)) GTEST_SKIP() << why;
+    // The export's root open to everyone, so anonymous users can write.
+    ::chmod(server_.export_dir().c_str(), 0777);
+    ASSERT_TRUE(server_.start_sfsd(&why)) << why;
+  }
+  void TearDown() override { mounts_.clear(); }
+
+  Mount& mount(std::vector<std::string> extra = {}) {
+    const std::string d = server_.dir() + "/client" + std::to_string(mounts_.size());
+    mounts_.push_back(std::make_unique<Mount>(d));
+    std::string why;
+    EXPECT_TRUE(mounts_.back()->start(&why, std::move(extra))) << why;
+    return *mounts_.back();
+  }
+  // The server's directory under a mount.
+  std::string at(const Mount& m) const { return m.path() + "/" + server_.name(); }
+
+  SfsdServer server_;
+  std::vector<std::unique_ptr<Mount>> mounts_;
+};
+
+}  // namespace mount_test
