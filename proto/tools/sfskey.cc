@@ -170,14 +170,18 @@ std::string absolute(const std::string& path) {
   return path;
 }
 
-// Sends one request to the caller's agent; prints a STATUS answer. Returns
-// the exit code, and the KEYS answer (if any) in *keys.
-int agent_call(const sfs::AgentMessage& request, sfs::KeyListReply* keys = nullptr) {
+// The caller's agent, or a message saying how to start one.
+sfs::Result<sfs::ControlClient> connect_agent() {
   auto path = sfs::default_control_path();
-  if (!path) return fail(path.error());
-  auto client = sfs::ControlClient::connect(path.value());
-  if (!client) return fail(client.error());
-  auto answer = client.value().call(request);
+  if (!path) return sfs::make_error(path.error());
+  return sfs::ControlClient::connect(path.value());
+}
+
+// Sends one request to the agent; prints a STATUS answer. Returns the exit
+// code, and the KEYS answer (if any) in *keys.
+int agent_call(sfs::ControlClient& client, const sfs::AgentMessage& request,
+               sfs::KeyListReply* keys = nullptr) {
+  auto answer = client.call(request);
   if (!answer) return fail(answer.error());
   if (auto* st = std::get_if<sfs::ControlStatus>(&answer.value())) {
     if (!st->ok) return fail(st->message);
@@ -217,6 +221,9 @@ int add(const std::vector<std::string_view>& args) {
     if (!path) return fail(path.error());
     file = path.value();
   }
+  // The agent first: without one, the key file does not matter yet.
+  auto client = connect_agent();
+  if (!client) return fail(client.error());
   auto key = sfs::read_own_user_key(file, ::getuid());
   if (!key) return fail(key.error());
   sfs::AddKeyRequest req;
@@ -224,13 +231,15 @@ int add(const std::vector<std::string_view>& args) {
   req.name = name;
   req.server = server;
   req.comment = absolute(file);
-  return agent_call(std::move(req));
+  return agent_call(client.value(), std::move(req));
 }
 
 int list(const std::vector<std::string_view>& args) {
   if (!args.empty()) return usage_error("list takes no arguments");
+  auto client = connect_agent();
+  if (!client) return fail(client.error());
   sfs::KeyListReply keys;
-  if (int rc = agent_call(sfs::ListKeysRequest{}, &keys); rc != 0) return rc;
+  if (int rc = agent_call(client.value(), sfs::ListKeysRequest{}, &keys); rc != 0) return rc;
   if (keys.keys.empty()) {
     std::printf("the agent holds no keys (add one: sfskey add)\n");
     return 0;
@@ -256,15 +265,15 @@ int del(const std::vector<std::string_view>& args) {
       return usage_error("delete takes one FILE or PUBKEY");
     }
   }
-  if (all) {
-    if (!what.empty()) return usage_error("give either --all or a key, not both");
-    return agent_call(sfs::RemoveAllRequest{});
-  }
+  if (all && !what.empty()) return usage_error("give either --all or a key, not both");
+  auto client = connect_agent();
+  if (!client) return fail(client.error());
+  if (all) return agent_call(client.value(), sfs::RemoveAllRequest{});
   sfs::DeleteKeyRequest req;
   if (what.rfind("ed25519:", 0) == 0) {
     if (auto k = sfs::parse_user_public_key(what); !k) return fail(k.error());
     req.what = what;
-    return agent_call(std::move(req));
+    return agent_call(client.value(), std::move(req));
   }
   if (what.empty()) {
     auto path = sfs::default_identity_path();
@@ -279,7 +288,7 @@ int del(const std::vector<std::string_view>& args) {
     req.by = sfs::DeleteKeyRequest::By::kComment;
     req.what = absolute(what);
   }
-  return agent_call(std::move(req));
+  return agent_call(client.value(), std::move(req));
 }
 
 }  // namespace
