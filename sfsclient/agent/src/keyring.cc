@@ -34,14 +34,16 @@ KeyRing::LockedKey::LockedKey(UserKey key) {
 
 KeyRing::LockedKey& KeyRing::LockedKey::operator=(LockedKey&& o) noexcept {
   if (this != &o) {
-    this->~LockedKey();
+    release();
     p_ = o.p_;
     o.p_ = nullptr;
   }
   return *this;
 }
 
-KeyRing::LockedKey::~LockedKey() {
+KeyRing::LockedKey::~LockedKey() { release(); }
+
+void KeyRing::LockedKey::release() noexcept {
   if (!p_) return;
   p_->~UserKey();  // sodium_memzero of the secret
   sodium_free(p_);  // and of the whole block, then munlock

@@ -34,7 +34,6 @@
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -70,6 +69,7 @@ class KeyRing {
     const UserKey* operator->() const { return p_; }
 
    private:
+    void release() noexcept;
     UserKey* p_;
   };
 
