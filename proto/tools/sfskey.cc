@@ -78,7 +78,8 @@ int gen(const std::vector<std::string_view>& args) {
     }
   }
   if (!kind) return usage_error("gen needs --server or --user");
-  if (out.empty() && *kind == sfs::KeyKind::kServer) return usage_error("gen --server needs -o FILE");
+  if (out.empty() && *kind == sfs::KeyKind::kServer)
+    return usage_error("gen --server needs -o FILE");
   if (out.empty()) {
     // A user's key goes where sfskey add and sfsagent look by default.
     auto path = sfs::default_identity_path();

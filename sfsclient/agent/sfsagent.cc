@@ -109,9 +109,12 @@ int main(int argc, char** argv) {
     } else if (a == "--control" || a == "--registration" || a == "--add") {
       const char* v = value(argv[i]);
       if (!v || !*v) return usage_error(std::string(a) + " needs a value");
-      if (a == "--control") control_path = v;
-      else if (a == "--registration") registration_path = v;
-      else add_files.push_back(v);
+      if (a == "--control")
+        control_path = v;
+      else if (a == "--registration")
+        registration_path = v;
+      else
+        add_files.push_back(v);
     } else {
       return usage_error("unknown argument \"" + std::string(a) + "\"");
     }
@@ -166,8 +169,8 @@ int main(int argc, char** argv) {
   rt.sigcb(SIGHUP, [] {});  // the terminal going away is no reason to drop the keys
   agent.start();
   if (foreground)
-    std::fprintf(stderr, "sfsagent: running, pid %d, control socket %s\n", static_cast<int>(::getpid()),
-                 control_path.c_str());
+    std::fprintf(stderr, "sfsagent: running, pid %d, control socket %s\n",
+                 static_cast<int>(::getpid()), control_path.c_str());
   const int code = rt.run();
   return code == 0 ? exit_code : code;
 }

@@ -47,7 +47,7 @@ class AgentProcessTest : public ::testing::Test {
   // sfsagent --foreground as nobody, its output in agent-N.log.
   void start_agent(Child& child, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args{"--foreground", "--control", ctl_path_, "--registration",
-                                  reg_path_, "--add", key_path_};
+                                  reg_path_,      "--add",     key_path_};
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_TRUE(child.exec(SFSAGENT_BIN, args, kNobodyUid, kNobodyUid,
                            dir_ / ("agent-" + std::to_string(++agents_) + ".log")));
@@ -247,7 +247,8 @@ TEST_F(AgentProcessTest, ControlSocketRefusesAnotherUid) {
   ASSERT_EQ(::pipe(pipefd), 0);
   auto intruder = [&]() -> int {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return errno == EACCES ? 3 : 4;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0)
+      return errno == EACCES ? 3 : 4;
     // The refusal may already be on its way and the socket closed: no SIGPIPE.
     (void)::send(fd, list.data(), list.size(), MSG_NOSIGNAL);
     std::uint8_t buf[2048];

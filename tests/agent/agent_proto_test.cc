@@ -2,12 +2,13 @@
 // Every message round-trips; every truncation, every extra byte and every
 // field out of bounds is refused; the frame length is checked before a
 // body is read. Starts no processes.
+#include "sfs/agent_proto.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "sfs/agent_proto.h"
 #include "sfs/login.h"
 #include "sfs/names.h"
 
@@ -161,7 +162,9 @@ TEST(AgentProto, LayoutsMatchTheDocument) {
   SignLoginReply no;
   no.id = 7;
   no.reason = "no";
-  EXPECT_EQ(hex_encode(encode_agent_message(no)), "0400000007010002" "6e6f");
+  EXPECT_EQ(hex_encode(encode_agent_message(no)),
+            "0400000007010002"
+            "6e6f");
   EXPECT_EQ(hex_encode(encode_agent_message(ControlStatus{true, "ok"})), "200000026f6b");
   EXPECT_EQ(hex_encode(encode_agent_message(DeleteKeyRequest{DeleteKeyRequest::By::kComment, "f"})),
             "1201000166");
@@ -190,8 +193,7 @@ TEST(AgentProto, TrailingBytesAreRefused) {
 TEST(AgentProto, UnknownTypesAreRefused) {
   for (int t = 0; t < 256; ++t) {
     bool known = false;
-    for (const AgentMessage& m : samples())
-      known |= static_cast<int>(agent_message_type(m)) == t;
+    for (const AgentMessage& m : samples()) known |= static_cast<int>(agent_message_type(m)) == t;
     if (known) continue;
     const Bytes body{static_cast<std::uint8_t>(t)};
     auto r = decode_agent_message(body);
@@ -239,8 +241,9 @@ void expect_refused(Bytes body, const std::string& fragment) {
 
 TEST(AgentProto, SignLoginFieldsAreChecked) {
   expect_refused(Body().u8(3).u32(1).s16("").zeros(64).u64(1).take(), "server name has 0 bytes");
-  expect_refused(Body().u8(3).u32(1).s16(std::string(kMaxNameChars + 1, 'a')).zeros(64).u64(1).take(),
-                 "server name has 294 bytes");
+  expect_refused(
+      Body().u8(3).u32(1).s16(std::string(kMaxNameChars + 1, 'a')).zeros(64).u64(1).take(),
+      "server name has 294 bytes");
   expect_refused(Body().u8(3).u32(1).s16("@a\n%1").zeros(64).u64(1).take(), "control characters");
   // A u16 length longer than what follows.
   expect_refused(Body().u8(3).u32(1).u16(500).raw("@x").take(), "too short");

@@ -49,8 +49,9 @@ class AgentRegistryTest : public ::testing::Test {
     r.reset();
   }
 
-  std::unique_ptr<Agent> start_agent(KeyRing keys, const std::string& ctl_name = "agent.sock",
-                                     std::function<void(const std::string&)> on_replaced = nullptr) {
+  std::unique_ptr<Agent> start_agent(
+      KeyRing keys, const std::string& ctl_name = "agent.sock",
+      std::function<void(const std::string&)> on_replaced = nullptr) {
     auto cs = ControlSocket::open(ctl_dir_ + "/" + ctl_name, 0);
     EXPECT_TRUE(cs.ok()) << cs.error();
     if (!cs) return nullptr;
@@ -145,7 +146,8 @@ TEST_F(AgentRegistryTest, ManyRequestsOutstandingFromManyThreads) {
     ASSERT_TRUE(cv.wait_for(lk, 15s, [&] { return left == 0; })) << left << " outstanding";
   }
   // One server-side table accepts them all: distinct, fresh sequence numbers.
-  const UserDb db = UserDb::parse(format_user_public_key(key_n(2).public_key()) + " bob 7 7\n", nullptr);
+  const UserDb db =
+      UserDb::parse(format_user_public_key(key_n(2).public_key()) + " bob 7 7\n", nullptr);
   AuthTable table(sid);
   for (auto& r : results) {
     ASSERT_TRUE(r.has_value() && r->ok()) << (r ? r->error() : "missing");
@@ -159,7 +161,8 @@ TEST_F(AgentRegistryTest, NoAgentForAUidIsAClearError) {
   auto reg = start_registry();
   auto r = sign_sync(*reg, 12345, kServerA, session_n(1), 1);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().find("no sfsagent is registered for uid 12345"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("no sfsagent is registered for uid 12345"), std::string::npos)
+      << r.error();
   auto bad = sign_sync(*reg, 0, "", session_n(1), 1);
   EXPECT_FALSE(bad.ok());
 }
@@ -243,7 +246,7 @@ TEST_F(AgentRegistryTest, ClosingTheRegistryFailsWhatIsPending) {
                   }));
   auto req = raw_receive(fd);  // WELCOME
   ASSERT_TRUE(req.ok()) << req.error();
-  req = raw_receive(fd);       // SIGN_LOGIN
+  req = raw_receive(fd);  // SIGN_LOGIN
   ASSERT_TRUE(req.ok() && std::holds_alternative<SignLoginRequest>(req.value()));
   close_registry(reg);
   ASSERT_TRUE(eventually([&] { return calls.load() == 1; }));
@@ -317,8 +320,10 @@ TEST_F(AgentRegistryTest, ControlCommandsOverTheSocket) {
   ASSERT_TRUE(r.ok()) << r.error();
   const auto& keys = std::get<KeyListReply>(r.value()).keys;
   ASSERT_EQ(keys.size(), 2u);
-  EXPECT_EQ(keys[0], (AgentKeyInfo{format_user_public_key(key_n(9).public_key()), "root", "", "/keys/9"}));
-  EXPECT_EQ(keys[1], (AgentKeyInfo{format_user_public_key(key_n(10).public_key()), "ivy", kServerB, ""}));
+  EXPECT_EQ(keys[0],
+            (AgentKeyInfo{format_user_public_key(key_n(9).public_key()), "root", "", "/keys/9"}));
+  EXPECT_EQ(keys[1],
+            (AgentKeyInfo{format_user_public_key(key_n(10).public_key()), "ivy", kServerB, ""}));
 
   r = call(DeleteKeyRequest{DeleteKeyRequest::By::kComment, "/keys/9"});
   ASSERT_TRUE(r.ok());

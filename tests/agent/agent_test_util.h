@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,8 +16,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -197,8 +196,8 @@ inline bool raw_read(int fd, std::uint8_t* p, std::size_t n, std::chrono::millis
   const auto end = std::chrono::steady_clock::now() + limit;
   std::size_t got = 0;
   while (got < n) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     pollfd pf{fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&pf, 1, static_cast<int>(left.count())) <= 0) return false;
     const ssize_t r = ::recv(fd, p + got, n - got, 0);
@@ -225,8 +224,8 @@ inline Result<AgentMessage> raw_receive(int fd, std::chrono::milliseconds limit 
 inline bool raw_closed_by_peer(int fd, std::chrono::milliseconds limit = 10s) {
   const auto end = std::chrono::steady_clock::now() + limit;
   for (;;) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     pollfd pf{fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&pf, 1, static_cast<int>(left.count())) <= 0) return false;
     std::uint8_t buf[512];

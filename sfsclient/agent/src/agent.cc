@@ -8,6 +8,8 @@
 //                 then SIGN_LOGIN requests answered in order of arrival.
 //                 When it closes, a timer reconnects (backoff doubling from
 //                 backoff_min to backoff_max, reset by a WELCOME).
+#include "sfs/agent.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -20,7 +22,6 @@
 #include <unordered_map>
 
 #include "message_stream.h"
-#include "sfs/agent.h"
 #include "sfs/login.h"
 #include "unix_socket.h"
 
@@ -148,7 +149,9 @@ void ControlSocket::remove() {
 
 namespace {
 
-void log_to_stderr(const std::string& line) { std::fprintf(stderr, "sfsagent: %s\n", line.c_str()); }
+void log_to_stderr(const std::string& line) {
+  std::fprintf(stderr, "sfsagent: %s\n", line.c_str());
+}
 
 constexpr std::size_t kMaxControlConnections = 16;
 
@@ -250,13 +253,13 @@ struct Agent::State : std::enable_shared_from_this<State> {
       if (n == 0)
         stream->send(ControlStatus{false, "no key in the agent matches " + del->what});
       else
-        stream->send(ControlStatus{true, "deleted " + std::to_string(n) + " key" +
-                                             (n == 1 ? "" : "s")});
+        stream->send(
+            ControlStatus{true, "deleted " + std::to_string(n) + " key" + (n == 1 ? "" : "s")});
     } else if (std::holds_alternative<RemoveAllRequest>(m)) {
       const std::size_t n = keys.clear();
       key_count.store(0, std::memory_order_release);
-      stream->send(ControlStatus{true, "deleted " + std::to_string(n) + " key" +
-                                           (n == 1 ? "" : "s")});
+      stream->send(
+          ControlStatus{true, "deleted " + std::to_string(n) + " key" + (n == 1 ? "" : "s")});
     } else {
       stream->send_and_close(
           ControlStatus{false, std::string("a ") + to_string(agent_message_type(m)) +
@@ -321,9 +324,12 @@ struct Agent::State : std::enable_shared_from_this<State> {
   void retry_later() {
     if (stopped || replaced || retry_timer) return;
     std::weak_ptr<State> weak = weak_from_this();
-    retry_timer = rt.delaycb(backoff, asmp::Closure([weak] {
-      if (auto s = weak.lock()) s->connect_registration();
-    }, color));
+    asmp::Closure retry(
+        [weak] {
+          if (auto s = weak.lock()) s->connect_registration();
+        },
+        color);
+    retry_timer = rt.delaycb(backoff, std::move(retry));
     backoff = std::min(backoff * 2, opts.backoff_max);
   }
 
@@ -369,7 +375,7 @@ struct Agent::State : std::enable_shared_from_this<State> {
     const KeyRing::Entry* e = keys.pick(req.server);
     if (!e) {
       out.reason = keys.size() == 0 ? "the agent holds no keys (run sfskey add)"
-                                     : "the agent holds no key for " + req.server;
+                                    : "the agent holds no key for " + req.server;
       opts.log("no key to log in to " + printable_text(req.server));
       return out;
     }
@@ -416,7 +422,8 @@ struct Agent::State : std::enable_shared_from_this<State> {
 
 Agent::Agent(asmp::Runtime& rt, asmp::color_t color, ControlSocket control, KeyRing keys,
              AgentOptions opts)
-    : st_(std::make_shared<State>(rt, color, std::move(control), std::move(keys), std::move(opts))) {}
+    : st_(std::make_shared<State>(rt, color, std::move(control), std::move(keys),
+                                  std::move(opts))) {}
 
 Agent::~Agent() { stop(); }
 

@@ -73,8 +73,8 @@ Result<UserKey> read_own_user_key(const std::string& path, uid_t owner) {
     if (err == ENOENT)
       return make_error("no key file " + path + "; create one with: sfskey gen --user -o " + path);
     if (err == EACCES)
-      return make_error("cannot read key file " + path + ": permission denied (is it yours? ls -l " +
-                        path + ")");
+      return make_error("cannot read key file " + path +
+                        ": permission denied (is it yours? ls -l " + path + ")");
     return make_error("cannot open key file " + path + ": " + errno_text(err));
   }
   struct stat st;
@@ -86,8 +86,8 @@ Result<UserKey> read_own_user_key(const std::string& path, uid_t owner) {
     ::close(fd);
     return make_error("key file " + path + " belongs to uid " + std::to_string(st.st_uid) +
                       ", not to you (uid " + std::to_string(owner) +
-                      "); use a key of your own, or have root run: chown " +
-                      std::to_string(owner) + " " + path);
+                      "); use a key of your own, or have root run: chown " + std::to_string(owner) +
+                      " " + path);
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);

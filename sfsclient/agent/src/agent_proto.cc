@@ -129,9 +129,12 @@ Result<AgentMessage> decode_fields(AgentMsgType type, WireReader& r) {
   std::string why;
   auto bad = [&](const char* what) -> Result<AgentMessage> {
     std::string m = std::string("malformed ") + what + " message";
-    if (!why.empty()) m += ": " + why;
-    else if (r.ok()) m += ": bytes left over at the end";
-    else m += ": too short";
+    if (!why.empty())
+      m += ": " + why;
+    else if (r.ok())
+      m += ": bytes left over at the end";
+    else
+      m += ": too short";
     return make_error(m);
   };
   switch (type) {
@@ -257,7 +260,9 @@ Result<AgentMessage> decode_fields(AgentMsgType type, WireReader& r) {
 }  // namespace
 
 AddKeyRequest::AddKeyRequest(AddKeyRequest&& o) noexcept
-    : seed(o.seed), name(std::move(o.name)), server(std::move(o.server)),
+    : seed(o.seed),
+      name(std::move(o.name)),
+      server(std::move(o.server)),
       comment(std::move(o.comment)) {
   sodium_memzero(o.seed.data(), o.seed.size());
 }
@@ -277,10 +282,10 @@ AddKeyRequest::~AddKeyRequest() { sodium_memzero(seed.data(), seed.size()); }
 
 AgentMsgType agent_message_type(const AgentMessage& msg) {
   static constexpr AgentMsgType kTypes[] = {
-      AgentMsgType::kHello,  AgentMsgType::kWelcome, AgentMsgType::kSignLogin,
+      AgentMsgType::kHello,     AgentMsgType::kWelcome,  AgentMsgType::kSignLogin,
       AgentMsgType::kSignReply, AgentMsgType::kReplaced, AgentMsgType::kAdd,
-      AgentMsgType::kList,   AgentMsgType::kDelete,  AgentMsgType::kRemoveAll,
-      AgentMsgType::kStatus, AgentMsgType::kKeys};
+      AgentMsgType::kList,      AgentMsgType::kDelete,   AgentMsgType::kRemoveAll,
+      AgentMsgType::kStatus,    AgentMsgType::kKeys};
   static_assert(std::size(kTypes) == std::variant_size_v<AgentMessage>);
   return kTypes[msg.index()];
 }

@@ -55,7 +55,8 @@ struct Conn {
   std::map<std::uint32_t, Pending> pending;
 
   std::string who() const {
-    return "sfsagent of uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid) + ")";
+    return "sfsagent of uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid) +
+           ")";
   }
 };
 
@@ -93,8 +94,8 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
   asmp::TimerId accept_resume = 0;
   std::uint64_t next_conn = 1;
   std::unordered_map<std::uint64_t, std::shared_ptr<Conn>> conns;
-  std::unordered_map<uid_t, std::uint64_t> by_uid;       // registered agents
-  std::unordered_map<uid_t, std::size_t> per_uid;        // all connections
+  std::unordered_map<uid_t, std::uint64_t> by_uid;  // registered agents
+  std::unordered_map<uid_t, std::size_t> per_uid;   // all connections
   asmp::Clock::time_point last_limit_log{};
 
   void post(std::function<void(State&)> fn) {
@@ -113,8 +114,8 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
   void deliver(SignCallback cb, Result<SignedLogin> r) {
     if (!cb) return;
     const asmp::color_t c = cb.color();
-    rt.cpucb(asmp::Closure(
-        [cb = std::move(cb), r = std::move(r)]() mutable { cb(std::move(r)); }, c));
+    rt.cpucb(
+        asmp::Closure([cb = std::move(cb), r = std::move(r)]() mutable { cb(std::move(r)); }, c));
   }
 
   void fail(Pending& p, const std::string& why) {
@@ -152,9 +153,12 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
                   "; pausing for 100 ms");
         rt.fdcb(listener.fd, asmp::selread, nullptr);
         std::weak_ptr<State> weak = weak_from_this();
-        accept_resume = rt.delaycb(std::chrono::milliseconds(100), asmp::Closure([weak] {
-          if (auto s = weak.lock(); s && s->listening) s->arm_accept();
-        }, color));
+        asmp::Closure resume(
+            [weak] {
+              if (auto s = weak.lock(); s && s->listening) s->arm_accept();
+            },
+            color);
+        accept_resume = rt.delaycb(std::chrono::milliseconds(100), std::move(resume));
         return;
       }
       admit(fd);
@@ -183,8 +187,9 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
     }
     std::size_t& mine = per_uid[cred->uid];
     if (mine >= opts.max_connections_per_uid) {
-      limit_log("refusing a connection from uid " + std::to_string(cred->uid) + ": it already has " +
-                std::to_string(mine) + " connections to the registration socket");
+      limit_log("refusing a connection from uid " + std::to_string(cred->uid) +
+                ": it already has " + std::to_string(mine) +
+                " connections to the registration socket");
       ::close(fd);
       return;
     }
@@ -196,9 +201,12 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
     conns.emplace(c->id, c);
     std::weak_ptr<State> weak = weak_from_this();
     const std::uint64_t id = c->id;
-    c->hello_timer = rt.delaycb(opts.hello_timeout, asmp::Closure([weak, id] {
-      if (auto s = weak.lock()) s->on_hello_timeout(id);
-    }, color));
+    asmp::Closure on_timeout(
+        [weak, id] {
+          if (auto s = weak.lock()) s->on_hello_timeout(id);
+        },
+        color);
+    c->hello_timer = rt.delaycb(opts.hello_timeout, std::move(on_timeout));
     c->stream->start(
         [weak, id](ByteSpan body) {
           if (auto s = weak.lock()) s->on_message(id, body);
@@ -217,7 +225,8 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
     Conn* c = find(id);
     if (!c || c->hello) return;
     c->hello_timer = 0;
-    c->stream->close("did not say HELLO within " + std::to_string(opts.hello_timeout.count()) + " ms");
+    c->stream->close("did not say HELLO within " + std::to_string(opts.hello_timeout.count()) +
+                     " ms");
   }
 
   // ---- messages ----
@@ -260,7 +269,8 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
       const std::uint64_t old_id = it->second;
       by_uid.erase(it);
       if (Conn* old = find(old_id)) {
-        opts.log(old->who() + " is replaced by a newer one (pid " + std::to_string(c.cred.pid) + ")");
+        opts.log(old->who() + " is replaced by a newer one (pid " + std::to_string(c.cred.pid) +
+                 ")");
         old->retired = true;
         const AgentReplaced note{static_cast<std::uint32_t>(c.cred.pid)};
         // Its answers still in flight are waited for; it gets no new work.
@@ -316,13 +326,15 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
       return make_error(what + " signed sequence number " + std::to_string(req.value().seqno) +
                         ", not " + std::to_string(p.seqno));
     if (req.value().user != m.user)
-      return make_error(what + " signed for \"" + req.value().user + "\" but said \"" + m.user + "\"");
+      return make_error(what + " signed for \"" + req.value().user + "\" but said \"" + m.user +
+                        "\"");
     const std::string line = format_user_public_key(req.value().key) + " " + m.user + " " +
                              std::to_string(kNobody) + " " + std::to_string(kNobody) + "\n";
     const UserDb one = UserDb::parse(line, nullptr);
     AuthTable check(p.session, 1);
     LoginOutcome out = check.login(one, m.request);
-    if (!out.auth) return make_error(what + " returned a login that does not verify: " + out.refusal);
+    if (!out.auth)
+      return make_error(what + " returned a login that does not verify: " + out.refusal);
     *violation = false;
     return SignedLogin{m.user, req.value().key, std::move(m.request)};
   }
@@ -347,9 +359,9 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
       return;
     }
     if (c->pending.size() >= opts.max_pending_per_agent) {
-      deliver(std::move(cb), make_error(c->who() + " already has " +
-                                        std::to_string(c->pending.size()) +
-                                        " requests outstanding"));
+      deliver(std::move(cb),
+              make_error(c->who() + " already has " + std::to_string(c->pending.size()) +
+                         " requests outstanding"));
       return;
     }
     const std::uint32_t rid = c->next_request++;
@@ -360,9 +372,12 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
     p.session = sid;
     p.seqno = seqno;
     p.cb = std::move(cb);
-    p.timer = rt.delaycb(opts.sign_timeout, asmp::Closure([weak, cid, rid] {
-      if (auto s = weak.lock()) s->on_sign_timeout(cid, rid);
-    }, color));
+    asmp::Closure on_timeout(
+        [weak, cid, rid] {
+          if (auto s = weak.lock()) s->on_sign_timeout(cid, rid);
+        },
+        color);
+    p.timer = rt.delaycb(opts.sign_timeout, std::move(on_timeout));
     // Ids only grow, which is how a late answer is told from a forged one;
     // a connection that used them all up is retired (the agent reconnects).
     if (c->next_request == std::numeric_limits<std::uint32_t>::max()) {
@@ -394,7 +409,8 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
     if (it == conns.end()) return;
     std::shared_ptr<Conn> c = std::move(it->second);
     conns.erase(it);
-    if (auto u = per_uid.find(c->cred.uid); u != per_uid.end() && --u->second == 0) per_uid.erase(u);
+    if (auto u = per_uid.find(c->cred.uid); u != per_uid.end() && --u->second == 0)
+      per_uid.erase(u);
     if (c->hello_timer) rt.timecb_remove(c->hello_timer);
     if (auto r = by_uid.find(c->cred.uid); r != by_uid.end() && r->second == id) {
       by_uid.erase(r);

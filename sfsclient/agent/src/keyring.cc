@@ -45,7 +45,7 @@ KeyRing::LockedKey::~LockedKey() { release(); }
 
 void KeyRing::LockedKey::release() noexcept {
   if (!p_) return;
-  p_->~UserKey();  // sodium_memzero of the secret
+  p_->~UserKey();   // sodium_memzero of the secret
   sodium_free(p_);  // and of the whole block, then munlock
   p_ = nullptr;
 }
@@ -75,8 +75,8 @@ Result<std::string> KeyRing::add(UserKey key, std::string name, std::string serv
   if (entries_.size() >= kMaxAgentKeys)
     return make_error("the agent already holds " + std::to_string(kMaxAgentKeys) +
                       " keys; delete one first (sfskey delete)");
-  entries_.push_back(Entry{LockedKey(std::move(key)), std::move(name), std::move(server),
-                           std::move(comment)});
+  entries_.push_back(
+      Entry{LockedKey(std::move(key)), std::move(name), std::move(server), std::move(comment)});
   return "added " + describe(entries_.back());
 }
 

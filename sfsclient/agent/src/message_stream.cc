@@ -45,7 +45,8 @@ void MessageStream::start(MessageHandler on_message, CloseHandler on_close) {
   started_ = true;
   on_message_ = std::move(on_message);
   on_close_ = std::move(on_close);
-  rt_.fdcb(fd_, asmp::selread, asmp::Closure([self = shared_from_this()] { self->on_readable(); }, color_));
+  rt_.fdcb(fd_, asmp::selread,
+           asmp::Closure([self = shared_from_this()] { self->on_readable(); }, color_));
 }
 
 void MessageStream::close(const std::string& why) {
@@ -176,8 +177,8 @@ void MessageStream::queue(Bytes frame) {
 
 void MessageStream::flush() {
   while (!closed_ && out_off_ < out_.size()) {
-    const ssize_t w = ::send(fd_, out_.data() + out_off_, out_.size() - out_off_,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t w =
+        ::send(fd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {

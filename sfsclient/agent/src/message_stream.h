@@ -74,9 +74,9 @@ class MessageStream : public std::enable_shared_from_this<MessageStream> {
   bool delivering_ = false;
   bool write_armed_ = false;
 
-  Bytes in_;              // [0, in_len_) holds unparsed input
+  Bytes in_;  // [0, in_len_) holds unparsed input
   std::size_t in_len_ = 0;
-  Bytes out_;             // [out_off_, size) still to write
+  Bytes out_;  // [out_off_, size) still to write
   std::size_t out_off_ = 0;
 };
 

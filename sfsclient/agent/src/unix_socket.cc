@@ -81,7 +81,8 @@ Result<ListeningSocket> listen_unix(const std::string& path, mode_t mode, const 
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
-      return make_error(path + " exists and is not a socket; refusing to replace it (remove it "
+      return make_error(path +
+                        " exists and is not a socket; refusing to replace it (remove it "
                         "yourself if it is not needed)");
     int err = 0;
     const int probe = connect_unix(path, false, &err);
@@ -157,8 +158,8 @@ Status check_private_dir(const std::string& dir, uid_t owner, mode_t mode, bool 
   const mode_t forbidden = (mode & 077) == 0 ? 077 : 022;
   if ((st.st_mode & forbidden) != 0)
     return make_error("directory " + dir + " has mode " + mode_text(st.st_mode) +
-                      ", open to other users; run chmod " + mode_text(mode & 0777).substr(1) +
-                      " " + dir + " or use another directory");
+                      ", open to other users; run chmod " + mode_text(mode & 0777).substr(1) + " " +
+                      dir + " or use another directory");
   return {};
 }
 

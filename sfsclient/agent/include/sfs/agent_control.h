@@ -42,7 +42,8 @@ class ControlClient {
  public:
   static Result<ControlClient> connect(const std::string& path,
                                        std::chrono::milliseconds timeout = std::chrono::seconds(5));
-  ControlClient(ControlClient&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)), timeout_(o.timeout_) {
+  ControlClient(ControlClient&& o) noexcept
+      : fd_(o.fd_), path_(std::move(o.path_)), timeout_(o.timeout_) {
     o.fd_ = -1;
   }
   ControlClient& operator=(ControlClient&&) = delete;

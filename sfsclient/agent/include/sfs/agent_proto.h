@@ -48,11 +48,11 @@ inline constexpr const char* kDefaultRegistrationPath = "/run/sfs/agent.sock";
 
 enum class AgentMsgType : std::uint8_t {
   // registration socket
-  kHello = 1,       // agent -> sfsclient
-  kWelcome = 2,     // sfsclient -> agent
-  kSignLogin = 3,   // sfsclient -> agent
-  kSignReply = 4,   // agent -> sfsclient
-  kReplaced = 5,    // sfsclient -> agent, then sfsclient closes
+  kHello = 1,      // agent -> sfsclient
+  kWelcome = 2,    // sfsclient -> agent
+  kSignLogin = 3,  // sfsclient -> agent
+  kSignReply = 4,  // agent -> sfsclient
+  kReplaced = 5,   // sfsclient -> agent, then sfsclient closes
   // control socket (the user's commands -> agent)
   kAdd = 16,
   kList = 17,
@@ -82,9 +82,9 @@ struct SignLoginRequest {
 struct SignLoginReply {
   std::uint32_t id = 0;
   bool ok = false;
-  std::string user;     // ok: the name signed for (valid_user_name)
-  Bytes request;        // ok: encode_login_request(...), 1..1024 bytes
-  std::string reason;   // !ok: why the agent refused
+  std::string user;    // ok: the name signed for (valid_user_name)
+  Bytes request;       // ok: encode_login_request(...), 1..1024 bytes
+  std::string reason;  // !ok: why the agent refused
 };
 
 struct AgentReplaced {
@@ -99,10 +99,10 @@ struct AddKeyRequest {
   AddKeyRequest& operator=(AddKeyRequest&& o) noexcept;
   ~AddKeyRequest();
 
-  Key32 seed{};          // the user key's Ed25519 seed (secret)
-  std::string name;      // login name to use; empty: the local user's name
-  std::string server;    // "@host%port,HOSTID" the key is for; empty: any
-  std::string comment;   // where it came from (the key file), for LIST and DELETE
+  Key32 seed{};         // the user key's Ed25519 seed (secret)
+  std::string name;     // login name to use; empty: the local user's name
+  std::string server;   // "@host%port,HOSTID" the key is for; empty: any
+  std::string comment;  // where it came from (the key file), for LIST and DELETE
 };
 
 struct ListKeysRequest {};
@@ -123,7 +123,7 @@ struct ControlStatus {
 struct AgentKeyInfo {
   std::string public_key;  // "ed25519:..."
   std::string name;
-  std::string server;      // empty: any server
+  std::string server;  // empty: any server
   std::string comment;
   bool operator==(const AgentKeyInfo&) const = default;
 };
@@ -132,10 +132,9 @@ struct KeyListReply {
   std::vector<AgentKeyInfo> keys;  // at most kMaxAgentKeys
 };
 
-using AgentMessage =
-    std::variant<AgentHello, AgentWelcome, SignLoginRequest, SignLoginReply, AgentReplaced,
-                 AddKeyRequest, ListKeysRequest, DeleteKeyRequest, RemoveAllRequest, ControlStatus,
-                 KeyListReply>;
+using AgentMessage = std::variant<AgentHello, AgentWelcome, SignLoginRequest, SignLoginReply,
+                                  AgentReplaced, AddKeyRequest, ListKeysRequest, DeleteKeyRequest,
+                                  RemoveAllRequest, ControlStatus, KeyListReply>;
 
 // The body (type and fields, no length prefix). Fields are truncated to
 // their limits where that is harmless (reasons, messages) and must

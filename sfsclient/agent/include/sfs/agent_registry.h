@@ -52,9 +52,9 @@
 namespace sfs {
 
 struct SignedLogin {
-  std::string user;    // the SFS user name the agent signed for
-  UserPublicKey key;   // the key that signed (for log lines)
-  Bytes request;       // encode_login_request(...): the body of SFS_LOGIN
+  std::string user;   // the SFS user name the agent signed for
+  UserPublicKey key;  // the key that signed (for log lines)
+  Bytes request;      // encode_login_request(...): the body of SFS_LOGIN
 };
 
 struct AgentRegistryOptions {
