@@ -56,7 +56,10 @@ Status create_and_write(const std::string& path, const std::string& text, const 
 
 }  // namespace
 
-void wipe_string(std::string& s) { sodium_memzero(s.data(), s.size()); }
+void wipe_string(std::string& s) {
+  if (!s.empty()) sodium_memzero(s.data(), s.size());
+  s.clear();
+}
 
 Status write_secret_file(const std::string& path, std::string text, const char* what) {
   WipeOnExit wipe{text};

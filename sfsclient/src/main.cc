@@ -137,18 +137,22 @@ int do_mount(ClientConfig cfg) {
     std::fflush(log_file);
   };
 
-  // Agents: the registration socket every user's sfsagent connects to.
-  auto signer = sfsclient::make_signer(cfg, log);
-  if (!signer.ok()) {
-    std::fprintf(stderr, "sfsclient: %s\n", signer.error().c_str());
-    return 1;
-  }
-
+  // The runtime exists before the fork below, but starts no thread until
+  // run(); so does the agents' registration socket.
+  asmp::RuntimeOptions ro;
+  ro.threads = cfg.threads;
+  asmp::Runtime rt(ro);
   sfsclient::FsOptions fo;
   fo.timeout = cfg.timeout;
   fo.hard = cfg.hard;
   fo.log = log;
-  sfsclient::SfsFs fs(fo, signer.value().get());
+  // Agents: the registration socket every user's sfsagent connects to.
+  auto signer = sfsclient::make_agent_signer(cfg, rt, fo.color, log);
+  if (sfs::Status st = signer->start(); !st) {
+    std::fprintf(stderr, "sfsclient: %s\n", st.error().c_str());
+    return 1;
+  }
+  sfsclient::SfsFs fs(fo, signer.get());
   fuse_session* se = fuse_session_new(&args, sfsclient::SfsFs::ops(), sizeof(fuse_lowlevel_ops), &fs);
   if (!se) {
     std::fprintf(stderr, "sfsclient: cannot create the FUSE session\n");
@@ -174,10 +178,6 @@ int do_mount(ClientConfig cfg) {
   if (!cfg.pid_file.empty()) std::ofstream(cfg.pid_file) << ::getpid() << "\n";
   log("sfsclient: mounted at " + cfg.mountpoint + " (pid " + std::to_string(::getpid()) + ")");
 
-  asmp::RuntimeOptions ro;
-  ro.threads = cfg.threads;
-  asmp::Runtime rt(ro);
-  signer.value()->start();
   sfsclient::FuseDriver driver(se, fo.color, [&] { rt.stop(0); });
   fs.set_driver(&driver);
   ::signal(SIGPIPE, SIG_IGN);
@@ -192,7 +192,7 @@ int do_mount(ClientConfig cfg) {
   rt.run();
   driver.stop();
   fs.shutdown();
-  signer.value()->stop();
+  signer->stop();
   fuse_session_unmount(se);
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);

@@ -23,6 +23,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "sfs/agent_registry.h"
 #include "sfs/file_client.h"
 #include "sfs/names.h"
 
@@ -30,10 +31,7 @@ namespace sfsclient {
 
 using ServerId = std::uint32_t;
 
-struct SignedLogin {
-  std::string user;    // the name the server knows the key by
-  sfs::Bytes request;  // encode_login_request(...) for the session
-};
+using SignedLogin = sfs::SignedLogin;  // agent_registry.h
 
 // Where logins come from: the users' agents (agent.h), or a test double.
 class LoginSigner {

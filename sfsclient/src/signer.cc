@@ -5,21 +5,29 @@ namespace sfsclient {
 
 namespace {
 
-// No agents yet: everyone is the anonymous user.
-class NoAgents final : public Signer {
+class AgentSigner final : public Signer {
  public:
-  void start() override {}
-  void stop() override {}
-  void sign_login(uid_t, const std::string&, const sfs::SessionId&, std::uint64_t,
+  AgentSigner(asmp::Runtime& rt, asmp::color_t color, sfs::AgentRegistryOptions o)
+      : registry_(rt, color, std::move(o)) {}
+  sfs::Status start() override { return registry_.listen(); }
+  void stop() override { registry_.close(); }
+  void sign_login(uid_t uid, const std::string& server, const sfs::SessionId& session, std::uint64_t seqno,
                   asmp::Callback<void(sfs::Result<SignedLogin>)> cb) override {
-    cb(sfs::make_error("no agent for this user"));
+    registry_.sign_login(uid, server, session, seqno, std::move(cb));
   }
+
+ private:
+  sfs::AgentRegistry registry_;
 };
 
 }  // namespace
 
-sfs::Result<std::unique_ptr<Signer>> make_signer(const ClientConfig&, sfs::LogSink) {
-  return std::unique_ptr<Signer>(std::make_unique<NoAgents>());
+std::unique_ptr<Signer> make_agent_signer(const ClientConfig& cfg, asmp::Runtime& rt, asmp::color_t color,
+                                          sfs::LogSink log) {
+  sfs::AgentRegistryOptions o;
+  o.path = cfg.agent_socket;
+  o.log = std::move(log);
+  return std::make_unique<AgentSigner>(rt, color, std::move(o));
 }
 
 }  // namespace sfsclient

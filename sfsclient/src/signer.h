@@ -1,6 +1,7 @@
-// signer.h: where sfsclient's logins come from: the users' agents, which
-// register on a Unix socket (docs/agent.md). make_signer builds the one
-// sfsclient uses.
+// signer.h: where sfsclient's logins come from: each local user's sfsagent,
+// registered on a Unix socket (sfs/agent_registry.h, docs/agent.md).
+// sfsclient never reads a user's private key: the agent signs the login
+// for the session, and sfsclient only forwards it.
 #pragma once
 
 #include <memory>
@@ -12,10 +13,14 @@ namespace sfsclient {
 
 class Signer : public LoginSigner {
  public:
-  virtual void start() = 0;  // after the runtime exists
+  // Creates the registration socket (before the runtime runs). Fails if
+  // another sfsclient serves it.
+  virtual sfs::Status start() = 0;
   virtual void stop() = 0;
 };
 
-sfs::Result<std::unique_ptr<Signer>> make_signer(const ClientConfig& cfg, sfs::LogSink log);
+// Agents registering at cfg.agent_socket, served under `color`.
+std::unique_ptr<Signer> make_agent_signer(const ClientConfig& cfg, asmp::Runtime& rt, asmp::color_t color,
+                                          sfs::LogSink log);
 
 }  // namespace sfsclient

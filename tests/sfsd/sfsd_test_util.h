@@ -206,6 +206,10 @@ class SfsdServer {
   void add_user(const std::string& name, std::uint32_t uid, std::uint32_t gid) {
     users_[name] = TestUser{name, uid, gid, std::make_shared<sfs::UserKey>(sfs::UserKey::generate())};
   }
+  void add_user_with_key(const std::string& name, std::uint32_t uid, std::uint32_t gid,
+                         std::shared_ptr<sfs::UserKey> key) {
+    users_[name] = TestUser{name, uid, gid, std::move(key)};
+  }
   void remove_user(const std::string& name) { users_.erase(name); }
   void write_users() {
     std::ofstream f(users_path_);

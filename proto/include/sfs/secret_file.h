@@ -28,7 +28,7 @@ Status replace_secret_file(const std::string& path, std::string text,
                            const char* what = "key file");
 Result<std::string> read_secret_file(const std::string& path, std::size_t max_bytes,
                                      const char* what = "key file");
-// Overwrites the string's bytes with zeros (before it is freed).
+// Overwrites the string's bytes with zeros and empties it.
 void wipe_string(std::string& s);
 
 }  // namespace sfs

@@ -1,0 +1,149 @@
+// users_test.cc: several local users on one mount, each logged in with
+// their own key through their own sfsagent: their own permissions; a user
+// without a key is anonymous; root with a key the server maps to uid 0 can
+// do what root does (tar keeping owners). Starts: ganesha.nfsd, sfsd,
+// sfsclient, one sfsagent per user (running as that user); creates local
+// users (useradd) and removes them at the end.
+#include <grp.h>
+#include <pwd.h>
+
+#include "mount_test_util.h"
+
+namespace mount_test {
+namespace {
+
+struct LocalUser {
+  std::string name;
+  uid_t uid;
+  std::string home;
+};
+
+class UsersTest : public MountFixture {
+ protected:
+  void SetUp() override {
+    MountFixture::SetUp();
+    if (IsSkipped() || HasFailure()) return;
+    if (sh("command -v useradd && command -v setpriv") != 0) GTEST_SKIP() << "useradd/setpriv missing";
+    // Other users must be able to reach their homes and the mount point.
+    const std::string top = std::filesystem::path(server_.dir()).parent_path().string();
+    for (const std::string& d : {top, server_.dir()}) ::chmod(d.c_str(), 0755);
+    // Local users of the test's own, at uids nobody else uses here.
+    for (int i = 0; i < 3; ++i) {
+      LocalUser u{"sfst" + std::to_string(::getpid() % 10000) + "_" + std::to_string(i),
+                  static_cast<uid_t>(43000 + (::getpid() % 500) * 4 + i), ""};
+      u.home = server_.dir() + "/home-" + u.name;
+      std::string out;
+      ASSERT_EQ(sh("useradd -M -d " + u.home + " -u " + std::to_string(u.uid) + " -U " + u.name, &out), 0) << out;
+      users_.push_back(u);
+      std::filesystem::create_directories(u.home + "/.sfs");
+      sh("chown -R " + u.name + ":" + u.name + " " + u.home + " && chmod 700 " + u.home + "/.sfs");
+    }
+    // Users 0 and 1 have keys the server knows; user 2 has none.
+    for (int i = 0; i < 2; ++i) {
+      auto key = sfs::UserKey::generate();
+      const std::string path = users_[i].home + "/.sfs/identity";
+      ASSERT_TRUE(sfs::write_key_file(path, key).ok());
+      ASSERT_EQ(::chown(path.c_str(), users_[i].uid, users_[i].uid), 0);
+      server_.add_user_with_key(users_[i].name, users_[i].uid, users_[i].uid,
+                                std::make_shared<sfs::UserKey>(std::move(key)));
+    }
+    // Root's key, mapped to uid 0 explicitly.
+    auto rkey = sfs::UserKey::generate();
+    root_key_ = server_.dir() + "/root-identity";
+    ASSERT_TRUE(sfs::write_key_file(root_key_, rkey).ok());
+    server_.add_user_with_key("root", 0, 0, std::make_shared<sfs::UserKey>(std::move(rkey)));
+    server_.write_users();
+    server_.sfsd().signal(SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    m_ = &mount();
+    ::chmod(std::filesystem::path(m_->path()).parent_path().c_str(), 0755);
+  }
+  void TearDown() override {
+    for (pid_t p : agents_) {
+      ::kill(p, SIGTERM);
+      ::waitpid(p, nullptr, 0);
+    }
+    MountFixture::TearDown();
+    for (auto& u : users_) sh("userdel " + u.name + " >/dev/null 2>&1; groupdel " + u.name + " >/dev/null 2>&1");
+  }
+
+  // Starts an agent for the user (as that user) holding `key_file`.
+  void start_agent(uid_t uid, gid_t gid, const std::string& home, const std::string& key_file) {
+    pid_t p = ::fork();
+    if (p == 0) {
+      ::setgroups(0, nullptr);
+      if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(126);
+      ::setenv("HOME", home.c_str(), 1);
+      ::unsetenv("XDG_RUNTIME_DIR");
+      std::string bin = std::string(SFSCLIENT_BINARY);
+      bin = bin.substr(0, bin.rfind('/')) + "/sfsagent";
+      std::string reg = m_->path().substr(0, m_->path().rfind('/')) + "/agent.sock";
+      std::string ctl = home + "/.sfs/agent.sock";
+      execl(bin.c_str(), bin.c_str(), "--foreground", "--control", ctl.c_str(), "--registration", reg.c_str(),
+            "--add", key_file.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    agents_.push_back(p);
+  }
+  // Runs cmd as the user.
+  int as(const LocalUser& u, const std::string& cmd, std::string* out = nullptr) {
+    return sh("setpriv --reuid=" + std::to_string(u.uid) + " --regid=" + std::to_string(u.uid) +
+                  " --clear-groups -- bash -c " + quote(cmd),
+              out);
+  }
+  static std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  }
+
+  std::vector<LocalUser> users_;
+  std::vector<pid_t> agents_;
+  std::string root_key_;
+  Mount* m_ = nullptr;
+};
+
+TEST_F(UsersTest, EachUserHasTheirOwnPermissionsAndNoKeyMeansAnonymous) {
+  start_agent(users_[0].uid, users_[0].uid, users_[0].home, users_[0].home + "/.sfs/identity");
+  start_agent(users_[1].uid, users_[1].uid, users_[1].home, users_[1].home + "/.sfs/identity");
+  // Agents register with sfsclient on their own, within a moment.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string d = at(*m_);
+  std::string out;
+  ASSERT_EQ(as(users_[0], "echo mine > " + d + "/u0-secret && chmod 600 " + d + "/u0-secret && stat -c %u " + d +
+                              "/u0-secret",
+               &out),
+            0)
+      << out << m_->log();
+  EXPECT_EQ(out, std::to_string(users_[0].uid) + "\n") << "a new file belongs to its creator\n" << m_->log();
+  EXPECT_EQ(as(users_[0], "cat " + d + "/u0-secret", &out), 0) << out;
+  EXPECT_EQ(out, "mine\n");
+  // The other user: refused, by the kernel's check and by the server's.
+  EXPECT_NE(as(users_[1], "cat " + d + "/u0-secret", &out), 0);
+  EXPECT_NE(out.find("Permission denied"), std::string::npos) << out;
+  // The user without a key is the anonymous user: its files belong to nobody.
+  ASSERT_EQ(as(users_[2], "echo anon > " + d + "/u2-file && stat -c %u " + d + "/u2-file", &out), 0) << out;
+  EXPECT_EQ(out, "65534\n");
+  EXPECT_NE(as(users_[2], "cat " + d + "/u0-secret", &out), 0);
+}
+
+TEST_F(UsersTest, RootWithAKeyMappedToUidZeroKeepsOwnersWithTar) {
+  start_agent(0, 0, server_.dir(), root_key_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string src = server_.dir() + "/owned";
+  std::filesystem::create_directories(src);
+  std::ofstream(src + "/a") << "a";
+  std::ofstream(src + "/b") << "b";
+  ASSERT_EQ(::chown((src + "/a").c_str(), users_[0].uid, users_[0].uid), 0);
+  ASSERT_EQ(::chown((src + "/b").c_str(), users_[1].uid, users_[1].uid), 0);
+  std::string out;
+  ASSERT_EQ(sh("tar cf " + server_.dir() + "/o.tar -C " + src + " . && mkdir " + at(*m_) + "/o && tar xpf " +
+                   server_.dir() + "/o.tar -C " + at(*m_) + "/o && stat -c %u " + at(*m_) + "/o/a " + at(*m_) + "/o/b",
+               &out),
+            0)
+      << out << m_->log();
+  EXPECT_EQ(out, std::to_string(users_[0].uid) + "\n" + std::to_string(users_[1].uid) + "\n");
+}
+
+}  // namespace
+}  // namespace mount_test
