@@ -17,6 +17,22 @@ export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
 
 total_pass=0
 total_fail=0
+# What the tests started must be gone when they end: FUSE mounts of the
+# tests (under $TMPDIR/sfs-nfs.*) and their daemons.
+leftovers() {
+  local name=$1 bad=0 m
+  for m in $(awk '$3 == "fuse.sfs" && $2 ~ /sfs-nfs\./ {print $2}' /proc/mounts); do
+    echo "=== [$name] a test left a mount behind: $m" >&2
+    umount -l "$m" || true
+    bad=1
+  done
+  if pgrep -f "sfs-nfs\.[A-Za-z0-9]+/" >/dev/null; then
+    echo "=== [$name] a test left processes behind:" >&2
+    pgrep -af "sfs-nfs\.[A-Za-z0-9]+/" >&2 || true
+    bad=1
+  fi
+  return $bad
+}
 run_suite() {  # name build-dir sanitizer
   local name=$1 dir=$2 san=$3
   echo "=== [$name] configure + build ($dir)"
@@ -25,7 +41,8 @@ run_suite() {  # name build-dir sanitizer
   echo "=== [$name] ctest"
   local log="$dir/ctest.log"
   local rc=0
-  ctest --test-dir "$dir" --output-on-failure --timeout 600 2>&1 | tee "$log" || rc=$?
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 -j"$jobs" 2>&1 | tee "$log" || rc=$?
+  leftovers "$name" || rc=1
   local line
   line=$(grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true)
   local n_fail n_all
