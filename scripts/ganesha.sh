@@ -33,6 +33,7 @@ usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd=${1:-}; [[ -n $cmd ]] || usage; shift
 export_dir= state_dir= nfs_port= mnt_port= timeout=15 watch_pid=
+ganesha_child=  # set once start has launched ganesha.nfsd
 while [[ $# -gt 0 ]]; do
   case $1 in
     --export) export_dir=$2; shift 2 ;;
@@ -103,7 +104,12 @@ fail_start() {
     echo "--- last lines of $log ---" >&2
     tail -n 25 "$log" >&2 || true
   fi
-  stop_pid "$ganesha_pidfile" ganesha.nfsd ganesha.nfsd
+  # Our own child may not have exec'd ganesha.nfsd yet (its command line
+  # is still bash's), so match it by pid alone: a child's pid cannot be
+  # recycled before this script has reaped it.
+  local pattern=ganesha.nfsd
+  [[ -n $ganesha_child ]] && pattern=
+  stop_pid "$ganesha_pidfile" "$pattern" ganesha.nfsd
   stop_pid "$rpcbind_pidfile" rpcbind rpcbind
   exit 1
 }
@@ -197,11 +203,13 @@ do_start() {
     setsid ganesha.nfsd -F -f "$conf" -L "$log" -p "$state_dir/ganesha.nfsd.pid" -N NIV_EVENT \
     </dev/null >>"$log" 2>&1 9>&- &
   local pid=$!
+  ganesha_child=$pid
   echo "$pid" >"$ganesha_pidfile"
 
   local deadline=$((SECONDS + timeout))
   until serves; do
-    alive "$pid" ganesha.nfsd || fail_start "ganesha.nfsd exited during startup"
+    # By pid alone (pattern ""): until the exec the command line is bash's.
+    alive "$pid" "" || fail_start "ganesha.nfsd exited during startup"
     ((SECONDS < deadline)) || fail_start "ganesha.nfsd did not serve NFS on 127.0.0.1:$nfs_port and MOUNT on :$mnt_port within ${timeout}s"
     sleep 0.1
   done
