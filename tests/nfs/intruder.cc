@@ -231,9 +231,15 @@ struct Intruder {
       a.count = 8192;
       return rpc_nfs3_readdir_async(r, cb, &a, p);
     }, [](void* data) {
+      // libnfs's decoder leaves entries misaligned: copy each out (as
+      // xdr_convert.h's load() does).
       std::string names;
-      for (entry3* e = static_cast<READDIR3res*>(data)->READDIR3res_u.resok.reply.entries; e; e = e->nextentry)
-        names += std::string(names.empty() ? "" : ",") + e->name;
+      for (const entry3* p = static_cast<READDIR3res*>(data)->READDIR3res_u.resok.reply.entries; p;) {
+        entry3 e;
+        std::memcpy(&e, p, sizeof e);
+        names += std::string(names.empty() ? "" : ",") + e.name;
+        p = e.nextentry;
+      }
       std::printf("readdir-names %s\n", names.c_str());
     });
     call("READDIRPLUS", [&](rpc_context* r, rpc_cb cb, void* p) {
