@@ -8,7 +8,7 @@
 //                  [--nfs-port N --mnt-port M --export DIR]   use a running ganesha
 //
 // Without --nfs-port it starts its own ganesha (scripts/ganesha.sh, free
-// port pair in 20490..20889, everything under a mkdtemp dir) and stops it at
+// port pair in 300..511, everything under a mkdtemp dir) and stops it at
 // the end, also on SIGINT/SIGTERM. With --nfs-port, DIR is the exported
 // directory as both the server and this machine see it; the bench file is
 // created there (bench.dat) and left in place.

@@ -3,13 +3,14 @@
 #
 #   ganesha.sh start --export DIR --state DIR --nfs-port N --mnt-port M
 #                    [--timeout SECONDS] [--watch-pid PID]
+#                    [--allow-unprivileged-ports]
 #   ganesha.sh stop  --state DIR [--timeout SECONDS]
 #   ganesha.sh status --state DIR
 #
 # start writes ganesha.conf, the pid file, the log and the NFSv4 recovery
 # root under the state dir, starts rpcbind only if no portmapper answers on
 # 127.0.0.1 (ganesha refuses to start without one), starts ganesha.nfsd bound
-# to 127.0.0.1 on the given ports (NFSv3+v4 over TCP only, no NLM/RQUOTA),
+# to 127.0.0.1 on the given ports (NFSv3 only, TCP only, no NLM/RQUOTA),
 # waits until the export can be mounted and listed on those ports (nfs-ls),
 # stops the rpcbind it started (if any), and prints ganesha's pid on
 # stdout. Everything else goes to stderr. If a ganesha started from the same
@@ -26,13 +27,28 @@
 # Clients must name the ports (nfs://127.0.0.1/DIR?nfsport=N&mountport=M):
 # rpcbind is gone once start returns, and it only ever keeps the last
 # registration anyway.
+#
+# The export trusts AUTH_UNIX (the client says which uid it is, and
+# No_Root_Squash honours uid 0), so it must only ever hear from sfsd, a root
+# process on this host. What the config enforces (docs/nfs-backend.md):
+#   - only 127.0.0.1 may use the export (a CLIENT block; everyone else gets
+#     Access_Type None), and ganesha listens on 127.0.0.1 only;
+#   - every NFS call must come from a reserved source port (PrivilegedPort),
+#     which only root (or CAP_NET_BIND_SERVICE) can bind: another local user
+#     claiming uid 0 is refused with AUTH_TOOWEAK;
+#   - NFSv3 only: no NFSv4 listener or pseudo file system to reason about;
+#   - the NFS and MOUNT ports are below 1024, so that while this ganesha is
+#     down (restart, crash) no unprivileged process can listen on them and
+#     pose as the server to sfsd. Ports >= 1024 are refused unless
+#     --allow-unprivileged-ports is given (e.g. a throwaway experiment).
 set -euo pipefail
 
 die() { echo "ganesha.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd=${1:-}; [[ -n $cmd ]] || usage; shift
-export_dir= state_dir= nfs_port= mnt_port= timeout=15 watch_pid=
+export_dir= state_dir= nfs_port= mnt_port= timeout=15 watch_pid= allow_unprivileged_ports=
+ganesha_child=  # set once start has launched ganesha.nfsd
 while [[ $# -gt 0 ]]; do
   case $1 in
     --export) export_dir=$2; shift 2 ;;
@@ -41,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --mnt-port) mnt_port=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --watch-pid) watch_pid=$2; shift 2 ;;
+    --allow-unprivileged-ports) allow_unprivileged_ports=1; shift ;;
     -h|--help) usage ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -103,7 +120,12 @@ fail_start() {
     echo "--- last lines of $log ---" >&2
     tail -n 25 "$log" >&2 || true
   fi
-  stop_pid "$ganesha_pidfile" ganesha.nfsd ganesha.nfsd
+  # Our own child may not have exec'd ganesha.nfsd yet (its command line
+  # is still bash's), so match it by pid alone: a child's pid cannot be
+  # recycled before this script has reaped it.
+  local pattern=ganesha.nfsd
+  [[ -n $ganesha_child ]] && pattern=
+  stop_pid "$ganesha_pidfile" "$pattern" ganesha.nfsd
   stop_pid "$rpcbind_pidfile" rpcbind rpcbind
   exit 1
 }
@@ -111,6 +133,7 @@ fail_start() {
 write_conf() {
   cat >"$conf" <<CONF
 # Written by scripts/ganesha.sh; regenerated on every start.
+# Only sfsd (root, on this host) may use this server: see the script's header.
 NFS_CORE_PARAM {
     Bind_addr = 127.0.0.1;
     NFS_Port = $nfs_port;
@@ -118,9 +141,12 @@ NFS_CORE_PARAM {
     Enable_NLM = false;
     Enable_RQUOTA = false;
     Enable_UDP = false;
-    Protocols = 3, 4;
+    # NFSv3 only: sfsd speaks nothing else.
+    Protocols = 3;
 }
 NFSv4 {
+    # Unused with Protocols = 3, but ganesha still sets up recovery state:
+    # keep it in our own state dir.
     Graceless = true;
     RecoveryBackend = fs;
     RecoveryRoot = "$state_dir/recovery";
@@ -132,13 +158,21 @@ EXPORT {
     Export_Id = 1;
     Path = "$export_dir";
     Pseudo = "$export_dir";
-    Protocols = 3, 4;
+    Protocols = 3;
     Transports = TCP;
-    Access_Type = RW;
+    # Nobody but the CLIENT below; it inherits the settings that follow.
+    Access_Type = None;
+    # AUTH_UNIX is trusted as sent (uid 0 included), which is safe only
+    # because the sender must sit on a reserved port, i.e. be root.
+    PrivilegedPort = true;
     Squash = No_Root_Squash;
     SecType = sys;
     # Without this ganesha serves cached (stale) sizes of files changed on disk.
     Attr_Expiration_Time = 0;
+    CLIENT {
+        Clients = 127.0.0.1;
+        Access_Type = RW;
+    }
     FSAL {
         Name = VFS;
     }
@@ -149,9 +183,23 @@ LOG {
 CONF
 }
 
+# check_port NAME VALUE: a port number, below 1024 unless allowed otherwise.
+check_port() {
+  local name=$1 port=$2
+  [[ $port =~ ^[0-9]+$ ]] && ((port >= 1 && port <= 65535)) || die "$name '$port' is not a port number"
+  if ((port >= 1024)) && [[ -z $allow_unprivileged_ports ]]; then
+    die "$name $port is not below 1024: any local user may listen on such a port while" \
+      "ganesha is down and pose as the NFS server to sfsd. Use a port below 1024" \
+      "(below 512 keeps clear of the source ports NFS clients bind), or pass" \
+      "--allow-unprivileged-ports for a throwaway server."
+  fi
+}
+
 do_start() {
   [[ -n $export_dir && -n $nfs_port && -n $mnt_port ]] ||
     die "start needs --export DIR --state DIR --nfs-port N --mnt-port M"
+  check_port --nfs-port "$nfs_port"
+  check_port --mnt-port "$mnt_port"
   command -v ganesha.nfsd >/dev/null || die "ganesha.nfsd is not installed (apt-get install nfs-ganesha nfs-ganesha-vfs)"
   command -v rpcinfo >/dev/null || die "rpcinfo is not installed (apt-get install rpcbind)"
   command -v nfs-ls >/dev/null || die "nfs-ls is not installed (apt-get install libnfs-utils)"
@@ -197,11 +245,13 @@ do_start() {
     setsid ganesha.nfsd -F -f "$conf" -L "$log" -p "$state_dir/ganesha.nfsd.pid" -N NIV_EVENT \
     </dev/null >>"$log" 2>&1 9>&- &
   local pid=$!
+  ganesha_child=$pid
   echo "$pid" >"$ganesha_pidfile"
 
   local deadline=$((SECONDS + timeout))
   until serves; do
-    alive "$pid" ganesha.nfsd || fail_start "ganesha.nfsd exited during startup"
+    # By pid alone (pattern ""): until the exec the command line is bash's.
+    alive "$pid" "" || fail_start "ganesha.nfsd exited during startup"
     ((SECONDS < deadline)) || fail_start "ganesha.nfsd did not serve NFS on 127.0.0.1:$nfs_port and MOUNT on :$mnt_port within ${timeout}s"
     sleep 0.1
   done

@@ -2,7 +2,7 @@
 //
 // Real processes: one ganesha.nfsd per test process (and rpcbind for the
 // moment it registers, if none runs), started by scripts/ganesha.sh on a
-// free port pair in 20490..20889 with its export and state under a fresh
+// free port pair in 300..511 with its export and state under a fresh
 // $TMPDIR/sfs-nfs.XXXXXX, stopped at the end (gtest Environment), also when
 // tests fail. Skipped with a reason when ganesha is not installed.
 #include <signal.h>
@@ -20,11 +20,11 @@
 #include <gtest/gtest.h>
 
 #include "asmp/nfs.h"
-#include "ganesha_server.h"
+#include "nfs_fixture.h"
 
+namespace sfs_test {
 namespace {
 
-using namespace std::chrono_literals;
 using asmp::nfs::Attr;
 using asmp::nfs::Buffer;
 using asmp::nfs::CreateMode;
@@ -39,151 +39,6 @@ using asmp::nfs::Result;
 using asmp::nfs::SetAttr;
 using asmp::nfs::Status;
 using asmp::nfs::StableHow;
-
-constexpr std::uint32_t kNobody = 65534;
-constexpr asmp::color_t kTestColor = 7;   // completions run here
-constexpr asmp::color_t kNfsColor = 3;    // the client's own color
-
-sfs_test::GaneshaServer* g_server = nullptr;
-std::string g_skip_reason;
-
-// If the test process dies (assertion in a callback, crash), stop ganesha
-// before going: nothing may be left running. Best effort; not async-signal-safe.
-void stop_server_on_crash(int sig) {
-  if (g_server) g_server->stop();
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
-// Starts ganesha on first use (so tests that need no server pay nothing);
-// the environment stops it after the last test.
-class GaneshaEnvironment : public ::testing::Environment {
- public:
-  static void ensure_started() {
-    if (g_server || !g_skip_reason.empty()) return;
-    g_skip_reason = sfs_test::GaneshaServer::unavailable_reason();
-    if (!g_skip_reason.empty()) return;
-    server_ = std::make_unique<sfs_test::GaneshaServer>();
-    std::string err;
-    if (!server_->prepare(&err) || !server_->start(&err)) {
-      ADD_FAILURE() << err;
-      server_.reset();
-      return;
-    }
-    // A directory the unprivileged user owns.
-    auto home = server_->export_dir() + "/nobody";
-    mkdir(home.c_str(), 0755);
-    EXPECT_EQ(chown(home.c_str(), kNobody, kNobody), 0);
-    g_server = server_.get();
-    for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGTERM, SIGINT})
-      signal(sig, stop_server_on_crash);
-  }
-  void TearDown() override {
-    g_server = nullptr;
-    server_.reset();  // stops ganesha, removes the directory
-  }
-
- private:
-  static inline std::unique_ptr<sfs_test::GaneshaServer> server_;
-};
-
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new GaneshaEnvironment);
-
-// SIGSTOP reaches each of ganesha's threads a little later; a thread still
-// running could answer one more call. Wait until every thread shows 'T'.
-void stop_and_wait(pid_t pid) {
-  kill(pid, SIGSTOP);
-  for (int i = 0; i < 200; ++i) {
-    bool all = true;
-    std::error_code ec;
-    for (auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-      std::ifstream f(t.path() / "stat");
-      std::string line;
-      std::getline(f, line);
-      auto p = line.rfind(')');
-      if (p != std::string::npos && p + 2 < line.size() && line[p + 2] != 'T' && line[p + 2] != 't')
-        all = false;
-    }
-    if (all) return;
-    std::this_thread::sleep_for(10ms);
-  }
-}
-
-// Waits for one call's callback (run under kTestColor) and returns its result.
-template <class T, class Issue>
-Result<T> sync(Issue issue, std::chrono::seconds limit = 60s) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto f = p->get_future();
-  issue(Done<T>([p](Result<T> r) { p->set_value(std::move(r)); }, kTestColor));
-  if (f.wait_for(limit) != std::future_status::ready) {
-    ADD_FAILURE() << "no callback within " << limit.count() << " s";
-    Result<T> r;
-    r.error = {Failure::kTimeout, Status::kOk, "test gave up"};
-    return r;
-  }
-  return f.get();
-}
-
-class NfsClientTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    GaneshaEnvironment::ensure_started();
-    if (!g_skip_reason.empty()) GTEST_SKIP() << g_skip_reason;
-    ASSERT_NE(g_server, nullptr) << "ganesha did not start (see the environment's failure)";
-    asmp::RuntimeOptions ro;
-    ro.threads = 2;
-    rt_ = std::make_unique<asmp::Runtime>(ro);
-    loop_ = std::thread([this] { rt_->run(); });
-    client_ = make_client();
-    auto r = sync<FileHandle>([&](auto d) { client_->mount(std::move(d)); });
-    ASSERT_TRUE(r.ok()) << r.error.describe();
-    root_ = r.value;
-  }
-
-  void TearDown() override {
-    client_.reset();
-    if (rt_) {
-      // Let the client's close run, then stop.
-      std::this_thread::sleep_for(50ms);
-      rt_->stop();
-      loop_.join();
-      rt_.reset();
-    }
-  }
-
-  std::unique_ptr<NfsClient> make_client(std::uint16_t nfs_port = 0, std::uint16_t mnt_port = 0,
-                                         std::chrono::milliseconds stall = 30s) {
-    NfsOptions o;
-    o.nfs_port = nfs_port ? nfs_port : g_server->nfs_port();
-    o.mount_port = mnt_port ? mnt_port : g_server->mnt_port();
-    o.export_path = std::filesystem::canonical(g_server->export_dir()).string();
-    o.color = kNfsColor;
-    o.runtime = rt_.get();
-    o.call_timeout = 20s;
-    o.connect_timeout = 3s;
-    o.stall_timeout = stall;
-    return std::make_unique<NfsClient>(o);
-  }
-
-  FileHandle lookup_ok(const Cred& c, const FileHandle& dir, const std::string& name) {
-    auto r = sync<asmp::nfs::LookupOk>([&](auto d) { client_->lookup(c, dir, name, std::move(d)); });
-    EXPECT_TRUE(r.ok()) << "LOOKUP " << name << ": " << r.error.describe();
-    return r.value.fh;
-  }
-
-  static std::string pattern(std::size_t n, unsigned seed) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 12)) & 0xff);
-    return s;
-  }
-
-  std::unique_ptr<asmp::Runtime> rt_;
-  std::thread loop_;
-  std::unique_ptr<NfsClient> client_;
-  FileHandle root_;
-  Cred root_cred_{0, 0};
-  Cred nobody_{kNobody, kNobody};
-};
 
 TEST_F(NfsClientTest, MountGivesRootDirectoryAndFsinfo) {
   EXPECT_FALSE(root_.empty());
@@ -453,7 +308,10 @@ TEST_F(NfsClientTest, ManyCallsFromManyColorsEachCompleteOnceUnderTheirColor) {
 
 TEST_F(NfsClientTest, PerCallTimeoutAndUnreachableServer) {
   // A client pointed at ports where nothing listens: mount reports it.
-  auto dead = make_client(1, 2);
+  auto dead = make_client([](NfsOptions& o) {
+    o.nfs_port = 1;
+    o.mount_port = 2;
+  });
   auto m = sync<FileHandle>([&](auto d) { dead->mount(std::move(d)); });
   EXPECT_EQ(m.error.failure, Failure::kUnavailable) << m.error.describe();
   EXPECT_NE(m.error.message.find("MOUNT"), std::string::npos) << m.error.message;
@@ -535,33 +393,37 @@ TEST_F(NfsClientTest, SurvivesGaneshaRestart) {
   EXPECT_GE(client_->stats().connects, 2u);
 }
 
-TEST_F(NfsClientTest, StalledServerIsDetectedAndReconnected) {
-  auto client = make_client(0, 0, 1s);
+TEST_F(NfsClientTest, StalledServerIsDetectedByAnUnansweredProbeAndReconnected) {
+  auto client = make_client([](NfsOptions& o) {
+    o.probe_after = 300ms;
+    o.probe_timeout = 700ms;
+  });
   auto m = sync<FileHandle>([&](auto d) { client->mount(std::move(d)); });
   ASSERT_TRUE(m.ok()) << m.error.describe();
-  pid_t pid = 0;
-  std::ifstream(g_server->state_dir() + "/ganesha.pid") >> pid;
+  pid_t pid = ganesha_pid();
   ASSERT_GT(pid, 0);
 
-  stop_and_wait(pid);  // TCP stays open, nothing answers
-  auto p = std::make_shared<std::promise<Result<Attr>>>();
-  client->getattr({nobody_, 15s}, m.value,
-                  Done<Attr>([p](auto r) { p->set_value(std::move(r)); }, kTestColor));
-  std::this_thread::sleep_for(2500ms);
+  stop_and_wait(pid);  // TCP stays open, nothing answers, not even NULL
+  Pending<Attr> p;
+  client->getattr({nobody_, 15s}, m.value, p.done());
+  // Silence for probe_after, then a probe unanswered for probe_timeout:
+  // the connection is dropped and the reconnect waits for the server.
+  for (int i = 0; i < 100 && client->stats().stalls == 0; ++i) std::this_thread::sleep_for(50ms);
   kill(pid, SIGCONT);
 
-  auto f = p->get_future();
-  ASSERT_EQ(f.wait_for(20s), std::future_status::ready);
-  auto r = f.get();
+  auto r = p.get(20s);
   EXPECT_TRUE(r.ok()) << r.error.describe();
-  EXPECT_GE(client->stats().stalls, 1u);
+  auto s = client->stats();
+  EXPECT_GE(s.stalls, 1u);
+  EXPECT_GE(s.probes, 1u);
+  EXPECT_GE(client->epoch(), 2u);
+  EXPECT_EQ(r.epoch, client->epoch()) << "the reply came on the new connection";
   auto again = sync<Attr>([&](auto d) { client->getattr(nobody_, m.value, std::move(d)); });
   EXPECT_TRUE(again.ok()) << again.error.describe();
 }
 
 TEST_F(NfsClientTest, CallTimesOutOnALiveConnectionAndItsLateReplyIsDropped) {
-  pid_t pid = 0;
-  std::ifstream(g_server->state_dir() + "/ganesha.pid") >> pid;
+  pid_t pid = ganesha_pid();
   ASSERT_GT(pid, 0);
   std::atomic<int> calls{0};
   auto p = std::make_shared<std::promise<Result<Attr>>>();
@@ -603,3 +465,4 @@ TEST_F(NfsClientTest, ClosingFailsPendingCallsExactlyOnce) {
 }
 
 }  // namespace
+}  // namespace sfs_test

@@ -2,7 +2,8 @@
 // and stopped through scripts/ganesha.sh (which see).
 //
 // GaneshaServer makes a directory under $TMPDIR (mkdtemp) holding export/
-// and state/, picks a free port pair on 127.0.0.1, and starts ganesha on it.
+// and state/, picks a free port pair on 127.0.0.1 in 300..511 (privileged:
+// see prepare()), and starts ganesha on it.
 // stop() (and the destructor) stop only that ganesha, by the pid file the
 // script wrote, and remove the directory. The script's watchdog stops it
 // too if this process dies without doing so (abort, sanitizer exit).
@@ -24,6 +25,9 @@ namespace sfs_test {
 
 class GaneshaServer {
  public:
+  // Port pairs (NFS, MOUNT) = (kFirstPort + 2i, kFirstPort + 2i + 1).
+  static constexpr unsigned kFirstPort = 300;
+  static constexpr unsigned kPairs = 106;  // up to port 511
   GaneshaServer() = default;
   ~GaneshaServer() {
     stop();
@@ -68,6 +72,13 @@ class GaneshaServer {
     root_ = tmpl;
     std::filesystem::create_directories(export_dir());
     std::filesystem::create_directories(state_dir());
+    // The ports are below 1024 because ganesha.sh insists (only root may
+    // listen there, so no local user can pose as the server), and below 512
+    // because libnfs (and bindresvport) take the *source* ports of root's
+    // client connections from 512..1023: a test server there could find its
+    // port held by some client's connection, or by its TIME_WAIT, when it
+    // starts or restarts.
+    //
     // Spread concurrent test processes over the range. A pair is ours once
     // we hold its lock file (flock, released when this process exits, even
     // by a crash) and both ports are free: a bind test alone races with a
@@ -77,9 +88,9 @@ class GaneshaServer {
     // file safely would need a second lock.
     auto lock_dir = std::filesystem::temp_directory_path() / "sfs-nfs-ports";
     std::filesystem::create_directories(lock_dir);
-    unsigned start = static_cast<unsigned>(getpid()) % 200;
-    for (unsigned i = 0; i < 200; ++i) {
-      unsigned p = 20490 + 2 * ((start + i) % 200);
+    unsigned start = static_cast<unsigned>(getpid()) % kPairs;
+    for (unsigned i = 0; i < kPairs; ++i) {
+      unsigned p = kFirstPort + 2 * ((start + i) % kPairs);
       std::string lock = (lock_dir / (std::to_string(p) + ".lock")).string();
       int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
       if (fd < 0) continue;
@@ -93,7 +104,8 @@ class GaneshaServer {
       mnt_port_ = static_cast<std::uint16_t>(p + 1);
       return true;
     }
-    *err = "no free port pair in 20490..20889 on 127.0.0.1";
+    *err = "no free port pair in " + std::to_string(kFirstPort) + ".." +
+           std::to_string(kFirstPort + 2 * kPairs - 1) + " on 127.0.0.1";
     return false;
   }
 

@@ -21,14 +21,31 @@
 //   - Every callback runs exactly once: with the result, with an NFS status
 //     error (Failure::kNfs), or with a transport error (timeout, connection
 //     lost, server unavailable, client closed).
-//   - Calls from one color are sent in the order they were made.
+//   - Calls from one color are sent in the order they were made. At most
+//     NfsOptions::max_in_flight calls and max_bytes_in_flight bytes (WRITE
+//     data, READ counts) are at the server at once; later calls wait, in
+//     order. While disconnected at most max_waiting calls wait; more fail at
+//     once with kUnavailable.
 //   - If the connection drops, the client reconnects with exponential
 //     backoff and mounts again. Calls in flight are re-sent after the
-//     reconnect when re-sending is safe (see Procedure and
-//     docs/nfs-backend.md); the others fail with kConnectionLost. Calls made
-//     while disconnected wait for the reconnect, up to their timeout.
+//     reconnect (one at a time) when re-sending is safe (see Procedure and
+//     docs/nfs-backend.md); the others fail with kConnectionLost ("outcome
+//     unknown"), and so does a call that was in flight when the connection
+//     was lost twice: it may be what breaks it. Calls made while
+//     disconnected wait for the reconnect, up to their timeout.
+//   - A server that stops answering is found by NFS NULL probes (sent once
+//     calls have waited probe_after without any reply); a server that
+//     answers the probes is never disconnected, however slow its calls.
+//   - Each (re)connect and mount starts a new connection epoch (epoch(),
+//     Result::epoch, NfsOptions::on_reconnect), so that callers can tell
+//     that the server may have restarted (e.g. to change a write verifier)
+//     or that the export's root handle changed.
 //   - NFS3ERR_JUKEBOX is never returned: the call is resent after a delay
 //     (the server did nothing), within its timeout.
+//   - The connections come from a reserved source port (libnfs binds one
+//     when run as root); unless require_reserved_port is false, a
+//     connection from any other port is given up at once (the server, which
+//     trusts AUTH_UNIX only from reserved ports, would refuse every call).
 //   - Destroying the NfsClient fails calls still pending with kClosed (their
 //     callbacks still run, exactly once) and closes the connection under the
 //     client's color; it never blocks.
@@ -39,6 +56,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -252,6 +270,11 @@ template <class T>
 struct Result {
   Error error;
   T value{};
+  // The connection epoch (NfsClient::epoch()) of the connection that
+  // carried the reply. On a transport failure: that of the connection the
+  // call was last sent on, or, if it was never sent, the client's epoch at
+  // the time (0 if it never connected).
+  std::uint64_t epoch = 0;
   bool ok() const { return error.ok(); }
 };
 
@@ -353,12 +376,34 @@ struct NfsOptions {
   std::chrono::milliseconds backoff_max{2000};       // ...up to this
   std::chrono::milliseconds give_up_after{60000};    // then waiting calls get kUnavailable
   unsigned max_resends = 3;  // how often one call may be resent after reconnects
-  // A connection with calls outstanding and no reply for this long is taken
-  // for dead (a hung or stopped server keeps TCP open) and reconnected.
-  std::chrono::milliseconds stall_timeout{30000};
+
+  // A stopped or hung server keeps TCP open. When calls are in flight and
+  // no reply has come for probe_after, the client sends an NFS NULL; if no
+  // probe is answered within probe_timeout, the connection is taken for
+  // dead and reconnected. A server that answers NULL is alive: its slow
+  // calls (a long WRITE or COMMIT) are left to their own timeouts.
+  std::chrono::milliseconds probe_after{5000};
+  std::chrono::milliseconds probe_timeout{10000};
+
+  // Flow control towards the server. Calls beyond these wait, in order.
+  // A single call larger than max_bytes_in_flight still goes out alone.
+  unsigned max_in_flight = 256;                          // calls at the server at once
+  std::uint64_t max_bytes_in_flight = 64ull << 20;       // WRITE data + READ counts
+  // While not connected, at most this many calls wait; more fail at once
+  // with kUnavailable.
+  std::size_t max_waiting = 4096;
+
+  // Called under `color` after each successful mount, the first included,
+  // with the new connection epoch and the root handle that MNT returned.
+  // Calls made from inside it go out after the calls that were waiting.
+  std::function<void(std::uint64_t epoch, const FileHandle& root)> on_reconnect;
+
+  // Give up a connection whose source port is not reserved (< 1024). The
+  // server trusts AUTH_UNIX only from reserved ports (docs/nfs-backend.md).
+  bool require_reserved_port = true;
 
   Cred mount_cred{0, 0};       // credentials of the MNT call
-  std::string machine_name = "sfs";  // AUTH_UNIX machinename
+  std::string machine_name = "sfs";  // AUTH_UNIX machinename (at most 255 bytes)
 };
 
 struct NfsStats {
@@ -367,7 +412,9 @@ struct NfsStats {
   std::uint64_t timeouts = 0;
   std::uint64_t connects = 0;     // successful connect + mount cycles
   std::uint64_t disconnects = 0;  // connections lost (including stalls)
-  std::uint64_t stalls = 0;       // connections given up for lack of replies
+  std::uint64_t stalls = 0;       // connections given up because a NULL probe got no answer
+  std::uint64_t probes = 0;       // NFS NULL probes sent
+  std::uint64_t rejected = 0;     // calls failed at once: max_waiting calls already waited
 };
 
 class NfsClient {
@@ -384,6 +431,10 @@ class NfsClient {
 
   // The root handle of the last successful mount (empty before). Any color.
   FileHandle root() const;
+  // The connection epoch: 0 before the first mount, then incremented by
+  // each successful connect + mount (so it changes whenever the server may
+  // have restarted). Any thread.
+  std::uint64_t epoch() const;
   NfsStats stats() const;  // any color; approximate while calls run
   const NfsOptions& options() const;
 
@@ -418,6 +469,11 @@ class NfsClient {
               const FileHandle& to_dir, std::string_view to_name, Done<RenameOk> done);
   void link(const CallOptions& o, const FileHandle& fh, const FileHandle& dir,
             std::string_view name, Done<LinkOk> done);
+  // count (READDIR) and maxcount (READDIRPLUS) are capped at kMaxReaddirCount
+  // and dircount at maxcount: a larger reply would exceed what libnfs 4.0
+  // accepts (1 MiB + 4 KiB) and break the connection under every call in
+  // flight. The server pages the rest by cookie as usual.
+  static constexpr std::uint32_t kMaxReaddirCount = 1u << 20;
   void readdir(const CallOptions& o, const FileHandle& dir, std::uint64_t cookie,
                const Verifier& cookieverf, std::uint32_t count, Done<ReaddirOk> done);
   void readdirplus(const CallOptions& o, const FileHandle& dir, std::uint64_t cookie,
