@@ -24,8 +24,8 @@ repo=$(pwd -P)
 
 state=${SFS_QUICKSTART_DIR:-/var/lib/sfs-quickstart}
 port=${SFS_PORT:-4000}
-nfs_port=${SFS_NFS_PORT:-599}
-mnt_port=${SFS_MNT_PORT:-598}
+nfs_port=${SFS_NFS_PORT:-510}
+mnt_port=${SFS_MNT_PORT:-511}
 mountpoint=${SFS_MOUNTPOINT:-/sfs}
 bin=$repo/build
 

@@ -19,6 +19,8 @@
 #include <fuse3/fuse_lowlevel.h>
 
 #include <chrono>
+#include <functional>
+#include <vector>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -57,6 +59,11 @@ struct Inode {
   // Files: size and mtime at the last close, for close-to-open caching.
   std::optional<std::pair<std::uint64_t, nfs::Time>> closed_version;
   unsigned open_count = 0;
+  // Writes answered to the kernel but not yet by the server (write-behind):
+  // reads wait for them, and sizes shown include them.
+  unsigned writes_in_flight = 0;
+  std::uint64_t pending_end = 0;  // highest offset + length among them
+  std::vector<std::function<void()>> write_waiters;
 };
 
 class InodeTable {

@@ -88,7 +88,7 @@ void SfsFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* cname) {
         ++child->nlookup;
         fuse_entry_param e{};
         e.ino = child->ino;
-        e.attr = to_stat(*child->attr, child->ino);
+        e.attr = stat_of(*child);
         e.attr_timeout = seconds_left(child->attr_until, now);
         e.entry_timeout = seconds_left(dir->entries_until, now);
         return (void)fuse_reply_entry(req, &e);

@@ -6,15 +6,23 @@
 // decrypted record (no copy, no hop). Several are in flight at once
 // (FUSE_CAP_ASYNC_READ, max_background).
 //
-// Writes: UNSTABLE, answered to the writer when the server has them; the
-// data stays here until a COMMIT under the same write verifier makes it
-// stable (at flush/close, fsync, or when an open file holds
+// Writes: behind. A write is answered to the writer as soon as it is sent
+// (UNSTABLE), up to max_write_behind bytes in flight per open file (more
+// waits), so a sequential writer keeps many 1 MiB writes in flight. The data
+// stays here until a COMMIT under the same write verifier makes it stable
+// (at flush/close, fsync, or in the background once an open file holds
 // max_uncommitted bytes). If the verifier changed (the server or its
 // backend restarted in between), everything not yet committed is written
-// again, FILE_SYNC, before flush/fsync answer: an acknowledged write is
-// never lost. Close-to-open: data cached by the kernel is kept at open if
-// the file's size and mtime are what they were at the last close.
+// again, FILE_SYNC, before flush/fsync answer: data acknowledged by close()
+// or fsync() is never lost, and an error the server reports on a write
+// reaches the writer at its next write, or by close()/fsync() at the
+// latest. Reads and attribute calls of a file wait for its writes in
+// flight; sizes shown meanwhile include them. Close-to-open: data cached
+// by the kernel is kept at open if the file's size and mtime are what they
+// were at the last close.
 #include <fcntl.h>
+
+#include <cstring>
 
 #include "sfs_fs_call.h"
 
@@ -106,7 +114,7 @@ void SfsFs::create(fuse_req_t req, fuse_ino_t parent, const char* cname, mode_t 
       });
 }
 
-void SfsFs::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void SfsFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   auto it = files_.find(fi->fh);
   if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
   struct ReadAttempt : std::enable_shared_from_this<ReadAttempt> {
@@ -155,108 +163,136 @@ void SfsFs::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_i
   a->off = static_cast<std::uint64_t>(off);
   a->size = static_cast<std::uint32_t>(std::min<size_t>(size, SFS_NFS3_MAXDATA));
   a->deadline = Clock::now() + opts_.timeout;
-  a->go();
+  // What this client wrote must be there before it is read back.
+  after_writes(ino, [a] { a->go(); });
 }
 
-void SfsFs::send_write(fuse_req_t req, const std::shared_ptr<OpenFile>& f, std::uint64_t off,
-                       std::shared_ptr<std::string> data, std::function<void(int, std::size_t)> done) {
+void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<std::string> data,
+                       bool stable, std::function<void(int)> done) {
+  const std::size_t size = data->size();
+  const fuse_ino_t ino = f->ino;
+  if (Inode* in = inodes_.find(ino)) {
+    ++in->writes_in_flight;
+    in->pending_end = std::max(in->pending_end, off + size);
+  }
+  f->bytes_in_flight += size;
+  // Runs once, on the metadata color, whatever happened.
+  auto finish = [this, f, ino, size, done](int err) {
+    f->bytes_in_flight -= size;
+    if (err && !f->error) f->error = err;
+    if (Inode* in = inodes_.find(ino); in && in->writes_in_flight && --in->writes_in_flight == 0) {
+      in->pending_end = 0;
+      auto waiters = std::move(in->write_waiters);
+      in->write_waiters.clear();
+      for (auto& w : waiters) w();
+    }
+    while (!f->blocked.empty() && f->bytes_in_flight < opts_.max_write_behind) {
+      auto b = std::move(f->blocked.front());
+      f->blocked.erase(f->blocked.begin());
+      b();
+    }
+    done(err);
+  };
   const Handle fh = f->fh;
-  ++f->writes_in_flight;
-  call<SFS_NFSPROC3_WRITE>(
-      req, f->server,
-      [fh, off, data](sfs_WRITE3args& a) {
+  call_as<SFS_NFSPROC3_WRITE>(
+      f->uid, f->server,
+      [fh, off, data, stable](sfs_WRITE3args& a) {
         a.file = FileClient::wire(fh);
         a.offset = off;
         a.count = static_cast<u_int>(data->size());
-        a.stable = SFS_UNSTABLE;
+        a.stable = stable ? SFS_FILE_SYNC : SFS_UNSTABLE;
         a.data.data_len = static_cast<u_int>(data->size());
         a.data.data_val = data->data();
       },
-      [this, f, off, data, done](sfs::fs::Reply<sfs_WRITE3res> r, Clock::time_point sent) {
-        --f->writes_in_flight;
+      [this, f, off, data, finish](sfs::fs::Reply<sfs_WRITE3res> r, Clock::time_point sent) {
         Inode* in = inodes_.find(f->ino);
         if (r->status != SFS_NFS3_OK) {
           if (in) note_wcc(*in, r->sfs_WRITE3res_u.resfail.file_wcc, sent);
-          return done(errno_of(r->status), 0);
+          return finish(errno_of(r->status));
         }
         const auto& ok = r->sfs_WRITE3res_u.resok;
         if (in) note_wcc(*in, ok.file_wcc, sent);
-        std::size_t n = std::min<std::size_t>(ok.count, data->size());
+        if (ok.count < data->size()) return finish(EIO);  // the server took less: never silently
         if (ok.committed != SFS_FILE_SYNC) {
           const std::string verf(ok.verf, sizeof ok.verf);
           if (f->uncommitted.empty() && f->verf.empty()) f->verf = verf;
           // A new verifier: the server lost what it had not committed; the
           // next commit writes everything again (see the top).
           else if (verf != f->verf) f->verf = "changed";
-          f->uncommitted.push_back({off, n < data->size() ? std::make_shared<std::string>(data->substr(0, n)) : data});
-          f->uncommitted_bytes += n;
+          f->uncommitted.push_back({off, data});
+          f->uncommitted_bytes += data->size();
         }
-        done(0, n);
-      });
+        finish(0);
+      },
+      finish);
 }
 
 void SfsFs::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   auto it = files_.find(fi->fh);
   if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
   auto f = it->second;
+  if (f->error) return (void)fuse_reply_err(req, std::exchange(f->error, 0));
   // The request buffer is reused for the next request: keep a copy (also
   // what a resend after a verifier change needs).
   auto data = std::make_shared<std::string>(buf, size);
-  send_write(req, f, static_cast<std::uint64_t>(off), std::move(data), [this, req, f](int err, std::size_t n) {
-    if (err) return (void)fuse_reply_err(req, err);
-    if (f->uncommitted_bytes < opts_.max_uncommitted) return (void)fuse_reply_write(req, n);
-    // Too much at risk: make it stable before taking more.
-    commit(req, f, 0, [req, n](int cerr) {
-      if (cerr) fuse_reply_err(req, cerr);
-      else fuse_reply_write(req, n);
-    });
+  send_write(f, static_cast<std::uint64_t>(off), std::move(data), false, [this, f](int) {
+    // Too much at risk: make it stable in the background.
+    if (f->uncommitted_bytes >= opts_.max_uncommitted && !f->committing) {
+      f->committing = true;
+      commit(f, 0, [f](int err) {
+        f->committing = false;
+        if (err && !f->error) f->error = err;
+      });
+    }
   });
+  if (f->bytes_in_flight <= opts_.max_write_behind) return (void)fuse_reply_write(req, size);
+  f->blocked.push_back([req, size] { fuse_reply_write(req, size); });
 }
 
-void SfsFs::commit(fuse_req_t req, const std::shared_ptr<OpenFile>& keep, int attempt,
-                   std::function<void(int)> done) {
-  if (keep->uncommitted.empty()) return done(0);
-  const Handle fh = keep->fh;
-  const std::size_t count = keep->uncommitted.size();
-  call<SFS_NFSPROC3_COMMIT>(
-      req, keep->server, [fh](sfs_COMMIT3args& a) { a.file = FileClient::wire(fh); },
-      [this, req, keep, attempt, count, done](sfs::fs::Reply<sfs_COMMIT3res> r, Clock::time_point) {
-        OpenFile& f = *keep;
-        if (r->status != SFS_NFS3_OK) return done(errno_of(r->status));
-        const std::string verf(r->sfs_COMMIT3res_u.resok.verf, 8);
-        if (verf == f.verf) {
-          // Everything written before this COMMIT is stable.
-          f.uncommitted.erase(f.uncommitted.begin(), f.uncommitted.begin() + static_cast<long>(count));
-          f.uncommitted_bytes = 0;
-          for (const auto& e : f.uncommitted) f.uncommitted_bytes += e.data->size();
-          if (f.uncommitted.empty()) f.verf.clear();
-          return done(0);
-        }
-        if (attempt >= 3) return done(EIO);
-        // The server restarted since those writes: write them again, then
-        // commit again.
-        auto extents = std::move(f.uncommitted);
-        f.uncommitted.clear();
-        f.uncommitted_bytes = 0;
-        f.verf.clear();
-        auto left = std::make_shared<std::size_t>(extents.size());
-        auto first_err = std::make_shared<int>(0);
-        for (auto& e : extents) {
-          send_write(req, keep, e.off, e.data, [this, req, keep, attempt, left, first_err, done](int err, std::size_t) {
-            if (err && !*first_err) *first_err = err;
-            if (--*left) return;
-            if (*first_err) return done(*first_err);
-            commit(req, keep, attempt + 1, done);
-          });
-        }
-      });
+void SfsFs::commit(const std::shared_ptr<OpenFile>& f, int attempt, std::function<void(int)> done) {
+  // After the writes in flight: COMMIT covers what the server has.
+  after_writes(f->ino, [this, f, attempt, done] {
+    if (f->uncommitted.empty()) return done(0);
+    const Handle fh = f->fh;
+    const std::size_t count = f->uncommitted.size();
+    call_as<SFS_NFSPROC3_COMMIT>(
+        f->uid, f->server, [fh](sfs_COMMIT3args& a) { a.file = FileClient::wire(fh); },
+        [this, f, attempt, count, done](sfs::fs::Reply<sfs_COMMIT3res> r, Clock::time_point) {
+          if (r->status != SFS_NFS3_OK) return done(errno_of(r->status));
+          const std::string verf(r->sfs_COMMIT3res_u.resok.verf, 8);
+          if (verf == f->verf) {
+            // Everything written before this COMMIT is stable.
+            f->uncommitted.erase(f->uncommitted.begin(), f->uncommitted.begin() + static_cast<long>(count));
+            f->uncommitted_bytes = 0;
+            for (const auto& e : f->uncommitted) f->uncommitted_bytes += e.data->size();
+            if (f->uncommitted.empty()) f->verf.clear();
+            return done(0);
+          }
+          if (attempt >= 3) return done(EIO);
+          // The server restarted since those writes: write them again,
+          // FILE_SYNC (stable when answered).
+          auto extents = std::move(f->uncommitted);
+          f->uncommitted.clear();
+          f->uncommitted_bytes = 0;
+          f->verf.clear();
+          auto left = std::make_shared<std::size_t>(extents.size());
+          auto first_err = std::make_shared<int>(0);
+          for (auto& e : extents) {
+            send_write(f, e.off, e.data, true, [left, first_err, done](int err) {
+              if (err && !*first_err) *first_err = err;
+              if (--*left == 0) done(*first_err);
+            });
+          }
+        },
+        done);
+  });
 }
 
 void SfsFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   auto it = files_.find(fi->fh);
   if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
   auto f = it->second;
-  commit(req, f, 0, [req, f](int err) {
+  commit(f, 0, [req, f](int err) {
     if (!err && f->error) err = std::exchange(f->error, 0);
     fuse_reply_err(req, err);
   });
@@ -269,20 +305,19 @@ void SfsFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (it == files_.end()) return (void)fuse_reply_err(req, 0);
   auto f = it->second;
   files_.erase(it);
-  auto finish = [this, req, ino](int) {
+  fuse_reply_err(req, 0);  // close() already had its answer from flush
+  commit(f, 0, [this, f, ino](int err) {
+    if (err) opts_.log("sfsclient: data written to a file closed without flush may be lost: " + std::string(std::strerror(err)));
     Inode* in = inodes_.find(ino);
-    if (in) {
-      if (in->open_count) --in->open_count;
-      // What the file looked like when we let go of it, if we still know.
-      if (inodes_.cached_attr(*in, Clock::now()))
-        in->closed_version = std::make_pair(in->attr->size, in->attr->mtime);
-      else
-        in->closed_version.reset();
-      if (in->nlookup == 0) inodes_.forget(ino, 0);
-    }
-    fuse_reply_err(req, 0);
-  };
-  commit(req, f, 0, [f, finish](int err) { finish(err); });
+    if (!in) return;
+    if (in->open_count) --in->open_count;
+    // What the file looked like when we let go of it, if we still know.
+    if (inodes_.cached_attr(*in, Clock::now()))
+      in->closed_version = std::make_pair(in->attr->size, in->attr->mtime);
+    else
+      in->closed_version.reset();
+    if (in->nlookup == 0) inodes_.forget(ino, 0);
+  });
 }
 
 }  // namespace sfsclient

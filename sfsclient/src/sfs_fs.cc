@@ -119,9 +119,22 @@ double SfsFs::note_wcc(Inode& in, const sfs_wcc_data& w, Clock::time_point sent)
   return note_attr(in, w.after, sent);
 }
 
+struct stat SfsFs::stat_of(const Inode& in) const {
+  struct stat st = to_stat(*in.attr, in.ino);
+  if (in.writes_in_flight && static_cast<std::uint64_t>(st.st_size) < in.pending_end)
+    st.st_size = static_cast<off_t>(in.pending_end);
+  return st;
+}
+
+void SfsFs::after_writes(fuse_ino_t ino, std::function<void()> fn) {
+  Inode* in = inodes_.find(ino);
+  if (!in || in->writes_in_flight == 0) return fn();
+  in->write_waiters.push_back(std::move(fn));
+}
+
 void SfsFs::reply_attr(fuse_req_t req, Inode& in, double timeout) {
   if (!in.attr) return (void)fuse_reply_err(req, EIO);
-  struct stat st = to_stat(*in.attr, in.ino);
+  struct stat st = stat_of(in);
   fuse_reply_attr(req, &st, timeout);
 }
 
@@ -133,7 +146,7 @@ bool SfsFs::make_entry(fuse_entry_param& e, Inode& parent, const std::string& na
   e = fuse_entry_param{};
   e.ino = child.ino;
   e.generation = 0;
-  e.attr = to_stat(*child.attr, child.ino);
+  e.attr = stat_of(child);
   e.attr_timeout = t;
   // The name stays valid as long as the directory's lease.
   e.entry_timeout = seconds_left(parent.entries_until, Clock::now());
@@ -188,7 +201,7 @@ void SfsFs::reply_root_entry(fuse_req_t req, ServerMount& s) {
   e.ino = in.ino;
   if (!in.attr && s.root().attr) in.attr = s.root().attr->attr;
   if (!in.attr) return (void)fuse_reply_err(req, EIO);
-  e.attr = to_stat(*in.attr, in.ino);
+  e.attr = stat_of(in);
   e.attr_timeout = seconds_left(in.attr_until, Clock::now());
   e.entry_timeout = 24 * 3600.0;  // a name in /sfs always means the same server
   fuse_reply_entry(req, &e);

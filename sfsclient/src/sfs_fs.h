@@ -38,6 +38,7 @@ struct FsOptions {
   std::chrono::milliseconds timeout{60000};
   bool hard = false;
   std::size_t max_uncommitted = 64 << 20;  // per open file, then COMMIT
+  std::size_t max_write_behind = 16 << 20; // per open file: writes answered before the server has them
   sfs::LogSink log = sfs::log_to_stderr;
 };
 
@@ -102,6 +103,11 @@ class SfsFs {
   using Done = std::function<void(sfs::fs::Reply<typename sfs::fs::ProcTraits<P>::Res>, Clock::time_point sent)>;
   template <std::uint32_t P>
   void call(fuse_req_t req, ServerId server, Build<P> build, Done<P> done, bool retry_if_lost = true);
+  // The same for a call no request waits on (writes behind, commits at
+  // release): as uid, failures to `fail`.
+  template <std::uint32_t P>
+  void call_as(uid_t uid, ServerId server, Build<P> build, Done<P> done, std::function<void(int err)> fail,
+               bool retry_if_lost = true);
 
   // The entry for a child from a reply: the inode (one more kernel
   // reference), attributes cached under their lease, the kernel's timeouts.
@@ -120,10 +126,15 @@ class SfsFs {
 
   void mount_server(fuse_req_t req, const std::string& name);
   void reply_root_entry(fuse_req_t req, ServerMount& s);
-  void commit(fuse_req_t req, const std::shared_ptr<OpenFile>& f, int attempt,
-              std::function<void(int err)> done);
-  void send_write(fuse_req_t req, const std::shared_ptr<OpenFile>& f, std::uint64_t off,
-                  std::shared_ptr<std::string> data, std::function<void(int err, std::size_t n)> done);
+  // Makes f's uncommitted writes stable (after its writes in flight).
+  void commit(const std::shared_ptr<OpenFile>& f, int attempt, std::function<void(int err)> done);
+  void send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<std::string> data,
+                  bool stable, std::function<void(int err)> done);
+  // Runs fn once the inode has no write in flight (at once if it has none).
+  void after_writes(fuse_ino_t ino, std::function<void()> fn);
+  // struct stat of an inode as the kernel should see it: a size that
+  // includes the writes still in flight.
+  struct stat stat_of(const Inode& in) const;
 
  private:
   FsOptions opts_;
@@ -156,8 +167,10 @@ struct SfsFs::OpenFile {
   std::vector<Extent> uncommitted;
   std::size_t uncommitted_bytes = 0;
   std::string verf;  // the write verifier the uncommitted data was written under
-  int error = 0;     // a write error not yet reported
-  unsigned writes_in_flight = 0;
+  int error = 0;     // a write error not yet reported (at the next write, flush or fsync)
+  std::size_t bytes_in_flight = 0;
+  std::vector<std::function<void()>> blocked;  // writers over the in-flight limit
+  bool committing = false;                     // a background COMMIT is under way
 };
 
 struct SfsFs::DirHandle {

@@ -19,22 +19,23 @@ inline int errno_of(sfs_nfsstat3 st) {
 }
 
 template <std::uint32_t P>
-void SfsFs::call(fuse_req_t req, ServerId sid, Build<P> build, Done<P> done, bool retry_if_lost) {
+void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::function<void(int)> fail,
+                    bool retry_if_lost) {
   using Res = typename sfs::fs::ProcTraits<P>::Res;
   struct Attempt : std::enable_shared_from_this<Attempt> {
     SfsFs* fs;
-    fuse_req_t req;
     ServerId sid;
     uid_t uid;
     Build<P> build;
     Done<P> done;
+    std::function<void(int)> fail;
     bool retry;
     unsigned jukebox = 0;
     Clock::time_point deadline;
 
     void go() {
       ServerMount* s = fs->server(sid);
-      if (!s) return (void)fuse_reply_err(req, ESTALE);
+      if (!s) return fail(ESTALE);
       auto self = this->shared_from_this();
       s->run(
           uid,
@@ -49,7 +50,7 @@ void SfsFs::call(fuse_req_t req, ServerId sid, Build<P> build, Done<P> done, boo
                                     },
                                     self->fs->opts_.color));
           },
-          [self](int err) { fuse_reply_err(self->req, err); });
+          [self](int err) { self->fail(err); });
     }
 
     void finish(asmp::rpc::RpcStatus st, sfs::fs::Reply<Res> r, Clock::time_point sent) {
@@ -58,8 +59,8 @@ void SfsFs::call(fuse_req_t req, ServerId sid, Build<P> build, Done<P> done, boo
         // Lost before an answer: ServerMount::run waits for the reconnect.
         if (st.error == asmp::rpc::RpcError::kConnectionLost && retry && (fs->opts_.hard || now < deadline))
           return go();
-        if (st.error == asmp::rpc::RpcError::kAuthError) return (void)fuse_reply_err(req, EACCES);
-        return (void)fuse_reply_err(req, EIO);
+        if (st.error == asmp::rpc::RpcError::kAuthError) return fail(EACCES);
+        return fail(EIO);
       }
       if (r->status == SFS_NFS3ERR_JUKEBOX && (fs->opts_.hard || now < deadline)) {
         auto delay = std::chrono::milliseconds(100) * (1u << std::min(jukebox++, 5u));
@@ -72,14 +73,20 @@ void SfsFs::call(fuse_req_t req, ServerId sid, Build<P> build, Done<P> done, boo
   };
   auto a = std::make_shared<Attempt>();
   a->fs = this;
-  a->req = req;
   a->sid = sid;
-  a->uid = fuse_req_ctx(req)->uid;
+  a->uid = uid;
   a->build = std::move(build);
   a->done = std::move(done);
+  a->fail = std::move(fail);
   a->retry = retry_if_lost;
   a->deadline = Clock::now() + opts_.timeout;
   a->go();
+}
+
+template <std::uint32_t P>
+void SfsFs::call(fuse_req_t req, ServerId sid, Build<P> build, Done<P> done, bool retry_if_lost) {
+  call_as<P>(fuse_req_ctx(req)->uid, sid, std::move(build), std::move(done),
+             [req](int err) { fuse_reply_err(req, err); }, retry_if_lost);
 }
 
 }  // namespace sfsclient

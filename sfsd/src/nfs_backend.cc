@@ -18,6 +18,11 @@ NfsBackend::NfsBackend(NfsBackendOptions opts) : opts_(std::move(opts)) {
     o.export_path = opts_.url.path;
     o.color = opts_.first_color + i;
     o.machine_name = "sfsd";
+    // After every successful mount, the first included: sfsd checks that
+    // the export is still the one it started with.
+    o.on_reconnect = [on_mount = opts_.on_mount](std::uint64_t, const nfs::FileHandle& root) {
+      if (on_mount) on_mount(root);
+    };
     clients_.push_back(std::make_unique<nfs::NfsClient>(o));
   }
 }
@@ -33,7 +38,7 @@ std::uint64_t NfsBackend::epoch() const {
   // Every successful (re)connect and mount of any connection counts: after
   // one, the server may have lost what it held for us (unstable writes).
   std::uint64_t e = 0;
-  for (const auto& c : clients_) e += c->stats().connects;
+  for (const auto& c : clients_) e += c->epoch();
   return e;
 }
 
@@ -51,7 +56,7 @@ void NfsBackend::start(nfs::Done<nfs::FileHandle> done) {
   const std::size_t n = clients_.size();
   for (auto& c : clients_) {
     c->mount(nfs::Done<nfs::FileHandle>(
-        [this, j, n](nfs::Result<nfs::FileHandle> r) {
+        [j, n](nfs::Result<nfs::FileHandle> r) {
           {
             std::lock_guard lk(j->mu);
             j->results.push_back(std::move(r));
@@ -67,7 +72,6 @@ void NfsBackend::start(nfs::Done<nfs::FileHandle> done) {
               out.error = {nfs::Failure::kRpc, nfs::Status::kOk,
                            "the backend's connections disagree on the export's root handle"};
           }
-          if (out.ok() && opts_.on_mount) opts_.on_mount(out.value);
           j->done(std::move(out));
         },
         color));

@@ -17,8 +17,8 @@ struct NfsBackendOptions {
   BackendUrl url;
   unsigned connections = 1;
   asmp::color_t first_color = 0;  // connection i runs under first_color + i
-  // Runs (under a backend color) after every successful (re)mount with the
-  // root handle it found.
+  // Runs (under that connection's backend color) after every successful
+  // mount, the first and each after a reconnect, with the root handle found.
   std::function<void(const nfs::FileHandle& root)> on_mount;
 };
 
