@@ -74,6 +74,7 @@ Inode* InodeTable::invalidate(ServerId server, const sfs::fs::Handle& fh, std::u
   in->invalidated_at = std::max(in->invalidated_at, change);
   in->attr_until = Clock::time_point{};
   in->entries_until = Clock::time_point{};
+  in->access.clear();
   return in;
 }
 
@@ -82,6 +83,7 @@ void InodeTable::drop_leases(ServerId server) {
     if (in.server != server) continue;
     in.attr_until = Clock::time_point{};
     in.entries_until = Clock::time_point{};
+    in.access.clear();
   }
 }
 

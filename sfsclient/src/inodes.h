@@ -56,6 +56,9 @@ struct Inode {
   std::set<std::string> negatives;
   Clock::time_point entries_until{};
 
+  // ACCESS answers per local uid (granted bits), under the same lease.
+  std::map<uid_t, std::pair<std::uint32_t, Clock::time_point>> access;
+
   // Files: size and mtime at the last close, for close-to-open caching.
   std::optional<std::pair<std::uint64_t, nfs::Time>> closed_version;
   unsigned open_count = 0;

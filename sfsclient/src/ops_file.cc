@@ -42,37 +42,86 @@ void make_object(SfsFs& fs, fuse_req_t req, fuse_ino_t parent, const std::string
 void SfsFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode* in = inodes_.find(ino);
   if (!in || ino == FUSE_ROOT_ID) return (void)fuse_reply_err(req, in ? EISDIR : ESTALE);
-  auto finish = [this, req, ino, fi_copy = *fi]() mutable {
+  const fuse_file_info fi_copy = *fi;
+  const uid_t uid = fuse_req_ctx(req)->uid;
+  // What the open needs: the server decides with the caller's identity
+  // there (a local root may be anyone remotely), cached under the lease.
+  std::uint32_t need = 0;
+  const int mode = fi->flags & O_ACCMODE;
+  if (mode == O_RDONLY || mode == O_RDWR) need |= SFS_ACCESS3_READ;
+  if (mode == O_WRONLY || mode == O_RDWR || (fi->flags & O_TRUNC)) need |= SFS_ACCESS3_MODIFY;
+
+  auto finish = [this, req, ino, fi_copy, uid]() {
     Inode* i = inodes_.find(ino);
     if (!i || !i->attr) return (void)fuse_reply_err(req, ESTALE);
     auto f = std::make_shared<OpenFile>();
     f->ino = ino;
     f->server = i->server;
     f->fh = i->fh;
-    f->uid = fuse_req_ctx(req)->uid;
+    f->uid = uid;
     const std::uint64_t id = next_fh_++;
     files_[id] = f;
     ++i->open_count;
-    fi_copy.fh = id;
-    fi_copy.keep_cache =
+    fuse_file_info out = fi_copy;
+    out.fh = id;
+    out.keep_cache =
         i->closed_version && i->closed_version->first == i->attr->size && i->closed_version->second == i->attr->mtime;
-    if (fuse_reply_open(req, &fi_copy) != 0) {
+    if (fuse_reply_open(req, &out) != 0) {
       files_.erase(id);  // the opener went away
       --i->open_count;
     }
   };
-  // Close-to-open: fresh attributes, unless a lease says ours are current.
-  if (inodes_.cached_attr(*in, Clock::now())) return finish();
+  // O_TRUNC arrives here (libfuse asks for atomic O_TRUNC): truncate first.
+  auto truncate = [this, req, ino, fi_copy, finish]() {
+    if (!(fi_copy.flags & O_TRUNC)) return finish();
+    Inode* i = inodes_.find(ino);
+    if (!i) return (void)fuse_reply_err(req, ESTALE);
+    const Handle fh = i->fh;
+    call<SFS_NFSPROC3_SETATTR>(
+        req, i->server,
+        [fh](sfs_SETATTR3args& a) {
+          a.object = FileClient::wire(fh);
+          a.new_attributes.size.set_it = TRUE;
+          a.new_attributes.size.sfs_set_size3_u.size = 0;
+        },
+        [this, req, ino, finish](sfs::fs::Reply<sfs_SETATTR3res> r, Clock::time_point sent) {
+          Inode* i2 = inodes_.find(ino);
+          if (!i2) return (void)fuse_reply_err(req, ESTALE);
+          const bool ok = r->status == SFS_NFS3_OK;
+          note_wcc(*i2, ok ? r->sfs_SETATTR3res_u.resok.obj_wcc : r->sfs_SETATTR3res_u.resfail.obj_wcc, sent);
+          if (!ok) return (void)fuse_reply_err(req, errno_of(r->status));
+          if (!i2->attr) i2->attr_until = Clock::time_point{};
+          finish();
+        });
+  };
+  const auto now = Clock::now();
+  auto cached = in->access.find(uid);
+  if (cached != in->access.end() && cached->second.second > now && inodes_.cached_attr(*in, now)) {
+    if ((cached->second.first & need) != need) return (void)fuse_reply_err(req, EACCES);
+    return after_writes(ino, truncate);
+  }
+  // Close-to-open: fresh attributes with the answer (ACCESS returns them).
   const Handle fh = in->fh;
-  call<SFS_NFSPROC3_GETATTR>(
-      req, in->server, [fh](sfs_GETATTR3args& a) { a.object = FileClient::wire(fh); },
-      [this, req, ino, finish](sfs::fs::Reply<sfs_GETATTR3res> r, Clock::time_point sent) mutable {
-        if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
+  const std::uint32_t ask = SFS_ACCESS3_READ | SFS_ACCESS3_MODIFY | SFS_ACCESS3_EXTEND | SFS_ACCESS3_EXECUTE;
+  call<SFS_NFSPROC3_ACCESS>(
+      req, in->server,
+      [fh, ask](sfs_ACCESS3args& a) {
+        a.object = FileClient::wire(fh);
+        a.access = ask;
+      },
+      [this, req, ino, uid, need, truncate](sfs::fs::Reply<sfs_ACCESS3res> r, Clock::time_point sent) {
         Inode* i = inodes_.find(ino);
         if (!i) return (void)fuse_reply_err(req, ESTALE);
-        const auto& a = r->sfs_GETATTR3res_u.resok.obj_attributes;
-        inodes_.store_attr(*i, sfs::fs::from_fattr(a), a.change, a.lease_ms, sent);
-        finish();
+        if (r->status != SFS_NFS3_OK) {
+          note_attr(*i, r->sfs_ACCESS3res_u.resfail.obj_attributes, sent);
+          return (void)fuse_reply_err(req, errno_of(r->status));
+        }
+        const auto& ok = r->sfs_ACCESS3res_u.resok;
+        note_attr(*i, ok.obj_attributes, sent);
+        if (!i->attr) return (void)fuse_reply_err(req, EIO);
+        i->access[uid] = {ok.access, i->attr_until};
+        if ((ok.access & need) != need) return (void)fuse_reply_err(req, EACCES);
+        after_writes(ino, truncate);
       });
 }
 
