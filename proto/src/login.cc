@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -14,6 +15,7 @@ namespace sfs {
 namespace {
 
 constexpr std::string_view kLoginTag = "sfs login v1";
+constexpr std::string_view kHostLoginTag = "sfs host login v1";
 constexpr std::size_t kMaxDbLineChars = 4096;
 constexpr std::size_t kMaxDbBytes = 64u << 20;
 constexpr std::uint32_t kMaxId = 4294967294u;  // (uint32_t)-1 means "no id" to POSIX calls
@@ -24,6 +26,19 @@ Bytes login_signature_input(const SessionId& session, std::uint64_t seqno, std::
   w.bytes(session);
   w.u64(seqno);
   w.bytes8(as_bytes(user));
+  return w.take();
+}
+
+Bytes host_login_signature_input(const SessionId& session, std::uint64_t seqno, std::uint32_t uid,
+                                 std::uint32_t gid, const std::vector<std::uint32_t>& groups) {
+  WireWriter w;
+  w.bytes(as_bytes(kHostLoginTag));
+  w.bytes(session);
+  w.u64(seqno);
+  w.u32(uid);
+  w.u32(gid);
+  w.u8(static_cast<std::uint8_t>(groups.size()));
+  for (std::uint32_t g : groups) w.u32(g);
   return w.take();
 }
 
@@ -107,6 +122,51 @@ Result<LoginRequest> decode_login_request(ByteSpan message) {
   return req;
 }
 
+Bytes encode_host_login_request(const UserKey& host_key, std::uint32_t uid, std::uint32_t gid,
+                                const std::vector<std::uint32_t>& groups, const SessionId& session,
+                                std::uint64_t seqno) {
+  std::vector<std::uint32_t> g(groups.begin(), groups.begin() + std::min(groups.size(), kMaxGroups));
+  WireWriter w;
+  w.u8(kMsgHostLoginRequest);
+  w.u8(kLoginVersion);
+  w.u64(seqno);
+  w.bytes(host_key.public_key().ed25519);
+  w.u32(uid);
+  w.u32(gid);
+  w.u8(static_cast<std::uint8_t>(g.size()));
+  for (std::uint32_t x : g) w.u32(x);
+  w.bytes(host_key.sign(host_login_signature_input(session, seqno, uid, gid, g)));
+  return w.take();
+}
+
+Result<HostLoginRequest> decode_host_login_request(ByteSpan message) {
+  WireReader r(message);
+  const std::uint8_t type = r.u8();
+  const std::uint8_t version = r.u8();
+  if (!r.ok() || type != kMsgHostLoginRequest) return make_error("not a host login request");
+  if (version != kLoginVersion)
+    return make_error("host login request version " + std::to_string(version) + " is not supported");
+  HostLoginRequest req;
+  req.seqno = r.u64();
+  r.copy(req.host.ed25519);
+  req.uid = r.u32();
+  req.gid = r.u32();
+  const std::uint8_t n = r.u8();
+  if (n > kMaxGroups) return make_error("host login request has more than 16 groups");
+  for (std::uint8_t i = 0; i < n; ++i) req.groups.push_back(r.u32());
+  r.copy(req.signature);
+  if (!r.done()) return make_error("host login request has the wrong length");
+  return req;
+}
+
+bool HostEntry::allows(std::uint32_t uid, std::uint32_t gid, const std::vector<std::uint32_t>& groups) const {
+  auto in_gids = [&](std::uint32_t g) { return g >= gid_lo && g <= gid_hi; };
+  if (uid < uid_lo || uid > uid_hi || !in_gids(gid)) return false;
+  for (std::uint32_t g : groups)
+    if (!in_gids(g)) return false;
+  return true;
+}
+
 Bytes encode_login_reply(const LoginReply& reply) {
   WireWriter w;
   w.u8(kMsgLoginReply);
@@ -159,6 +219,36 @@ UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnosti
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const auto f = split_fields(line);
     if (f.empty()) continue;
+    if (f[0] == "host") {
+      // host ed25519:KEY NAME UIDS GIDS
+      auto range = [](std::string_view r, std::uint32_t& lo, std::uint32_t& hi) {
+        const std::size_t dash = r.find('-');
+        auto a = parse_id(r.substr(0, dash));
+        auto b = dash == std::string_view::npos ? a : parse_id(r.substr(dash + 1));
+        if (!a || !b || *a > *b) return false;
+        lo = *a;
+        hi = *b;
+        return true;
+      };
+      HostEntry h;
+      auto key = f.size() == 5 ? parse_user_public_key(f[1]) : Result<UserPublicKey>(make_error(""));
+      if (f.size() != 5 || !key) {
+        report(line_no, "expected \"host ed25519:<key> name uidlo-uidhi gidlo-gidhi\"");
+        continue;
+      }
+      h.key = key.value();
+      h.name = std::string(f[2]);
+      if (!valid_user_name(h.name) || !range(f[3], h.uid_lo, h.uid_hi) || !range(f[4], h.gid_lo, h.gid_hi)) {
+        report(line_no, "host line: a name, then uid and gid ranges like 1000-60000");
+        continue;
+      }
+      if (db.hosts_.count(h.key.ed25519) || db.by_key_.count(h.key.ed25519)) {
+        report(line_no, "key already listed; line ignored");
+        continue;
+      }
+      db.hosts_.emplace(h.key.ed25519, std::move(h));
+      continue;
+    }
     if (f.size() < 4 || f.size() > 5) {
       report(line_no, "expected \"ed25519:<key> name uid gid [gid,gid,...]\", got " +
                           std::to_string(f.size()) + " fields");
@@ -204,6 +294,10 @@ UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnosti
       report(line_no, "supplementary groups must be up to 16 comma-separated decimal gids");
       continue;
     }
+    if (db.hosts_.count(e.key.ed25519)) {
+      report(line_no, "key already listed as a host; line ignored");
+      continue;
+    }
     if (db.by_key_.count(e.key.ed25519)) {
       report(line_no, "key already listed for user \"" + db.by_key_[e.key.ed25519].name +
                           "\"; line ignored");
@@ -244,6 +338,11 @@ const UserEntry* UserDb::find(const UserPublicKey& key) const {
   return it == by_key_.end() ? nullptr : &it->second;
 }
 
+const HostEntry* UserDb::find_host(const UserPublicKey& key) const {
+  auto it = hosts_.find(key.ed25519);
+  return it == hosts_.end() ? nullptr : &it->second;
+}
+
 // ---- auth table ----
 
 AuthTable::AuthTable(const SessionId& session, std::size_t max_logins)
@@ -270,6 +369,14 @@ std::size_t AuthTable::revalidate(const UserDb& db) {
   for (std::size_t i = 0; i < logins_.size(); ++i) {
     if (revoked_[i]) continue;
     AuthResult& a = logins_[i];
+    if (a.host) {
+      const HostEntry* h = db.find_host(a.key);
+      if (!h || !h->allows(a.uid, a.gid, a.groups)) {
+        revoked_[i] = true;
+        ++revoked;
+      }
+      continue;
+    }
     const UserEntry* e = db.find(a.key);
     if (!e || e->name != a.user) {
       revoked_[i] = true;
@@ -290,7 +397,35 @@ LoginOutcome AuthTable::refuse(std::string why) {
   return out;
 }
 
+std::string AuthTable::admit(std::uint64_t seqno, const std::string& who) {
+  switch (seen_.check_and_record(seqno)) {
+    case ReplayWindow::Verdict::kFresh:
+      break;
+    case ReplayWindow::Verdict::kReplayed:
+      return "login refused for " + who + ": sequence number " + std::to_string(seqno) +
+             " already used in this session (replay)";
+    case ReplayWindow::Verdict::kTooOld:
+      return "login refused for " + who + ": sequence number " + std::to_string(seqno) +
+             " is too old for this session (possible replay)";
+  }
+  if (logins_.size() >= max_logins_)
+    return "login refused for " + who + ": too many logins on this connection (" +
+           std::to_string(max_logins_) + ")";
+  return "";
+}
+
+LoginOutcome AuthTable::accept(AuthResult a) {
+  a.auth_number = static_cast<std::uint32_t>(logins_.size() + 1);
+  logins_.push_back(a);
+  revoked_.push_back(false);
+  LoginOutcome out;
+  out.reply = encode_login_reply(LoginReply{true, a.auth_number, ""});
+  out.auth = std::move(a);
+  return out;
+}
+
 LoginOutcome AuthTable::login(const UserDb& db, ByteSpan request) {
+  if (!request.empty() && request[0] == kMsgHostLoginRequest) return host_login(db, request);
   auto req = decode_login_request(request);
   if (!req) return refuse("login refused: " + req.error());
   const LoginRequest& r = req.value();
@@ -307,32 +442,39 @@ LoginOutcome AuthTable::login(const UserDb& db, ByteSpan request) {
   if (e->name != r.user)
     return refuse("login refused: key is registered to user \"" + e->name + "\", not \"" +
                   r.user + "\"");
-  switch (seen_.check_and_record(r.seqno)) {
-    case ReplayWindow::Verdict::kFresh:
-      break;
-    case ReplayWindow::Verdict::kReplayed:
-      return refuse("login refused for \"" + r.user + "\": sequence number " +
-                    std::to_string(r.seqno) + " already used in this session (replay)");
-    case ReplayWindow::Verdict::kTooOld:
-      return refuse("login refused for \"" + r.user + "\": sequence number " +
-                    std::to_string(r.seqno) + " is too old for this session (possible replay)");
-  }
-  if (logins_.size() >= max_logins_)
-    return refuse("login refused for \"" + r.user + "\": too many logins on this connection (" +
-                  std::to_string(max_logins_) + ")");
+  if (std::string why = admit(r.seqno, "\"" + r.user + "\""); !why.empty()) return refuse(why);
   AuthResult a;
-  a.auth_number = static_cast<std::uint32_t>(logins_.size() + 1);
   a.key = e->key;
   a.uid = e->uid;
   a.gid = e->gid;
   a.groups = e->groups;
   a.user = e->name;
-  logins_.push_back(a);
-  revoked_.push_back(false);
-  LoginOutcome out;
-  out.reply = encode_login_reply(LoginReply{true, a.auth_number, ""});
-  out.auth = std::move(a);
-  return out;
+  return accept(std::move(a));
+}
+
+LoginOutcome AuthTable::host_login(const UserDb& db, ByteSpan request) {
+  auto req = decode_host_login_request(request);
+  if (!req) return refuse("host login refused: " + req.error());
+  const HostLoginRequest& r = req.value();
+  const HostEntry* h = db.find_host(r.host);
+  if (!h)
+    return refuse("host login refused: unknown host key " + format_user_public_key(r.host) +
+                  " (not a trusted host in the server's user database)");
+  if (!verify_signature(r.host.ed25519, host_login_signature_input(session_, r.seqno, r.uid, r.gid, r.groups),
+                        r.signature))
+    return refuse("host login refused: bad signature (not made by this host key for this session)");
+  const std::string who = "uid " + std::to_string(r.uid) + " of host \"" + h->name + "\"";
+  if (!h->allows(r.uid, r.gid, r.groups))
+    return refuse("host login refused for " + who + ": outside the uids and gids the host may speak for");
+  if (std::string why = admit(r.seqno, who); !why.empty()) return refuse(why);
+  AuthResult a;
+  a.key = r.host;
+  a.uid = r.uid;
+  a.gid = r.gid;
+  a.groups = r.groups;
+  a.user = h->name + ":" + std::to_string(r.uid);
+  a.host = true;
+  return accept(std::move(a));
 }
 
 }  // namespace sfs

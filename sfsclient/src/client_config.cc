@@ -71,6 +71,13 @@ const std::vector<Setting>& settings() {
          c.log_file = std::string(v);
          return std::nullopt;
        }},
+      {"host_key", "FILE",
+       "this host's key (sfskey gen --user): users without an agent log in as their own uid, on "
+       "servers that list the host as trusted (default: off)",
+       [](std::string_view v, ClientConfig& c) -> Err {
+         c.host_key = std::string(v);
+         return std::nullopt;
+       }},
       {"pid_file", "FILE", "write the daemon's pid here",
        [](std::string_view v, ClientConfig& c) -> Err {
          c.pid_file = std::string(v);

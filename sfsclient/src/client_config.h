@@ -20,6 +20,7 @@ struct ClientConfig {
   bool foreground = false;
   std::string log_file = "/var/log/sfsclient.log";
   std::string pid_file;
+  std::string host_key;  // a trusted client host's key (off when empty)
 };
 
 struct ClientInvocation {

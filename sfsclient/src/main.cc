@@ -147,7 +147,12 @@ int do_mount(ClientConfig cfg) {
   fo.hard = cfg.hard;
   fo.log = log;
   // Agents: the registration socket every user's sfsagent connects to.
-  auto signer = sfsclient::make_agent_signer(cfg, rt, fo.color, log);
+  auto made = sfsclient::make_agent_signer(cfg, rt, fo.color, log);
+  if (!made.ok()) {
+    std::fprintf(stderr, "sfsclient: %s\n", made.error().c_str());
+    return 1;
+  }
+  auto signer = std::move(made.value());
   if (sfs::Status st = signer->start(); !st) {
     std::fprintf(stderr, "sfsclient: %s\n", st.error().c_str());
     return 1;

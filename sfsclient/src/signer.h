@@ -19,8 +19,9 @@ class Signer : public LoginSigner {
   virtual void stop() = 0;
 };
 
-// Agents registering at cfg.agent_socket, served under `color`.
-std::unique_ptr<Signer> make_agent_signer(const ClientConfig& cfg, asmp::Runtime& rt, asmp::color_t color,
-                                          sfs::LogSink log);
+// Agents registering at cfg.agent_socket, served under `color`; with
+// cfg.host_key, a trusted host's logins for users without an agent.
+sfs::Result<std::unique_ptr<Signer>> make_agent_signer(const ClientConfig& cfg, asmp::Runtime& rt,
+                                                       asmp::color_t color, sfs::LogSink log);
 
 }  // namespace sfsclient

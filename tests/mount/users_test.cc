@@ -52,10 +52,11 @@ class UsersTest : public MountFixture {
     root_key_ = server_.dir() + "/root-identity";
     ASSERT_TRUE(sfs::write_key_file(root_key_, rkey).ok());
     server_.add_user_with_key("root", 0, 0, std::make_shared<sfs::UserKey>(std::move(rkey)));
-    server_.write_users();
+    extra_db_lines_ = host_lines();
+    server_.write_users(extra_db_lines_);
     server_.sfsd().signal(SIGHUP);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    m_ = &mount();
+    m_ = &mount(mount_flags());
     ::chmod(std::filesystem::path(m_->path()).parent_path().c_str(), 0755);
   }
   void TearDown() override {
@@ -97,7 +98,11 @@ class UsersTest : public MountFixture {
     return q + "'";
   }
 
+  virtual std::string host_lines() { return ""; }
+  virtual std::vector<std::string> mount_flags() { return {}; }
+
   std::vector<LocalUser> users_;
+  std::string extra_db_lines_;
   std::vector<pid_t> agents_;
   std::string root_key_;
   Mount* m_ = nullptr;
@@ -143,6 +148,39 @@ TEST_F(UsersTest, RootWithAKeyMappedToUidZeroKeepsOwnersWithTar) {
             0)
       << out << m_->log();
   EXPECT_EQ(out, std::to_string(users_[0].uid) + "\n" + std::to_string(users_[1].uid) + "\n");
+}
+
+// A trusted client host: its key is listed in the server's user database
+// with the uids and gids it may speak for; its users without an agent act
+// as their own uid (not root: 0 is outside the range).
+class TrustedHostTest : public UsersTest {
+ protected:
+  std::string host_lines() override {
+    auto key = sfs::UserKey::generate();
+    host_key_ = server_.dir() + "/client-host.key";
+    EXPECT_TRUE(sfs::write_key_file(host_key_, key).ok());
+    return "host " + sfs::format_user_public_key(key.public_key()) + " testhost 40000-49999 40000-49999\n";
+  }
+  std::vector<std::string> mount_flags() override { return {"--host-key", host_key_}; }
+  std::string host_key_;
+};
+
+TEST_F(TrustedHostTest, UsersWithoutAnAgentActAsTheirOwnUidButRootDoesNot) {
+  const std::string d = at(*m_);
+  std::string out;
+  ASSERT_EQ(as(users_[2], "echo mine > " + d + "/u2-file && chmod 600 " + d + "/u2-file && stat -c %u " + d + "/u2-file",
+               &out),
+            0)
+      << out << m_->log();
+  EXPECT_EQ(out, std::to_string(users_[2].uid) + "\n") << m_->log();
+  EXPECT_EQ(as(users_[2], "cat " + d + "/u2-file", &out), 0) << out;
+  // Another user (no agent either) is refused by the server, as themselves.
+  EXPECT_NE(as(users_[1], "cat " + d + "/u2-file", &out), 0);
+  // root is not in the host's range: anonymous.
+  std::ofstream(d + "/root-file") << "r";
+  struct stat st;
+  ASSERT_EQ(::stat((d + "/root-file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "test_util.h"
 
 namespace sfs {
@@ -173,6 +175,64 @@ TEST(Login, MalformedRequestsAreRefusedCleanly) {
   // An invalid name, correctly signed, is refused before lookup.
   expect_refused(table.login(f.db, encode_login_request(f.alice, "Alice", session(7), 9)),
                  "invalid user name");
+}
+
+TEST(HostLogin, ATrustedHostSpeaksForItsUsersWithinItsRanges) {
+  UserKey host = UserKey::from_seed(counting_key(0x40));
+  UserKey stranger = UserKey::from_seed(counting_key(0x50));
+  std::vector<DbDiagnostic> diags;
+  UserDb db = UserDb::parse("host " + format_user_public_key(host.public_key()) + " lab 1000-1999 100-200\n",
+                            &diags);
+  ASSERT_TRUE(diags.empty()) << diags[0].message;
+  ASSERT_EQ(db.hosts(), 1u);
+  AuthTable t(session(7));
+  // Within the ranges: that uid, gid and those groups, marked as a host login.
+  auto ok = t.login(db, encode_host_login_request(host, 1500, 150, {100, 200}, session(7), 1));
+  ASSERT_TRUE(ok.auth) << ok.refusal;
+  EXPECT_EQ(ok.auth->uid, 1500u);
+  EXPECT_EQ(ok.auth->gid, 150u);
+  EXPECT_EQ(ok.auth->groups, (std::vector<std::uint32_t>{100, 200}));
+  EXPECT_TRUE(ok.auth->host);
+  EXPECT_EQ(ok.auth->user, "lab:1500");
+  // Outside: another uid (root is outside unless the range says 0), a gid,
+  // one group.
+  for (auto [uid, gid, groups] : std::vector<std::tuple<std::uint32_t, std::uint32_t, std::vector<std::uint32_t>>>{
+           {0, 150, {}}, {2000, 150, {}}, {1500, 99, {}}, {1500, 150, {100, 300}}}) {
+    auto r = t.login(db, encode_host_login_request(host, uid, gid, groups, session(7), 10 + uid + gid));
+    EXPECT_FALSE(r.auth) << uid << " " << gid;
+    EXPECT_NE(r.refusal.find("outside the uids and gids"), std::string::npos) << r.refusal;
+  }
+  // Unknown host, a signature for another session, a replay.
+  auto u = t.login(db, encode_host_login_request(stranger, 1500, 150, {}, session(7), 50));
+  EXPECT_FALSE(u.auth);
+  EXPECT_NE(u.refusal.find("unknown host key"), std::string::npos);
+  auto s = t.login(db, encode_host_login_request(host, 1500, 150, {}, session(8), 51));
+  EXPECT_FALSE(s.auth);
+  EXPECT_NE(s.refusal.find("bad signature"), std::string::npos);
+  auto replay = t.login(db, encode_host_login_request(host, 1500, 150, {100, 200}, session(7), 1));
+  EXPECT_FALSE(replay.auth);
+  EXPECT_NE(replay.refusal.find("replay"), std::string::npos);
+  // A host's key is not a user's: it cannot log in as a user, and vice versa.
+  EXPECT_FALSE(t.login(db, encode_login_request(host, "lab", session(7), 60)).auth);
+  // The host line goes: its logins are revoked.
+  EXPECT_EQ(t.revalidate(UserDb::parse("", nullptr)), 1u);
+  EXPECT_EQ(t.find(ok.auth->auth_number), nullptr);
+}
+
+TEST(HostLogin, RootOnlyWhenTheRangeSaysSoAndBadLinesAreReported) {
+  UserKey host = UserKey::from_seed(counting_key(0x40));
+  std::vector<DbDiagnostic> diags;
+  const std::string k = format_user_public_key(host.public_key());
+  UserDb db = UserDb::parse("host " + k + " admin 0-0 0-0\nhost " + k + " dup 1-2 1-2\nhost " + k +
+                                " bad 5-1 1-2\nhost nonsense x 1 1\n",
+                            &diags);
+  ASSERT_EQ(diags.size(), 3u);
+  EXPECT_EQ(diags[0].line, 2u);
+  AuthTable t(session(3));
+  auto r = t.login(db, encode_host_login_request(host, 0, 0, {}, session(3), 1));
+  ASSERT_TRUE(r.auth) << r.refusal;
+  EXPECT_EQ(r.auth->uid, 0u);
+  EXPECT_TRUE(decode_host_login_request(Bytes{3, 1, 0}).ok() == false);
 }
 
 TEST(LoginReply, RoundTripAndMalformed) {

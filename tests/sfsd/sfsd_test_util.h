@@ -211,8 +211,9 @@ class SfsdServer {
     users_[name] = TestUser{name, uid, gid, std::move(key)};
   }
   void remove_user(const std::string& name) { users_.erase(name); }
-  void write_users() {
+  void write_users(const std::string& extra_lines = "") {
     std::ofstream f(users_path_);
+    f << extra_lines;
     for (auto& [n, u] : users_)
       f << sfs::format_user_public_key(u.key->public_key()) << " " << n << " " << u.uid << " " << u.gid << "\n";
   }

@@ -38,6 +38,7 @@ namespace sfs {
 
 inline constexpr std::uint8_t kMsgLoginRequest = 1;
 inline constexpr std::uint8_t kMsgLoginReply = 2;
+inline constexpr std::uint8_t kMsgHostLoginRequest = 3;
 inline constexpr std::uint8_t kLoginVersion = 1;
 inline constexpr std::size_t kMaxUserNameChars = 32;
 inline constexpr std::size_t kMaxGroups = 16;  // AUTH_UNIX carries at most 16 [RFC 5531] App. A
@@ -55,6 +56,26 @@ struct LoginRequest {
 Bytes encode_login_request(const UserKey& key, std::string_view user, const SessionId& session,
                            std::uint64_t seqno);
 Result<LoginRequest> decode_login_request(ByteSpan message);
+
+// A trusted client host speaking for one of its local users (docs/protocol.md,
+// "Host logins"): the host's key signs
+//     "sfs host login v1" || session id || u64 seqno || u32 uid || u32 gid
+//     || u8 n || n x u32 gid
+// and the server accepts it only for a host its user database lists, and
+// only for uids and gids in the ranges listed for that host.
+struct HostLoginRequest {
+  std::uint64_t seqno = 0;
+  UserPublicKey host;
+  std::uint32_t uid = kNobody;
+  std::uint32_t gid = kNobody;
+  std::vector<std::uint32_t> groups;  // at most kMaxGroups
+  Signature signature{};
+};
+
+Bytes encode_host_login_request(const UserKey& host_key, std::uint32_t uid, std::uint32_t gid,
+                                const std::vector<std::uint32_t>& groups, const SessionId& session,
+                                std::uint64_t seqno);
+Result<HostLoginRequest> decode_host_login_request(ByteSpan message);
 
 struct LoginReply {
   bool accepted = false;
@@ -76,6 +97,16 @@ struct UserEntry {
   std::vector<std::uint32_t> groups;
 };
 
+// A trusted client host: `host ed25519:KEY NAME UIDS GIDS` in the user
+// database, UIDS and GIDS as LO-HI (or one id). uid 0 only if UIDS says so.
+struct HostEntry {
+  UserPublicKey key;
+  std::string name;
+  std::uint32_t uid_lo = 0, uid_hi = 0;
+  std::uint32_t gid_lo = 0, gid_hi = 0;
+  bool allows(std::uint32_t uid, std::uint32_t gid, const std::vector<std::uint32_t>& groups) const;
+};
+
 struct DbDiagnostic {
   std::size_t line = 0;
   std::string message;
@@ -89,10 +120,13 @@ class UserDb {
   static Result<UserDb> load(const std::string& path, std::vector<DbDiagnostic>* diagnostics);
 
   const UserEntry* find(const UserPublicKey& key) const;
+  const HostEntry* find_host(const UserPublicKey& key) const;
   std::size_t size() const { return by_key_.size(); }
+  std::size_t hosts() const { return hosts_.size(); }
 
  private:
   std::map<Key32, UserEntry> by_key_;
+  std::map<Key32, HostEntry> hosts_;
 };
 
 struct AuthResult {
@@ -102,6 +136,7 @@ struct AuthResult {
   std::uint32_t gid = kNobody;
   std::vector<std::uint32_t> groups;
   std::string user;
+  bool host = false;  // a trusted host's login for one of its users
 };
 
 struct LoginOutcome {
@@ -130,6 +165,10 @@ class AuthTable {
 
  private:
   LoginOutcome refuse(std::string why);
+  LoginOutcome host_login(const UserDb& db, ByteSpan request);
+  // The replay window and the login cap, shared by both kinds; "" if fresh.
+  std::string admit(std::uint64_t seqno, const std::string& who);
+  LoginOutcome accept(AuthResult a);
 
   SessionId session_;
   std::size_t max_logins_;
