@@ -22,7 +22,8 @@
 // to k CPUs. `--copies k`: k sfsd processes with --threads 1, each pinned
 // to its own CPU, same export, own ports; client i uses copy i mod k (the
 // paper's N-copy upper bound). `--all`: 1 thread, 2 threads and 2 copies,
-// interleaved (the order rotates each round), for --rounds R.
+// interleaved (the order rotates each round), for --rounds R; `--configs
+// t1,t2,c2` picks the interleaved set (tK: K threads, cK: K copies).
 //
 // Figures: MB/s = 10^6 bytes per second, all clients' bytes over the time
 // until the last client finished. CPU seconds are utime+stime deltas from
@@ -33,13 +34,16 @@
 //
 // Options:
 //   --clients M (4)  --depth K (4)  --chunk S (1M)  --size BYTES (256M per file)
-//   --server-threads k (2)  --copies k  --all  --rounds R (3)
+//   --server-threads k (2)  --copies k  --all  --configs LIST  --rounds R (3)
 //   --quick          2 clients x 32 MiB, 1 round (smoke run; flags given override)
 //   --json FILE      append one JSON line per run
 //   --aead NAME      offer only chacha20-poly1305 or aes-256-gcm (default: the
 //                    client's default offer, ChaCha20-Poly1305 first)
 //   --client-threads N (0: one per CPU)  --warmup BYTES (32M)
 //   --probe-interval-ms MS (10)  --timeout SECONDS (overall limit; 1800)
+//   --probe-shared   run the probe's connection in the readers' runtime
+//                    (default: a 1-worker runtime of its own, so that its
+//                    round trips measure the server, not this process's queues)
 //   --perf PREFIX    record `perf record -e cpu-clock -g` of the sfsd
 //                    process(es) during each timed phase into PREFIX-<config>-r<round>.data
 //   --perf-dwarf     ... with --call-graph dwarf (callers inside libc/libcrypto)
@@ -64,6 +68,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,7 +95,7 @@ namespace {
   std::fprintf(stderr,
                "read_bench: %s\n"
                "usage: read_bench [--clients M] [--depth K] [--chunk S] [--size BYTES]\n"
-               "                  [--server-threads k | --copies k | --all] [--rounds R] [--quick]\n"
+               "                  [--server-threads k | --copies k | --all | --configs t1,t2,c2] [--rounds R] [--quick]\n"
                "                  [--json FILE] [--aead NAME] [--client-threads N] [--warmup BYTES]\n"
                "                  [--probe-interval-ms MS] [--timeout S] [--perf PREFIX] [--sfsd PATH]\n"
                "                  [--name @HOST%%PORT,HOSTID ... --export-dir DIR [--sfsd-pid P ...] "
@@ -141,6 +146,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--server-threads") o.server_threads = num();
     else if (k == "--copies") o.copies = num();
     else if (k == "--all") o.all = true;
+    else if (k == "--configs") o.configs = val();
     else if (k == "--rounds") o.rounds = num();
     else if (k == "--quick") o.quick = true;
     else if (k == "--json") o.json = val();
@@ -148,6 +154,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--client-threads") o.client_threads = num();
     else if (k == "--warmup") o.warmup = parse_size(val());
     else if (k == "--probe-interval-ms") o.probe_ms = num();
+    else if (k == "--probe-shared") o.probe_shared = true;
     else if (k == "--timeout") o.timeout_s = num();
     else if (k == "--perf") o.perf = val();
     else if (k == "--perf-dwarf") o.perf_dwarf = true;
@@ -173,9 +180,12 @@ Options parse(int argc, char** argv) {
   if (o.clients >= 1000) usage("--clients must be below 1000");
   if (o.chunk > (1u << 20)) usage("--chunk is at most 1M (SFS_NFS3_MAXDATA)");
   if (given["--copies"] && given["--server-threads"]) usage("--copies and --server-threads exclude each other");
-  if (o.all && (given["--copies"] || given["--server-threads"])) usage("--all runs its own configurations");
+  if ((o.all || given["--configs"]) && (given["--copies"] || given["--server-threads"]))
+    usage("--all and --configs choose the configurations themselves");
+  if (o.all && given["--configs"]) usage("--all is --configs t1,t2,c2");
   if (!o.names.empty() && o.export_dir.empty()) usage("--name needs --export-dir");
-  if (!o.names.empty() && (o.all || o.copies)) usage("--all and --copies start their own servers; not with --name");
+  if (!o.names.empty() && (o.all || o.copies || given["--configs"]))
+    usage("--all, --configs and --copies start their own servers; not with --name");
   if (!o.aead.empty() && !sfs::aead_from_name(o.aead)) usage("unknown --aead " + o.aead);
   return o;
 }
@@ -222,7 +232,8 @@ struct Env {
   Options opt;
   std::string export_dir, backend_url, dir;  // dir: keys, users, logs
   pid_t ganesha_pid = 0;
-  asmp::Runtime* rt = nullptr;
+  asmp::Runtime* rt = nullptr;        // the readers'
+  asmp::Runtime* probe_rt = nullptr;  // the probe's
   std::vector<int> cpus;
 };
 
@@ -334,7 +345,7 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
 
   auto shutting = std::make_shared<std::atomic<bool>>(false);
   std::vector<std::shared_ptr<fs::FileClient>> clients;
-  auto conn = [&](unsigned server, asmp::color_t color, std::shared_ptr<fs::FileClient>* c) {
+  auto conn = [&](asmp::Runtime& rt, unsigned server, asmp::color_t color, std::shared_ptr<fs::FileClient>* c) {
     auto name = sfs::parse_name(servers.names[server]);
     if (!name) {
       *err = "bad name '" + servers.names[server] + "': " + name.error();
@@ -347,7 +358,7 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
     fo.log = [shutting](const std::string& line) {
       if (!*shutting) std::fprintf(stderr, "read_bench: client: %s\n", line.c_str());
     };
-    auto r = connect_sync(std::move(fo), std::chrono::seconds(20));
+    auto r = connect_sync(rt, std::move(fo), std::chrono::seconds(20));
     if (!r.ok()) {
       *err = "connect to " + servers.names[server] + ": " + r.error();
       return false;
@@ -359,7 +370,7 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   std::vector<fs::Handle> fhs;
   for (unsigned i = 0; i < o.clients; ++i) {
     std::shared_ptr<fs::FileClient> c;
-    if (!conn(i % servers.names.size(), 1 + i, &c)) return false;
+    if (!conn(*env.rt, i % servers.names.size(), 1 + i, &c)) return false;
     auto fh = lookup_sync(*c, c->root().fh, file_name(i));
     if (!fh.ok()) {
       *err = fh.error();
@@ -371,7 +382,7 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
                             std::string(sfs::aead_impl_name(c->session().impl())) + ")";
   }
   std::shared_ptr<fs::FileClient> probe_client;
-  if (!conn(o.clients % servers.names.size(), 1000, &probe_client)) return false;
+  if (!conn(*env.probe_rt, o.clients % servers.names.size(), 1000, &probe_client)) return false;
   auto probe_fh = lookup_sync(*probe_client, probe_client->root().fh, "probe.dat");
   if (!probe_fh.ok()) {
     *err = probe_fh.error();
@@ -400,6 +411,13 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   std::vector<std::shared_ptr<Reader>> warm, readers;
   if (o.warmup && !stream(std::min(o.warmup, o.size), &warm)) return false;
 
+  // The probe alone first: its round trip with nothing else going on.
+  auto idle = std::make_shared<Probe>(probe_client, probe_fh.value(), 1000, std::chrono::milliseconds(o.probe_ms));
+  idle->start(*env.probe_rt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30 * o.probe_ms));
+  unsigned idle_failures = 0;
+  out->probe_idle = summarize_latency(idle->stop(&idle_failures));
+
   Child perf;
   const std::string perf_file = o.perf + "-" + cfg.key() + "-r" + std::to_string(round) + ".data";
   const bool perf_on = start_perf(env, servers, perf_file, &perf);
@@ -407,7 +425,7 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   const double load1 = load_average();
   const CpuSnap c0 = snap(env, servers);
   const auto t0 = Clock::now();
-  probe->start(*env.rt);
+  probe->start(*env.probe_rt);
   const bool ok = stream(o.size, &readers);
   const auto t1 = Clock::now();
   const CpuSnap c1 = snap(env, servers);
@@ -435,7 +453,8 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   out->client_mb_per_s_min = slowest;
   out->client_mb_per_s_max = fastest;
   out->probe = summarize_latency(lat);
-  out->probe_failures = probe_failures;
+  out->probe_failures += idle_failures;
+  out->probe_failures += probe_failures;
 
   // Closing the clients first lets each sfsd drain at once on SIGTERM.
   *shutting = true;
@@ -450,12 +469,34 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   return true;
 }
 
+ServerConfig threads_config(unsigned k) {
+  return {std::to_string(k) + (k == 1 ? " thread" : " threads"), "sfsd", k, 1};
+}
+ServerConfig copies_config(unsigned k) {
+  return {std::to_string(k) + (k == 1 ? " copy" : " copies"), "sfsd-ncopy", 1, k};
+}
+
 std::vector<ServerConfig> configurations(const Options& o) {
   if (!o.names.empty()) return {ServerConfig{"running", "sfsd", 0, static_cast<unsigned>(o.names.size())}};
-  if (o.all) return {{"1 thread", "sfsd", 1, 1}, {"2 threads", "sfsd", 2, 1}, {"2 copies", "sfsd-ncopy", 1, 2}};
-  if (o.copies) return {{std::to_string(o.copies) + " copies", "sfsd-ncopy", 1, o.copies}};
-  return {{std::to_string(o.server_threads) + (o.server_threads == 1 ? " thread" : " threads"), "sfsd",
-           o.server_threads, 1}};
+  if (o.all) return {threads_config(1), threads_config(2), copies_config(2)};
+  if (!o.configs.empty()) {
+    // "t1,t2,c2": k threads / k copies, interleaved as --all does.
+    std::vector<ServerConfig> out;
+    std::size_t at = 0;
+    while (at <= o.configs.size()) {
+      std::size_t end = o.configs.find(',', at);
+      if (end == std::string::npos) end = o.configs.size();
+      const std::string tok = o.configs.substr(at, end - at);
+      char* e = nullptr;
+      const unsigned long k = tok.size() > 1 ? std::strtoul(tok.c_str() + 1, &e, 10) : 0;
+      if (!k || !e || *e || (tok[0] != 't' && tok[0] != 'c')) usage("bad --configs entry '" + tok + "'");
+      out.push_back(tok[0] == 't' ? threads_config(static_cast<unsigned>(k)) : copies_config(static_cast<unsigned>(k)));
+      at = end + 1;
+    }
+    return out;
+  }
+  if (o.copies) return {copies_config(o.copies)};
+  return {threads_config(o.server_threads)};
 }
 
 // The files, keys and user database; ganesha unless given running servers.
@@ -562,6 +603,18 @@ int main(int argc, char** argv) {
       asmp::Runtime rt(ro);
       env.rt = &rt;
       std::thread loop([&] { rt.run(); });
+      // The probe's own single-worker runtime, so that its round trips
+      // measure the server and not the queues of the busy clients'
+      // workers in this process (--probe-shared: the clients' runtime).
+      std::optional<asmp::Runtime> prt;
+      std::thread probe_loop;
+      if (o.probe_shared) {
+        env.probe_rt = &rt;
+      } else {
+        prt.emplace(asmp::RuntimeOptions{.threads = 1});
+        env.probe_rt = &*prt;
+        probe_loop = std::thread([&] { prt->run(); });
+      }
       std::FILE* json = o.json.empty() ? nullptr : std::fopen(o.json.c_str(), "a");
       unsigned run_no = 0;
       for (unsigned round = 1; rc == 0 && round <= o.rounds; ++round) {
@@ -586,6 +639,10 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(50ms);  // let the clients' closes run
       rt.stop();
       loop.join();
+      if (prt) {
+        prt->stop();
+        probe_loop.join();
+      }
     }
     if (rc == 0) print_table(stdout, o, cfgs, results);
     kill_registered_children();  // none, unless a failure left one

@@ -48,12 +48,18 @@ struct Slot {
   }
 };
 
-inline sfs::Result<std::shared_ptr<fs::FileClient>> connect_sync(fs::FileClientOptions o,
+// Connects from a callback of `rt`: the connection belongs to the runtime
+// that is current where it is made (the probe has a runtime of its own).
+inline sfs::Result<std::shared_ptr<fs::FileClient>> connect_sync(asmp::Runtime& rt, fs::FileClientOptions o,
                                                                  std::chrono::milliseconds limit) {
   using R = sfs::Result<std::shared_ptr<fs::FileClient>>;
   Slot<R> s;
   const asmp::color_t c = o.color;
-  fs::FileClient::connect(std::move(o), fs::FileClient::ConnectDone([p = s.p](R r) { p->set_value(std::move(r)); }, c));
+  rt.cpucb(asmp::Closure(
+      [o = std::move(o), p = s.p, c]() mutable {
+        fs::FileClient::connect(std::move(o), fs::FileClient::ConnectDone([p](R r) { p->set_value(std::move(r)); }, c));
+      },
+      c));
   auto r = s.wait(limit);
   if (!r) return sfs::make_error("connect timed out");
   return std::move(*r);

@@ -22,8 +22,8 @@ struct Options {
   unsigned clients = 4, depth = 4, rounds = 3, server_threads = 2, copies = 0, client_threads = 0;
   std::uint64_t size = 256ull << 20, warmup = 32ull << 20;
   std::uint32_t chunk = 1u << 20;
-  bool all = false, quick = false, perf_dwarf = false;
-  std::string json, aead, perf, sfsd, export_dir;
+  bool all = false, quick = false, perf_dwarf = false, probe_shared = false;
+  std::string json, aead, perf, sfsd, export_dir, configs;
   std::vector<std::string> names, sfsd_env, sfsd_args;
   std::vector<pid_t> sfsd_pids, ganesha_pids;
   unsigned probe_ms = 10;
@@ -69,13 +69,16 @@ struct RunResult {
   double seconds = 0;
   double cpu_clients = 0, cpu_sfsd = -1, cpu_ganesha = -1;  // -1: not known
   double client_mb_per_s_min = 0, client_mb_per_s_max = 0;
-  Latency probe;
+  Latency probe, probe_idle;  // while the readers stream; before they start
   unsigned probe_failures = 0;
 
   double mb_per_s() const { return static_cast<double>(bytes) / 1e6 / seconds; }
   double gib() const { return static_cast<double>(bytes) / double(1ull << 30); }
   double cpu_total() const { return cpu_clients + std::max(cpu_sfsd, 0.0) + std::max(cpu_ganesha, 0.0); }
   bool cpu_complete() const { return cpu_sfsd >= 0 && cpu_ganesha >= 0; }
+  // All processes' CPU per GiB; -1 unless every process was counted (a
+  // partial sum would look like a figure).
+  double cpu_per_gib() const { return cpu_complete() ? cpu_total() / gib() : -1; }
 };
 
 inline double load_average() {
@@ -115,11 +118,12 @@ inline std::string num_or_null(double v, const char* fmt = "%.3f") {
 
 inline void print_run(std::FILE* f, const RunResult& r) {
   std::fprintf(f,
-               "  %-10s round %u: %7.0f MB/s, %.2f CPU-s/GiB (clients %.2f s, sfsd %s s, ganesha %s s), "
-               "probe p50 %.2f p99 %.2f max %.2f ms (n=%zu), clients %.0f..%.0f MB/s, load %.2f\n",
-               r.config.label.c_str(), r.round, r.mb_per_s(), r.cpu_total() / r.gib(), r.cpu_clients,
+               "  %-10s round %u: %7.0f MB/s, %s CPU-s/GiB (clients %.2f s, sfsd %s s, ganesha %s s), "
+               "probe p50 %.2f p99 %.2f max %.2f ms (n=%zu; idle p50 %.2f), clients %.0f..%.0f MB/s, load %.2f\n",
+               r.config.label.c_str(), r.round, r.mb_per_s(), num_or_null(r.cpu_per_gib(), "%.2f").c_str(), r.cpu_clients,
                num_or_null(r.cpu_sfsd, "%.2f").c_str(), num_or_null(r.cpu_ganesha, "%.2f").c_str(), r.probe.p50,
-               r.probe.p99, r.probe.max, r.probe.n, r.client_mb_per_s_min, r.client_mb_per_s_max, r.load1);
+               r.probe.p99, r.probe.max, r.probe.n, r.probe_idle.p50, r.client_mb_per_s_min, r.client_mb_per_s_max,
+               r.load1);
 }
 
 inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const char* build) {
@@ -130,13 +134,16 @@ inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const
       "\"aead\":\"%s\",\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.1f,\"cpu_s_per_gib\":%s,"
       "\"cpu_complete\":%s,\"cpu_s\":{\"sfsd\":%s,\"ganesha\":%s,\"clients\":%.3f},"
       "\"probe_p50_ms\":%s,\"probe_p99_ms\":%s,\"probe_max_ms\":%s,\"probe_samples\":%zu,\"probe_failures\":%u,"
+      "\"probe_idle_p50_ms\":%s,\"probe_idle_p99_ms\":%s,\"probe_shared_runtime\":%s,"
       "\"client_mb_per_s_min\":%.1f,\"client_mb_per_s_max\":%.1f,\"build_type\":\"%s\"}\n",
       r.config.impl.c_str(), r.config.label.c_str(), r.round, r.when.c_str(), r.load1, o.clients,
       r.config.threads, r.config.copies, o.depth, o.chunk, static_cast<unsigned long long>(o.size), r.aead.c_str(),
-      static_cast<unsigned long long>(r.bytes), r.seconds, r.mb_per_s(), num_or_null(r.cpu_total() / r.gib()).c_str(),
+      static_cast<unsigned long long>(r.bytes), r.seconds, r.mb_per_s(), num_or_null(r.cpu_per_gib()).c_str(),
       r.cpu_complete() ? "true" : "false", num_or_null(r.cpu_sfsd).c_str(), num_or_null(r.cpu_ganesha).c_str(),
       r.cpu_clients, num_or_null(r.probe.p50).c_str(), num_or_null(r.probe.p99).c_str(),
-      num_or_null(r.probe.max).c_str(), r.probe.n, r.probe_failures, r.client_mb_per_s_min, r.client_mb_per_s_max,
+      num_or_null(r.probe.max).c_str(), r.probe.n, r.probe_failures, num_or_null(r.probe_idle.p50).c_str(),
+      num_or_null(r.probe_idle.p99).c_str(), o.probe_shared ? "true" : "false", r.client_mb_per_s_min,
+      r.client_mb_per_s_max,
       build);
   std::fflush(f);
 }
@@ -164,7 +171,7 @@ inline Summary summarize(const ServerConfig& c, const std::vector<RunResult>& al
     if (r.config.label != c.label) continue;
     s.runs.push_back(&r);
     mb.push_back(r.mb_per_s());
-    cpu.push_back(r.cpu_total() / r.gib());
+    if (r.cpu_complete()) cpu.push_back(r.cpu_per_gib());
     if (r.cpu_sfsd >= 0) sf.push_back(r.cpu_sfsd / r.gib());
     if (r.cpu_ganesha >= 0) ga.push_back(r.cpu_ganesha / r.gib());
     cl.push_back(r.cpu_clients / r.gib());
@@ -203,8 +210,10 @@ inline void print_table(std::FILE* f, const Options& o, const std::vector<Server
   for (auto& c : cfgs) {
     Summary s = summarize(c, results);
     sums.push_back(s);
-    std::fprintf(f, "%-10s %5zu %8.0f %8.0f %8.0f | %9.2f %6.2f %7.2f %7.2f | %9.2f %9.2f %9.2f\n", c.label.c_str(),
-                 s.runs.size(), s.min, s.med, s.max, s.cpu, s.sfsd, s.ganesha, s.clients, s.p50, s.p99, s.p99_worst);
+    auto na = [](double v) { return std::isnan(v) ? std::string("n/a") : num_or_null(v, "%.2f"); };
+    std::fprintf(f, "%-10s %5zu %8.0f %8.0f %8.0f | %9s %6s %7s %7s | %9s %9s %9s\n", c.label.c_str(), s.runs.size(),
+                 s.min, s.med, s.max, na(s.cpu).c_str(), na(s.sfsd).c_str(), na(s.ganesha).c_str(),
+                 na(s.clients).c_str(), na(s.p50).c_str(), na(s.p99).c_str(), na(s.p99_worst).c_str());
   }
   std::fprintf(f, "(MB/s = 10^6 B/s over all clients; CPU-s/GiB = utime+stime of every process per GiB read, "
                   "medians; probe = GETATTR round trip in ms while the readers stream)\n");
@@ -216,18 +225,30 @@ inline void print_table(std::FILE* f, const Options& o, const std::vector<Server
   const Summary* t1 = find("1 thread");
   const Summary* t2 = find("2 threads");
   const Summary* c2 = find("2 copies");
-  if (t1 && t2 && c2) {
-    std::fprintf(f, "ratios of medians: 2 threads / 1 thread = %.2f    2 copies / 1 copy (= 1 thread) = %.2f    "
-                    "2 threads / 2 copies = %.2f\n",
-                 t2->med / t1->med, c2->med / t1->med, t2->med / c2->med);
+  std::string ratios;
+  char b[96];
+  if (t1 && t2) {
+    std::snprintf(b, sizeof b, "2 threads / 1 thread = %.2f    ", t2->med / t1->med);
+    ratios += b;
+  }
+  if (t1 && c2) {
+    std::snprintf(b, sizeof b, "2 copies / 1 copy (= 1 thread) = %.2f    ", c2->med / t1->med);
+    ratios += b;
+  }
+  if (t2 && c2) {
+    std::snprintf(b, sizeof b, "2 threads / 2 copies = %.2f", t2->med / c2->med);
+    ratios += b;
+  }
+  if (!ratios.empty()) std::fprintf(f, "ratios of medians: %s\n", ratios.c_str());
+  if (t2 && c2) {
     std::fprintf(f, "2 threads / 2 copies per round:");
     for (unsigned r = 1; r <= o.rounds; ++r) {
-      const RunResult *a = nullptr, *b = nullptr;
+      const RunResult *a = nullptr, *c = nullptr;
       for (auto* x : t2->runs)
         if (x->round == r) a = x;
       for (auto* x : c2->runs)
-        if (x->round == r) b = x;
-      if (a && b) std::fprintf(f, " %.2f", a->mb_per_s() / b->mb_per_s());
+        if (x->round == r) c = x;
+      if (a && c) std::fprintf(f, " %.2f", a->mb_per_s() / c->mb_per_s());
     }
     std::fprintf(f, "\n");
     std::fprintf(f, "target: 2 threads >= 0.9x the 2-copy bound: %.2f, %s\n", t2->med / c2->med,
