@@ -296,11 +296,16 @@ bool start_servers(const Env& env, const ServerConfig& cfg, unsigned run_no, Ser
 struct CpuSnap {
   double clients = 0, sfsd = 0, ganesha = 0;
   bool sfsd_known = true, ganesha_known = true;
+  MachineCpu machine;
+  std::map<pid_t, double> sfsd_threads;
 };
 
 CpuSnap snap(const Env& env, const Servers& s) {
   CpuSnap c;
+  c.machine = machine_cpu();
   c.clients = cpu_seconds_of(::getpid());
+  for (pid_t p : s.pids)
+    for (auto [tid, v] : thread_cpu_seconds(p)) c.sfsd_threads[tid] = v;
   if (s.pids.empty()) c.sfsd_known = false;
   for (pid_t p : s.pids) {
     double v = cpu_seconds_of(p);
@@ -444,6 +449,13 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   out->cpu_clients = c1.clients - c0.clients;
   out->cpu_sfsd = c1.sfsd_known && c0.sfsd_known ? c1.sfsd - c0.sfsd : -1;
   out->cpu_ganesha = c1.ganesha_known && c0.ganesha_known ? c1.ganesha - c0.ganesha : -1;
+  for (auto [tid, v] : c1.sfsd_threads)
+    if (auto it = c0.sfsd_threads.find(tid); it != c0.sfsd_threads.end())
+      out->sfsd_thread_util.push_back((v - it->second) / out->seconds);
+  std::sort(out->sfsd_thread_util.rbegin(), out->sfsd_thread_util.rend());
+  out->steal_s = c1.machine.steal - c0.machine.steal;
+  if (out->cpu_complete() && env.opt.names.empty())
+    out->others_cpu_s = (c1.machine.busy - c0.machine.busy) - out->cpu_total();
   double slowest = 1e300, fastest = 0;
   for (auto& r : readers) {
     double mbps = static_cast<double>(r->bytes()) / 1e6 / std::chrono::duration<double>(r->finished() - t0).count();

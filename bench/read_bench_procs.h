@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -54,6 +55,52 @@ inline double cpu_seconds_of(pid_t pid) {
   // state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
   if (std::sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
   return static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// utime + stime of every thread of pid, by thread id (the busiest thread
+// of sfsd tells whether one color, e.g. one connection's sealing, is the
+// limit: a worker near 100% of the wall time is).
+inline std::vector<std::pair<pid_t, double>> thread_cpu_seconds(pid_t pid) {
+  std::vector<std::pair<pid_t, double>> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const pid_t tid = static_cast<pid_t>(std::strtol(e.path().filename().c_str(), nullptr, 10));
+    char path[96];
+    std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(pid), static_cast<int>(tid));
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) continue;
+    char buf[1024];
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* p = std::strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (p && std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+      out.emplace_back(tid, static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK)));
+  }
+  return out;
+}
+
+// The whole machine's CPU time so far from /proc/stat: busy (user, nice,
+// system, irq, softirq) and steal, in seconds. Busy minus our processes'
+// CPU is what everything else on the machine (other sessions) used.
+struct MachineCpu {
+  double busy = 0, steal = 0;
+};
+inline MachineCpu machine_cpu() {
+  MachineCpu m;
+  std::FILE* f = std::fopen("/proc/stat", "r");
+  if (!f) return m;
+  unsigned long long v[8] = {};
+  if (std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                  &v[7]) == 8) {
+    const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+    m.busy = static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
+    m.steal = static_cast<double>(v[7]) / hz;
+  }
+  std::fclose(f);
+  return m;
 }
 
 // True if pid exists and is not a zombie (an exited process that its

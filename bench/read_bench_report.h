@@ -69,10 +69,14 @@ struct RunResult {
   double seconds = 0;
   double cpu_clients = 0, cpu_sfsd = -1, cpu_ganesha = -1;  // -1: not known
   double client_mb_per_s_min = 0, client_mb_per_s_max = 0;
+  std::vector<double> sfsd_thread_util;  // CPU / wall time of each sfsd thread, busiest first
+  double others_cpu_s = -1;              // the rest of the machine (other sessions), -1 unknown
+  double steal_s = 0;                    // the hypervisor's
   Latency probe, probe_idle;  // while the readers stream; before they start
   unsigned probe_failures = 0;
 
   double mb_per_s() const { return static_cast<double>(bytes) / 1e6 / seconds; }
+  double others_cores() const { return others_cpu_s < 0 ? -1 : others_cpu_s / seconds; }
   double gib() const { return static_cast<double>(bytes) / double(1ull << 30); }
   double cpu_total() const { return cpu_clients + std::max(cpu_sfsd, 0.0) + std::max(cpu_ganesha, 0.0); }
   bool cpu_complete() const { return cpu_sfsd >= 0 && cpu_ganesha >= 0; }
@@ -116,14 +120,29 @@ inline std::string num_or_null(double v, const char* fmt = "%.3f") {
   return b;
 }
 
+// "93% 41%": the two busiest sfsd threads' CPU share of the run.
+inline std::string utils(const RunResult& r) {
+  std::string s;
+  for (std::size_t i = 0; i < r.sfsd_thread_util.size() && i < 2; ++i)
+    s += (i ? " " : "") + std::to_string(static_cast<int>(std::lround(100 * r.sfsd_thread_util[i]))) + "%";
+  return s.empty() ? "n/a" : s;
+}
+
 inline void print_run(std::FILE* f, const RunResult& r) {
   std::fprintf(f,
                "  %-10s round %u: %7.0f MB/s, %s CPU-s/GiB (clients %.2f s, sfsd %s s, ganesha %s s), "
-               "probe p50 %.2f p99 %.2f max %.2f ms (n=%zu; idle p50 %.2f), clients %.0f..%.0f MB/s, load %.2f\n",
+               "probe p50 %.2f p99 %.2f max %.2f ms (n=%zu; idle p50 %.2f), clients %.0f..%.0f MB/s, load %.2f, "
+               "others %s cores, busiest sfsd threads %s\n",
                r.config.label.c_str(), r.round, r.mb_per_s(), num_or_null(r.cpu_per_gib(), "%.2f").c_str(), r.cpu_clients,
                num_or_null(r.cpu_sfsd, "%.2f").c_str(), num_or_null(r.cpu_ganesha, "%.2f").c_str(), r.probe.p50,
                r.probe.p99, r.probe.max, r.probe.n, r.probe_idle.p50, r.client_mb_per_s_min, r.client_mb_per_s_max,
-               r.load1);
+               r.load1, num_or_null(r.others_cores(), "%.2f").c_str(), utils(r).c_str());
+}
+
+inline std::string join(const std::vector<double>& v) {
+  std::string s;
+  for (double x : v) s += (s.empty() ? "" : ",") + num_or_null(x);
+  return s;
 }
 
 inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const char* build) {
@@ -135,7 +154,8 @@ inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const
       "\"cpu_complete\":%s,\"cpu_s\":{\"sfsd\":%s,\"ganesha\":%s,\"clients\":%.3f},"
       "\"probe_p50_ms\":%s,\"probe_p99_ms\":%s,\"probe_max_ms\":%s,\"probe_samples\":%zu,\"probe_failures\":%u,"
       "\"probe_idle_p50_ms\":%s,\"probe_idle_p99_ms\":%s,\"probe_shared_runtime\":%s,"
-      "\"client_mb_per_s_min\":%.1f,\"client_mb_per_s_max\":%.1f,\"build_type\":\"%s\"}\n",
+      "\"client_mb_per_s_min\":%.1f,\"client_mb_per_s_max\":%.1f,\"others_cpu_s\":%s,\"steal_s\":%.3f,"
+      "\"sfsd_thread_util\":[%s],\"build_type\":\"%s\"}\n",
       r.config.impl.c_str(), r.config.label.c_str(), r.round, r.when.c_str(), r.load1, o.clients,
       r.config.threads, r.config.copies, o.depth, o.chunk, static_cast<unsigned long long>(o.size), r.aead.c_str(),
       static_cast<unsigned long long>(r.bytes), r.seconds, r.mb_per_s(), num_or_null(r.cpu_per_gib()).c_str(),
@@ -143,7 +163,7 @@ inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const
       r.cpu_clients, num_or_null(r.probe.p50).c_str(), num_or_null(r.probe.p99).c_str(),
       num_or_null(r.probe.max).c_str(), r.probe.n, r.probe_failures, num_or_null(r.probe_idle.p50).c_str(),
       num_or_null(r.probe_idle.p99).c_str(), o.probe_shared ? "true" : "false", r.client_mb_per_s_min,
-      r.client_mb_per_s_max,
+      r.client_mb_per_s_max, num_or_null(r.others_cpu_s).c_str(), r.steal_s, join(r.sfsd_thread_util).c_str(),
       build);
   std::fflush(f);
 }
@@ -161,12 +181,13 @@ struct Summary {
   double min = NAN, med = NAN, max = NAN;               // MB/s
   double cpu = NAN, sfsd = NAN, ganesha = NAN, clients = NAN;  // CPU-s/GiB, medians
   double p50 = NAN, p99 = NAN, p99_worst = NAN;         // ms
+  double others = NAN, top_thread = NAN;                // cores; busiest sfsd thread's share
 };
 
 inline Summary summarize(const ServerConfig& c, const std::vector<RunResult>& all) {
   Summary s;
   s.config = c;
-  std::vector<double> mb, cpu, sf, ga, cl, p50, p99;
+  std::vector<double> mb, cpu, sf, ga, cl, p50, p99, oth, top;
   for (auto& r : all) {
     if (r.config.label != c.label) continue;
     s.runs.push_back(&r);
@@ -175,6 +196,8 @@ inline Summary summarize(const ServerConfig& c, const std::vector<RunResult>& al
     if (r.cpu_sfsd >= 0) sf.push_back(r.cpu_sfsd / r.gib());
     if (r.cpu_ganesha >= 0) ga.push_back(r.cpu_ganesha / r.gib());
     cl.push_back(r.cpu_clients / r.gib());
+    if (r.others_cpu_s >= 0) oth.push_back(r.others_cores());
+    if (!r.sfsd_thread_util.empty()) top.push_back(r.sfsd_thread_util.front());
     if (r.probe.n) {
       p50.push_back(r.probe.p50);
       p99.push_back(r.probe.p99);
@@ -190,6 +213,8 @@ inline Summary summarize(const ServerConfig& c, const std::vector<RunResult>& al
   s.clients = median(cl);
   s.p50 = median(p50);
   s.p99 = median(p99);
+  s.others = median(oth);
+  s.top_thread = median(top);
   if (!p99.empty()) s.p99_worst = *std::max_element(p99.begin(), p99.end());
   return s;
 }
@@ -204,19 +229,22 @@ inline void print_table(std::FILE* f, const Options& o, const std::vector<Server
                "%s\n",
                o.clients, static_cast<unsigned long long>(o.size >> 20), o.depth, o.chunk >> 10, aead.c_str(),
                o.rounds, results.empty() ? "" : ("first run " + results.front().when).c_str());
-  std::fprintf(f, "%-10s %5s %8s %8s %8s | %9s %6s %7s %7s | %9s %9s %9s\n", "config", "runs", "min MB/s",
-               "median", "max", "CPU-s/GiB", "sfsd", "ganesha", "clients", "probe p50", "p99 (med)", "p99 worst");
+  std::fprintf(f, "%-10s %4s %8s %6s %6s | %9s %5s %7s %7s | %9s %9s %9s | %6s %7s\n", "config", "runs",
+               "min MB/s", "median", "max", "CPU-s/GiB", "sfsd", "ganesha", "clients", "probe p50", "p99 (med)",
+               "p99 worst", "others", "top thr");
   std::vector<Summary> sums;
   for (auto& c : cfgs) {
     Summary s = summarize(c, results);
     sums.push_back(s);
     auto na = [](double v) { return std::isnan(v) ? std::string("n/a") : num_or_null(v, "%.2f"); };
-    std::fprintf(f, "%-10s %5zu %8.0f %8.0f %8.0f | %9s %6s %7s %7s | %9s %9s %9s\n", c.label.c_str(), s.runs.size(),
-                 s.min, s.med, s.max, na(s.cpu).c_str(), na(s.sfsd).c_str(), na(s.ganesha).c_str(),
-                 na(s.clients).c_str(), na(s.p50).c_str(), na(s.p99).c_str(), na(s.p99_worst).c_str());
+    std::fprintf(f, "%-10s %4zu %8.0f %6.0f %6.0f | %9s %5s %7s %7s | %9s %9s %9s | %6s %6.0f%%\n", c.label.c_str(),
+                 s.runs.size(), s.min, s.med, s.max, na(s.cpu).c_str(), na(s.sfsd).c_str(), na(s.ganesha).c_str(),
+                 na(s.clients).c_str(), na(s.p50).c_str(), na(s.p99).c_str(), na(s.p99_worst).c_str(),
+                 na(s.others).c_str(), 100 * s.top_thread);
   }
   std::fprintf(f, "(MB/s = 10^6 B/s over all clients; CPU-s/GiB = utime+stime of every process per GiB read, "
-                  "medians; probe = GETATTR round trip in ms while the readers stream)\n");
+                  "medians; probe = GETATTR round trip in ms while the readers stream; others = cores used by "
+                  "everything else on the machine; top thr = the busiest sfsd thread's CPU share)\n");
   auto find = [&](const char* label) -> const Summary* {
     for (auto& s : sums)
       if (s.config.label == label && !s.runs.empty()) return &s;
