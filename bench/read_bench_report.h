@@ -1,5 +1,4 @@
-// read_bench_report.h: read_bench's options and figures (used only by
-// read_bench.cc): what one run measured, the per-configuration summary
+// read_bench_report.h: read_bench's figures (used only by read_bench.cc): what one run measured, the per-configuration summary
 // (min/median/max over rounds), the table with the ratios and the issue's
 // targets, and one JSON line per run.
 #pragma once
@@ -16,30 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "read_bench_options.h"
+
 namespace readbench {
 
-struct Options {
-  unsigned clients = 4, depth = 4, rounds = 3, server_threads = 2, copies = 0, client_threads = 0;
-  std::uint64_t size = 256ull << 20, warmup = 32ull << 20;
-  std::uint32_t chunk = 1u << 20;
-  bool all = false, quick = false, perf_dwarf = false, probe_shared = false;
-  std::string json, aead, perf, sfsd, export_dir, configs;
-  std::vector<std::string> names, sfsd_env, sfsd_args;
-  std::vector<pid_t> sfsd_pids, ganesha_pids;
-  unsigned probe_ms = 10;
-  unsigned timeout_s = 1800;
-};
 
-struct ServerConfig {
-  std::string label;  // "1 thread", "2 threads", "2 copies"
-  std::string impl;   // "sfsd" (one process) or "sfsd-ncopy" (single-thread copies)
-  unsigned threads = 1, copies = 1;
-  std::string key() const {  // label for file names
-    std::string k = label;
-    std::replace(k.begin(), k.end(), ' ', '-');
-    return k;
-  }
-};
 
 struct Latency {
   std::size_t n = 0;
