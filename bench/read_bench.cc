@@ -197,14 +197,23 @@ struct CpuSnap {
   bool sfsd_known = true, ganesha_known = true;
   MachineCpu machine;
   std::map<pid_t, double> sfsd_threads;
+  SchedInfo sfsd_sched;
+  double runq_wait_s = 0;  // every process of ours
 };
 
 CpuSnap snap(const Env& env, const Servers& s) {
   CpuSnap c;
   c.machine = machine_cpu();
   c.clients = cpu_seconds_of(::getpid());
-  for (pid_t p : s.pids)
+  for (pid_t p : s.pids) {
     for (auto [tid, v] : thread_cpu_seconds(p)) c.sfsd_threads[tid] = v;
+    SchedInfo si = sched_info(p);
+    c.sfsd_sched.runq_wait_s += si.runq_wait_s;
+    c.sfsd_sched.voluntary += si.voluntary;
+    c.sfsd_sched.involuntary += si.involuntary;
+  }
+  c.runq_wait_s = c.sfsd_sched.runq_wait_s + sched_info(::getpid()).runq_wait_s +
+                  (env.ganesha_pid ? sched_info(env.ganesha_pid).runq_wait_s : 0);
   if (s.pids.empty()) c.sfsd_known = false;
   for (pid_t p : s.pids) {
     double v = cpu_seconds_of(p);
@@ -353,6 +362,10 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
       out->sfsd_thread_util.push_back((v - it->second) / out->seconds);
   std::sort(out->sfsd_thread_util.rbegin(), out->sfsd_thread_util.rend());
   out->steal_s = c1.machine.steal - c0.machine.steal;
+  out->runq_wait_s = c1.runq_wait_s - c0.runq_wait_s;
+  out->sfsd_runq_wait_s = c1.sfsd_sched.runq_wait_s - c0.sfsd_sched.runq_wait_s;
+  out->sfsd_sleeps = c1.sfsd_sched.voluntary - c0.sfsd_sched.voluntary;
+  out->sfsd_preempted = c1.sfsd_sched.involuntary - c0.sfsd_sched.involuntary;
   if (out->cpu_complete() && env.opt.names.empty())
     out->others_cpu_s = (c1.machine.busy - c0.machine.busy) - out->cpu_total();
   double slowest = 1e300, fastest = 0;

@@ -82,6 +82,39 @@ inline std::vector<std::pair<pid_t, double>> thread_cpu_seconds(pid_t pid) {
   return out;
 }
 
+// Scheduler counters of all threads of pid: time runnable but waiting for
+// a CPU (/proc/PID/task/TID/schedstat, field 2) and voluntary context
+// switches (sleeps: each hop to a sleeping worker wakes it). The first
+// says how much the machine's other load delayed us; the second how often
+// a thread went to sleep and had to be woken.
+struct SchedInfo {
+  double runq_wait_s = 0;
+  unsigned long long voluntary = 0, involuntary = 0;
+};
+inline SchedInfo sched_info(pid_t pid) {
+  SchedInfo si;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string t = e.path().string();
+    if (std::FILE* f = std::fopen((t + "/schedstat").c_str(), "r")) {
+      unsigned long long run = 0, wait = 0;
+      if (std::fscanf(f, "%llu %llu", &run, &wait) == 2) si.runq_wait_s += static_cast<double>(wait) / 1e9;
+      std::fclose(f);
+    }
+    if (std::FILE* f = std::fopen((t + "/status").c_str(), "r")) {
+      char line[256];
+      unsigned long long v = 0;
+      while (std::fgets(line, sizeof line, f)) {
+        if (std::sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1) si.voluntary += v;
+        else if (std::sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1) si.involuntary += v;
+      }
+      std::fclose(f);
+    }
+  }
+  return si;
+}
+
 // The whole machine's CPU time so far from /proc/stat: busy (user, nice,
 // system, irq, softirq) and steal, in seconds. Busy minus our processes'
 // CPU is what everything else on the machine (other sessions) used.

@@ -52,6 +52,9 @@ struct RunResult {
   std::vector<double> sfsd_thread_util;  // CPU / wall time of each sfsd thread, busiest first
   double others_cpu_s = -1;              // the rest of the machine (other sessions), -1 unknown
   double steal_s = 0;                    // the hypervisor's
+  double runq_wait_s = 0;                // our processes' threads runnable, waiting for a CPU
+  double sfsd_runq_wait_s = 0;
+  unsigned long long sfsd_sleeps = 0, sfsd_preempted = 0;  // voluntary / involuntary switches
   Latency probe, probe_idle;  // while the readers stream; before they start
   unsigned probe_failures = 0;
 
@@ -112,11 +115,13 @@ inline void print_run(std::FILE* f, const RunResult& r) {
   std::fprintf(f,
                "  %-10s round %u: %7.0f MB/s, %s CPU-s/GiB (clients %.2f s, sfsd %s s, ganesha %s s), "
                "probe p50 %.2f p99 %.2f max %.2f ms (n=%zu; idle p50 %.2f), clients %.0f..%.0f MB/s, load %.2f, "
-               "others %s cores, busiest sfsd threads %s\n",
+               "others %s cores, busiest sfsd threads %s, waiting for a CPU %.2f s (sfsd %.2f s), "
+               "sfsd sleeps %llu preempted %llu\n",
                r.config.label.c_str(), r.round, r.mb_per_s(), num_or_null(r.cpu_per_gib(), "%.2f").c_str(), r.cpu_clients,
                num_or_null(r.cpu_sfsd, "%.2f").c_str(), num_or_null(r.cpu_ganesha, "%.2f").c_str(), r.probe.p50,
                r.probe.p99, r.probe.max, r.probe.n, r.probe_idle.p50, r.client_mb_per_s_min, r.client_mb_per_s_max,
-               r.load1, num_or_null(r.others_cores(), "%.2f").c_str(), utils(r).c_str());
+               r.load1, num_or_null(r.others_cores(), "%.2f").c_str(), utils(r).c_str(), r.runq_wait_s,
+               r.sfsd_runq_wait_s, r.sfsd_sleeps, r.sfsd_preempted);
 }
 
 inline std::string join(const std::vector<double>& v) {
@@ -135,7 +140,8 @@ inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const
       "\"probe_p50_ms\":%s,\"probe_p99_ms\":%s,\"probe_max_ms\":%s,\"probe_samples\":%zu,\"probe_failures\":%u,"
       "\"probe_idle_p50_ms\":%s,\"probe_idle_p99_ms\":%s,\"probe_shared_runtime\":%s,"
       "\"client_mb_per_s_min\":%.1f,\"client_mb_per_s_max\":%.1f,\"others_cpu_s\":%s,\"steal_s\":%.3f,"
-      "\"sfsd_thread_util\":[%s],\"build_type\":\"%s\"}\n",
+      "\"sfsd_thread_util\":[%s],\"runq_wait_s\":%.3f,\"sfsd_runq_wait_s\":%.3f,\"sfsd_sleeps\":%llu,"
+      "\"sfsd_preempted\":%llu,\"build_type\":\"%s\"}\n",
       r.config.impl.c_str(), r.config.label.c_str(), r.round, r.when.c_str(), r.load1, o.clients,
       r.config.threads, r.config.copies, o.depth, o.chunk, static_cast<unsigned long long>(o.size), r.aead.c_str(),
       static_cast<unsigned long long>(r.bytes), r.seconds, r.mb_per_s(), num_or_null(r.cpu_per_gib()).c_str(),
@@ -144,7 +150,7 @@ inline void write_json(std::FILE* f, const Options& o, const RunResult& r, const
       num_or_null(r.probe.max).c_str(), r.probe.n, r.probe_failures, num_or_null(r.probe_idle.p50).c_str(),
       num_or_null(r.probe_idle.p99).c_str(), o.probe_shared ? "true" : "false", r.client_mb_per_s_min,
       r.client_mb_per_s_max, num_or_null(r.others_cpu_s).c_str(), r.steal_s, join(r.sfsd_thread_util).c_str(),
-      build);
+      r.runq_wait_s, r.sfsd_runq_wait_s, r.sfsd_sleeps, r.sfsd_preempted, build);
   std::fflush(f);
 }
 
