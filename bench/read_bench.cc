@@ -88,7 +88,6 @@
 namespace readbench {
 namespace {
 
-
 // Each 8-byte word holds word_at(file, its offset), so any chunk can be
 // checked without keeping the file in memory. Kept if it already has that
 // size and first word.
@@ -430,7 +429,9 @@ bool prepare(Env& env, sfs_test::GaneshaServer& ganesha, std::string* err) {
     env.export_dir = o.export_dir;
   }
   env.export_dir = std::filesystem::canonical(env.export_dir).string();
-  ::chmod(env.export_dir.c_str(), 0755);
+  // Anonymous readers must get through our own export's root; someone
+  // else's (--export-dir) is left as it is.
+  if (o.names.empty()) ::chmod(env.export_dir.c_str(), 0755);
   std::fprintf(stderr, "read_bench: %u files of %llu MiB in %s (made once, then read locally to cache them)\n",
                o.clients, static_cast<unsigned long long>(o.size >> 20), env.export_dir.c_str());
   try {
