@@ -110,6 +110,11 @@ std::vector<AeadAlg> default_cipher_offer() {
   return {AeadAlg::kChaCha20Poly1305, AeadAlg::kAes256Gcm};
 }
 
+std::vector<AeadAlg> measured_cipher_offer() {
+  if (faster_aead() == AeadAlg::kAes256Gcm) return {AeadAlg::kAes256Gcm, AeadAlg::kChaCha20Poly1305};
+  return default_cipher_offer();
+}
+
 SecureChannel make_channel(const SessionKeys& keys, Role role, AeadImplChoice impl,
                            const ChannelConfig& config) {
   const AeadImpl chosen = choose_aead_impl(keys.alg, impl);

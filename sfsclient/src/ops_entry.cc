@@ -139,16 +139,20 @@ void SfsFs::getattr(fuse_req_t req, fuse_ino_t ino) {
     return reply_attr(req, *in, seconds_left(in->attr_until, now));
   }
   const Handle fh = in->fh;
-  call<SFS_NFSPROC3_GETATTR>(
-      req, in->server, [fh](sfs_GETATTR3args& a) { a.object = FileClient::wire(fh); },
-      [this, req, ino](sfs::fs::Reply<sfs_GETATTR3res> r, Clock::time_point sent) {
-        Inode* i = inodes_.find(ino);
-        if (!i) return (void)fuse_reply_err(req, ESTALE);
-        if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
-        const auto& f = r->sfs_GETATTR3res_u.resok.obj_attributes;
-        const auto until = inodes_.store_attr(*i, sfs::fs::from_fattr(f), f.change, f.lease_ms, sent);
-        reply_attr(req, *i, seconds_left(until, Clock::now()));
-      });
+  const ServerId sid = in->server;
+  // After this client's writes in flight, so that the size includes them.
+  after_writes(ino, [this, req, ino, fh, sid] {
+    call<SFS_NFSPROC3_GETATTR>(
+        req, sid, [fh](sfs_GETATTR3args& a) { a.object = FileClient::wire(fh); },
+        [this, req, ino](sfs::fs::Reply<sfs_GETATTR3res> r, Clock::time_point sent) {
+          Inode* i = inodes_.find(ino);
+          if (!i) return (void)fuse_reply_err(req, ESTALE);
+          if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
+          const auto& f = r->sfs_GETATTR3res_u.resok.obj_attributes;
+          const auto until = inodes_.store_attr(*i, sfs::fs::from_fattr(f), f.change, f.lease_ms, sent);
+          reply_attr(req, *i, seconds_left(until, Clock::now()));
+        });
+  });
 }
 
 void SfsFs::setattr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set, fuse_file_info*) {
@@ -156,10 +160,13 @@ void SfsFs::setattr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int
   Inode* in = inodes_.find(ino);
   if (!in) return (void)fuse_reply_err(req, ESTALE);
   const Handle fh = in->fh;
+  const ServerId sid = in->server;
   sfs_sattr3 s;
   fill_sattr_from(s, attr, to_set);
+  // After this client's writes in flight: a truncate must not overtake them.
+  after_writes(ino, [this, req, ino, fh, sid, s] {
   call<SFS_NFSPROC3_SETATTR>(
-      req, in->server,
+      req, sid,
       [fh, s](sfs_SETATTR3args& a) {
         a.object = FileClient::wire(fh);
         a.new_attributes = s;
@@ -174,6 +181,7 @@ void SfsFs::setattr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int
         const double t = note_wcc(*i, r->sfs_SETATTR3res_u.resok.obj_wcc, sent);
         reply_attr(req, *i, t);
       });
+  });
 }
 
 void SfsFs::readlink(fuse_req_t req, fuse_ino_t ino) {

@@ -10,7 +10,7 @@
 namespace sfsd {
 
 NfsBackend::NfsBackend(NfsBackendOptions opts) : opts_(std::move(opts)) {
-  for (unsigned i = 0; i < opts_.connections; ++i) {
+  for (unsigned i = 0; i < opts_.connections + 1; ++i) {
     nfs::NfsOptions o;
     o.host = opts_.url.host;
     o.nfs_port = opts_.url.nfs_port;
@@ -78,99 +78,99 @@ void NfsBackend::start(nfs::Done<nfs::FileHandle> done) {
   }
 }
 
-nfs::NfsClient& NfsBackend::pick(const nfs::FileHandle& fh) {
-  if (clients_.size() == 1) return *clients_.front();
-  return *clients_[HandleHash{}(fh) % clients_.size()];
+nfs::NfsClient& NfsBackend::data_conn(const nfs::FileHandle& fh) {
+  const std::size_t n = clients_.size() - 1;
+  return *clients_[1 + (n == 1 ? 0 : HandleHash{}(fh) % n)];
 }
 
 void NfsBackend::getattr(const nfs::CallOptions& o, const nfs::FileHandle& fh, nfs::Done<nfs::Attr> done) {
-  pick(fh).getattr(o, fh, std::move(done));
+  meta().getattr(o, fh, std::move(done));
 }
 void NfsBackend::setattr(const nfs::CallOptions& o, const nfs::FileHandle& fh, const nfs::SetAttr& attr,
                          std::optional<nfs::Time> guard, nfs::Done<nfs::Wcc> done) {
-  pick(fh).setattr(o, fh, attr, guard, std::move(done));
+  meta().setattr(o, fh, attr, guard, std::move(done));
 }
 void NfsBackend::lookup(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                         nfs::Done<nfs::LookupOk> done) {
-  pick(dir).lookup(o, dir, name, std::move(done));
+  meta().lookup(o, dir, name, std::move(done));
 }
 void NfsBackend::access(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint32_t bits,
                         nfs::Done<nfs::AccessOk> done) {
-  pick(fh).access(o, fh, bits, std::move(done));
+  meta().access(o, fh, bits, std::move(done));
 }
 void NfsBackend::readlink(const nfs::CallOptions& o, const nfs::FileHandle& fh,
                           nfs::Done<nfs::ReadlinkOk> done) {
-  pick(fh).readlink(o, fh, std::move(done));
+  meta().readlink(o, fh, std::move(done));
 }
 void NfsBackend::read(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
                       std::uint32_t count, nfs::Done<nfs::ReadOk> done) {
-  pick(fh).read(o, fh, offset, count, std::move(done));
+  data_conn(fh).read(o, fh, offset, count, std::move(done));
 }
 void NfsBackend::write(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
                        nfs::Buffer data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) {
-  pick(fh).write(o, fh, offset, std::move(data), stable, std::move(done));
+  data_conn(fh).write(o, fh, offset, std::move(data), stable, std::move(done));
 }
 void NfsBackend::create(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                         nfs::CreateMode mode, const nfs::SetAttr& attr, nfs::Verifier verf,
                         nfs::Done<nfs::CreateOk> done) {
-  pick(dir).create(o, dir, name, mode, attr, verf, std::move(done));
+  meta().create(o, dir, name, mode, attr, verf, std::move(done));
 }
 void NfsBackend::mkdir(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                        const nfs::SetAttr& attr, nfs::Done<nfs::CreateOk> done) {
-  pick(dir).mkdir(o, dir, name, attr, std::move(done));
+  meta().mkdir(o, dir, name, attr, std::move(done));
 }
 void NfsBackend::symlink(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                          std::string_view target, const nfs::SetAttr& attr,
                          nfs::Done<nfs::CreateOk> done) {
-  pick(dir).symlink(o, dir, name, target, attr, std::move(done));
+  meta().symlink(o, dir, name, target, attr, std::move(done));
 }
 void NfsBackend::mknod(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                        nfs::FileType type, const nfs::SetAttr& attr, std::uint32_t major,
                        std::uint32_t minor, nfs::Done<nfs::CreateOk> done) {
-  pick(dir).mknod(o, dir, name, type, attr, major, minor, std::move(done));
+  meta().mknod(o, dir, name, type, attr, major, minor, std::move(done));
 }
 void NfsBackend::remove(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                         nfs::Done<nfs::Wcc> done) {
-  pick(dir).remove(o, dir, name, std::move(done));
+  meta().remove(o, dir, name, std::move(done));
 }
 void NfsBackend::rmdir(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                        nfs::Done<nfs::Wcc> done) {
-  pick(dir).rmdir(o, dir, name, std::move(done));
+  meta().rmdir(o, dir, name, std::move(done));
 }
 void NfsBackend::rename(const nfs::CallOptions& o, const nfs::FileHandle& from_dir,
                         std::string_view from_name, const nfs::FileHandle& to_dir,
                         std::string_view to_name, nfs::Done<nfs::RenameOk> done) {
-  pick(from_dir).rename(o, from_dir, from_name, to_dir, to_name, std::move(done));
+  meta().rename(o, from_dir, from_name, to_dir, to_name, std::move(done));
 }
 void NfsBackend::link(const nfs::CallOptions& o, const nfs::FileHandle& fh, const nfs::FileHandle& dir,
                       std::string_view name, nfs::Done<nfs::LinkOk> done) {
-  pick(dir).link(o, fh, dir, name, std::move(done));
+  meta().link(o, fh, dir, name, std::move(done));
 }
 void NfsBackend::readdir(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::uint64_t cookie,
                          const nfs::Verifier& cookieverf, std::uint32_t count,
                          nfs::Done<nfs::ReaddirOk> done) {
-  pick(dir).readdir(o, dir, cookie, cookieverf, count, std::move(done));
+  meta().readdir(o, dir, cookie, cookieverf, count, std::move(done));
 }
 void NfsBackend::readdirplus(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::uint64_t cookie,
                              const nfs::Verifier& cookieverf, std::uint32_t dircount,
                              std::uint32_t maxcount, nfs::Done<nfs::ReaddirOk> done) {
-  pick(dir).readdirplus(o, dir, cookie, cookieverf, dircount, maxcount, std::move(done));
+  meta().readdirplus(o, dir, cookie, cookieverf, dircount, maxcount, std::move(done));
 }
 void NfsBackend::fsstat(const nfs::CallOptions& o, const nfs::FileHandle& root,
                         nfs::Done<nfs::FsstatOk> done) {
-  pick(root).fsstat(o, root, std::move(done));
+  meta().fsstat(o, root, std::move(done));
 }
 void NfsBackend::fsinfo(const nfs::CallOptions& o, const nfs::FileHandle& root,
                         nfs::Done<nfs::FsinfoOk> done) {
-  pick(root).fsinfo(o, root, std::move(done));
+  meta().fsinfo(o, root, std::move(done));
 }
 void NfsBackend::pathconf(const nfs::CallOptions& o, const nfs::FileHandle& fh,
                           nfs::Done<nfs::PathconfOk> done) {
-  pick(fh).pathconf(o, fh, std::move(done));
+  meta().pathconf(o, fh, std::move(done));
 }
 void NfsBackend::commit(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
                         std::uint32_t count, nfs::Done<nfs::CommitOk> done) {
-  pick(fh).commit(o, fh, offset, count, std::move(done));
+  data_conn(fh).commit(o, fh, offset, count, std::move(done));
 }
 
 }  // namespace sfsd

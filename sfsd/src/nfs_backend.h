@@ -1,8 +1,10 @@
 // nfs_backend.h: the Backend over NFSv3 (asmp::nfs::NfsClient, libnfs) to a
-// loopback NFS server. With several connections (backend_connections), each
-// is its own libnfs context on its own color and TCP connection; a call goes
-// to the connection its file handle hashes to, so one file's calls stay in
-// order on one connection while different files spread over all of them.
+// loopback NFS server. Each connection is its own libnfs context on its own
+// color and TCP connection: one for metadata (every call but READ, WRITE
+// and COMMIT), so that a GETATTR never queues behind megabytes of data,
+// and `connections` for data, a call going to the one its file handle
+// hashes to (one file's data calls stay in order on one connection, while
+// different files spread over all of them).
 #pragma once
 
 #include <memory>
@@ -15,7 +17,7 @@ namespace sfsd {
 
 struct NfsBackendOptions {
   BackendUrl url;
-  unsigned connections = 1;
+  unsigned connections = 1;       // for data (one more carries metadata)
   asmp::color_t first_color = 0;  // connection i runs under first_color + i
   // Runs (under that connection's backend color) after every successful
   // mount, the first and each after a reconnect, with the root handle found.
@@ -80,9 +82,10 @@ class NfsBackend final : public Backend {
               std::uint32_t count, nfs::Done<nfs::CommitOk> done) override;
 
  private:
-  nfs::NfsClient& pick(const nfs::FileHandle& fh);
+  nfs::NfsClient& meta() { return *clients_.front(); }
+  nfs::NfsClient& data_conn(const nfs::FileHandle& fh);
   NfsBackendOptions opts_;
-  std::vector<std::unique_ptr<nfs::NfsClient>> clients_;
+  std::vector<std::unique_ptr<nfs::NfsClient>> clients_;  // [0]: metadata; then data
 };
 
 }  // namespace sfsd

@@ -168,24 +168,28 @@ void FileServer::do_read(const std::shared_ptr<Req>& r) {
   const auto* a = r->call.args<sfs_READ3args>();
   const nfs::FileHandle fh = fh_of(a->file);
   const std::uint32_t count = std::min(a->count, kMaxData);
+  // The data path skips color 0 on the way back: the reply goes out from
+  // the connection's color as soon as the backend answers. Its attributes
+  // carry no lease (granting one needs color 0, see lease_for); a client
+  // caches attributes from GETATTR, LOOKUP and READDIRPLUS instead.
   backend_->read(r->cred, fh, a->offset, count,
-                 on_shared<nfs::ReadOk>([this, r, fh](nfs::Result<nfs::ReadOk> res) {
-                   auto out = std::make_shared<ReplyOf<sfs_READ3res>>();
-                   out->res.status = status_of(res.error, false);
-                   if (res.ok()) {
-                     auto& ok = out->res.sfs_READ3res_u.resok;
-                     post_op(ok.file_attributes, *r, fh, res.value.attr);
-                     ok.count = res.value.count;
-                     ok.eof = res.value.eof;
-                     auto data = std::make_shared<nfs::Buffer>(std::move(res.value.data));
-                     ok.data.data_len = static_cast<u_int>(data->size());
-                     ok.data.data_val = reinterpret_cast<char*>(data->data());
-                     out->keep.push_back(data);
-                   } else {
-                     post_op(out->res.sfs_READ3res_u.resfail.file_attributes, *r, fh, res.value.attr);
-                   }
-                   send(r, out);
-                 }));
+                 nfs::Done<nfs::ReadOk>(
+                     [r](nfs::Result<nfs::ReadOk> res) {
+                       ReplyOf<sfs_READ3res> out;
+                       out.res.status = status_of(res.error, false);
+                       auto& attr = res.ok() ? out.res.sfs_READ3res_u.resok.file_attributes
+                                             : out.res.sfs_READ3res_u.resfail.file_attributes;
+                       fill_post_op(attr, res.value.attr, r->sample, 0);
+                       if (res.ok()) {
+                         auto& ok = out.res.sfs_READ3res_u.resok;
+                         ok.count = res.value.count;
+                         ok.eof = res.value.eof;
+                         ok.data.data_len = static_cast<u_int>(res.value.data.size());
+                         ok.data.data_val = reinterpret_cast<char*>(res.value.data.data());
+                       }
+                       out.encode(r->call);
+                     },
+                     r->call.color()));
 }
 
 void FileServer::do_write(const std::shared_ptr<Req>& r) {

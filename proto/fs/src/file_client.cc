@@ -46,7 +46,7 @@ void FileClient::connect(FileClientOptions opts, ConnectDone done) {
   so.server = opts.server;
   so.address = opts.address;
   so.port = opts.port;
-  so.offer = opts.offer;
+  so.offer = opts.offer.empty() ? measured_cipher_offer() : opts.offer;
   so.channel = opts.channel;
   so.color = opts.color;
   so.transport = opts.transport;

@@ -78,6 +78,9 @@ std::unique_ptr<Aead> make_aead(AeadAlg alg, AeadImpl impl, const AeadKey& key);
 // faster one for `alg` on this CPU, measured once per process on first use
 // (a few 64 KiB seals with each, about 1-2 ms), then cached.
 AeadImpl choose_aead_impl(AeadAlg alg, AeadImplChoice choice = AeadImplChoice::kAuto);
+// The faster of the two algorithms on this CPU (each with its faster
+// implementation), measured once per process (a few milliseconds).
+AeadAlg faster_aead();
 
 // Seal throughput in bytes per CPU-second (this thread's CPU time) of one
 // implementation, over `rounds` seals of `record_bytes` (what kAuto uses).

@@ -125,7 +125,8 @@ struct FileClientOptions {
   std::string address;     // numeric address to dial; empty: server.location.host
   std::uint16_t port = 0;  // 0: server.location.port
   asmp::color_t color = 1; // the connection's color: its records, crypto, INVALIDATE
-  std::vector<AeadAlg> offer = default_cipher_offer();
+  // Empty: measured_cipher_offer() (the faster cipher on this CPU first).
+  std::vector<AeadAlg> offer;
   ChannelOptions channel;
   rpc::TransportOptions transport;
   std::chrono::milliseconds call_timeout{60000};
