@@ -191,4 +191,14 @@ void ensure_sodium() {
   (void)ready;
 }
 
+std::string printable_text(std::string_view s, std::size_t max) {
+  std::string out;
+  for (char ch : s.substr(0, max)) {
+    const auto c = static_cast<unsigned char>(ch);
+    out.push_back(c < 0x20 || c >= 0x7f ? '?' : ch);
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 }  // namespace sfs

@@ -188,8 +188,7 @@ Result<ClientResult> ClientHandshake::finish(ByteSpan message2) {
   const std::uint8_t version = r.u8();
   if (type == kMsgRefusal && r.ok()) {
     ByteSpan why = r.bytes8();
-    std::string text;
-    for (std::uint8_t c : why) text.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+    const std::string text = printable_text(std::string_view(reinterpret_cast<const char*>(why.data()), why.size()));
     return fail("handshake with " + server + ": server refused (unauthenticated reply): " + text);
   }
   if (!r.ok() || type != kMsgServerHello)

@@ -43,9 +43,7 @@ Bytes host_login_signature_input(const SessionId& session, std::uint64_t seqno, 
 }
 
 std::string printable(ByteSpan b) {
-  std::string s;
-  for (std::uint8_t c : b) s.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
-  return s;
+  return printable_text(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
 }
 
 std::optional<std::uint32_t> parse_id(std::string_view s) {

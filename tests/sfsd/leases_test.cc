@@ -1,6 +1,7 @@
 // leases_test.cc: leases and INVALIDATE between two clients of one sfsd,
 // and what changes behind sfsd's back. Starts: ganesha.nfsd and sfsd.
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "sfsd_test_util.h"
@@ -27,6 +28,7 @@ class LeaseTest : public ::testing::Test {
   void TearDown() override {
     for (auto& c : {reader_, writer_})
       if (c) c->close();
+    if (HasFailure()) std::cerr << "sfsd said:\n" << server_.sfsd().errors();
   }
 
   std::string lease_ = "60s";

@@ -141,7 +141,8 @@ void on_connect_reply(const std::shared_ptr<Dial>& d, rpc::RpcStatus st) {
   } free_res{&d->res};
   if (d->res.status != SFS_CONNECT_OK) {
     d->conn->close();
-    const char* reason = d->res.sfs_connect_res_u.reason ? d->res.sfs_connect_res_u.reason : "";
+    // Unauthenticated: whoever answered wrote it. Printable only.
+    const std::string reason = printable_text(d->res.sfs_connect_res_u.reason ? d->res.sfs_connect_res_u.reason : "");
     d->finish(make_error("server at " + location_text(d->opts.server.location) +
                          " refused the connection to " + server + " (status " +
                          std::to_string(d->res.status) + "): " + reason));

@@ -119,9 +119,11 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
     bool ok = want.ok() && a->port > 0 && a->port < 65536 && check_host(loc.host).ok() &&
               equal_ct(compute_hostid(loc, key.public_key()), want.value());
     if (!ok)
+      // The client's strings are unauthenticated: printable only.
       return fail(SFS_CONNECT_NOSUCHHOST,
-                  std::string("this server does not serve HOSTID ") + (a->hostid ? a->hostid : "") +
-                      " at " + location_text(loc) + " (its key has another HOSTID there)");
+                  "this server does not serve HOSTID " + printable_text(a->hostid ? a->hostid : "", 64) +
+                      " at " + printable_text(loc.host, 255) + ":" + std::to_string(a->port) +
+                      " (its key has another HOSTID there)");
   }
   if (a->hello.hello_len > kMaxHandshakeBody)
     return fail(SFS_CONNECT_BADHELLO, "handshake message too long");

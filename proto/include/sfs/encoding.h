@@ -40,6 +40,11 @@ inline ByteSpan as_bytes(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
+// Printable form of bytes from a peer, for log lines and messages a person
+// reads (no terminal or log injection): control characters, DEL and bytes
+// above 0x7e become '?', at most `max` characters (then "...").
+std::string printable_text(std::string_view s, std::size_t max = 200);
+
 // Constant-time comparison of two equal-length byte strings (sodium_memcmp).
 bool equal_ct(ByteSpan a, ByteSpan b);
 

@@ -156,8 +156,5 @@ const char* to_string(AgentMsgType t);
 // Zeroes a buffer that held a secret (sodium_memzero), then clears it.
 void wipe_bytes(Bytes& b);
 
-// Printable form of bytes from a peer, for log lines: control characters
-// and DEL become '?', at most `max` characters (then "...").
-std::string printable_text(std::string_view s, std::size_t max = 200);
 
 }  // namespace sfs
