@@ -80,7 +80,8 @@ SfsFs::SfsFs(FsOptions opts, LoginSigner* signer) : opts_(std::move(opts)), sign
 SfsFs::~SfsFs() = default;
 
 void SfsFs::shutdown() {
-  for (auto& s : servers_) s->close();
+  for (auto& s : servers_)
+    if (s) s->close();  // a slot whose first connection failed is empty
 }
 
 FsStats SfsFs::stats() const { return stats_; }

@@ -175,6 +175,10 @@ FileServer::~FileServer() { sodium_memzero(verf_key_.data(), verf_key_.size()); 
 sfs::SecureProgram FileServer::program() {
   sfs::SecureProgram p;
   p.iface = *sfs_nfs_interface();
+  // What a client needs before any of its users has logged in. (GETROOT
+  // then answers as the anonymous user: a sealed handle and the root's
+  // attributes.)
+  p.open_procs = {SFS_NFSPROC3_NULL, SFS_NFSPROC3_GETROOT};
   std::weak_ptr<FileServer> weak = weak_from_this();
   p.prepare = [weak](rpc::Call& c) {
     auto self = weak.lock();

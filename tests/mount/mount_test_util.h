@@ -155,8 +155,9 @@ class MountFixture : public ::testing::Test {
     if (!server_.setup(&why)) GTEST_SKIP() << why;
     // The export's root open to everyone, so anonymous users can write.
     ::chmod(server_.export_dir().c_str(), 0777);
-    ASSERT_TRUE(server_.start_sfsd(&why)) << why;
+    ASSERT_TRUE(server_.start_sfsd(&why, sfsd_flags())) << why;
   }
+  virtual std::vector<std::string> sfsd_flags() { return {}; }
   void TearDown() override { mounts_.clear(); }
 
   Mount& mount(std::vector<std::string> extra = {}) {

@@ -183,5 +183,23 @@ TEST_F(TrustedHostTest, UsersWithoutAnAgentActAsTheirOwnUidButRootDoesNot) {
   EXPECT_EQ(st.st_uid, 65534u);
 }
 
+// Anonymous access off: users with a key work, users without one are
+// refused, and the mount itself still comes up (GETROOT needs no login).
+class AnonymousOffTest : public UsersTest {
+ protected:
+  std::vector<std::string> sfsd_flags() override { return {"--anonymous", "no"}; }
+};
+
+TEST_F(AnonymousOffTest, OnlyUsersWithAKeyGetIn) {
+  start_agent(users_[0].uid, users_[0].uid, users_[0].home, users_[0].home + "/.sfs/identity");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string d = at(*m_);
+  std::string out;
+  ASSERT_EQ(as(users_[0], "echo hi > " + d + "/u0 && cat " + d + "/u0", &out), 0) << out << m_->log();
+  EXPECT_EQ(out, "hi\n");
+  EXPECT_NE(as(users_[2], "ls " + d, &out), 0);
+  EXPECT_NE(out.find("Permission denied"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace mount_test

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -221,7 +222,8 @@ void serve_as_user(const std::shared_ptr<Conn>& sc, const SecureProgram& prog, r
     c.reject_auth(AUTH_REJECTEDCRED);
     return;
   }
-  if (number == kAnonymousAuth && !sc->shared->opts.allow_anonymous) {
+  if (number == kAnonymousAuth && !sc->shared->opts.allow_anonymous &&
+      std::find(prog.open_procs.begin(), prog.open_procs.end(), c.proc()) == prog.open_procs.end()) {
     c.reject_auth(AUTH_TOOWEAK);
     return;
   }

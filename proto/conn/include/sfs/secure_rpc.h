@@ -185,6 +185,9 @@ struct SecureProgram {
   std::function<void(asmp::rpc::Call)> dispatch;
   std::function<void(asmp::rpc::Call, const Caller& who)> dispatch_as_user;
   std::function<bool(asmp::rpc::Call&)> prepare;
+  // Procedures served to callers without a login even when anonymous access
+  // is off (e.g. what a client needs before its users log in).
+  std::vector<std::uint32_t> open_procs;
 };
 
 struct SecureServerOptions {
