@@ -44,7 +44,7 @@ std::vector<char> echo_call(std::uint32_t xid, std::size_t n) {
   std::size_t body = 4 * words.size() + ((n + 3) & ~std::size_t{3});
   std::vector<char> out(4 + body, 'e');
   std::uint32_t mark = htonl(0x80000000u | static_cast<std::uint32_t>(body));
-  std::memcpy(out.data(), &mark, 4);
+  for (int b = 0; b < 4; ++b) out[static_cast<std::size_t>(b)] = reinterpret_cast<const char*>(&mark)[b];
   for (std::size_t i = 0; i < words.size(); ++i) {
     std::uint32_t be = htonl(words[i]);
     std::memcpy(out.data() + 4 + 4 * i, &be, 4);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -169,7 +170,7 @@ TEST(CloseAfterFlush, AnswerReachesThePeerBeforeTheClose) {
   w.push_back(kData);
   std::vector<char> rec(4 + 4 * w.size() + kData, 'd');
   std::uint32_t mark = htonl(0x80000000u | static_cast<std::uint32_t>(rec.size() - 4));
-  std::memcpy(rec.data(), &mark, 4);
+  for (int b = 0; b < 4; ++b) rec[static_cast<std::size_t>(b)] = reinterpret_cast<const char*>(&mark)[b];
   for (std::size_t i = 0; i < w.size(); ++i) {
     std::uint32_t be = htonl(w[i]);
     std::memcpy(rec.data() + 4 + 4 * i, &be, 4);

@@ -277,13 +277,21 @@ void Transport::start(RecordHandler on_record, CloseHandler on_close) {
   chunk_.reset(new char[opts_.read_chunk]);
   auto guard = std::make_shared<FdGuard>(weak_from_this());
   guard_ = guard;
-  if (int err = rt_->fdcb(fd_, selread, Closure([self = shared_from_this(), guard] { self->on_readable(); }, color_))) {
-    // Not a socket epoll can watch (or closed): nothing will ever be read.
-    shutdown(CloseReason::kSocketError, err);
+  if (!may_read()) {
+    // Held before start (hold_reading): the release registers the reader.
+    idle_guard_ = std::move(guard);
+    reading_stopped_hint_.store(true, std::memory_order_relaxed);
     return;
   }
+  // Everything is set before registering: start() may run on another
+  // color, and the read callback may run on the transport's color at once.
   read_armed_ = true;
-  if (!may_read()) update_reading();  // held, or closing, before start
+  if (int err = rt_->fdcb(fd_, selread, Closure([self = shared_from_this(), guard] { self->on_readable(); }, color_))) {
+    // Not a socket epoll can watch (or closed): nothing will ever be read.
+    // (No callback is registered, so nothing runs on the color meanwhile.)
+    read_armed_ = false;
+    shutdown(CloseReason::kSocketError, err);
+  }
 }
 
 void Transport::set_filter(std::shared_ptr<RecordFilter> filter) { filter_ = std::move(filter); }
