@@ -167,7 +167,7 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
           }
           if (cb) {
             color_t c = cb->color();
-            push(Closure([cb] { (*cb)(); }, c), /*urgent=*/true);
+            push_urgent(Closure([cb] { (*cb)(); }, c));
           }
         }
       }
@@ -202,14 +202,13 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
       color_t c = fire[dir]->color();
       std::uint64_t gen = fire_gen[dir];
       std::shared_ptr<Closure> cb = std::move(fire[dir]);
-      push(Closure(
-               [this, fd, dir, gen, cb] {
-                 bool ran = fd_begin(fd, dir, gen, tls().worker);
-                 if (ran) (*cb)();
-                 fd_done(fd, dir, ran);
-               },
-               c),
-           /*urgent=*/true);
+      push_urgent(Closure(
+          [this, fd, dir, gen, cb] {
+            bool ran = fd_begin(fd, dir, gen, tls().worker);
+            if (ran) (*cb)();
+            fd_done(fd, dir, ran);
+          },
+          c));
     }
   }
   if (timers_due || n == 0) {
@@ -235,7 +234,7 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
         timerfd_settime(timerfd_, TFD_TIMER_ABSTIME, &its, nullptr);
       }
     }
-    for (Closure& cb : due) push(std::move(cb), /*urgent=*/true);
+    for (Closure& cb : due) push_urgent(std::move(cb));
   }
 }
 

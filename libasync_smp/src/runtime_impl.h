@@ -180,8 +180,9 @@ struct Runtime::Impl {
   ~Impl();
 
   // scheduler.cc
-  // urgent: the poller pushes (fd, timer, signal); see "Event lane".
-  void push(Closure&& cb, bool urgent = false);
+  void push(Closure&& cb);
+  // What the poller pushes (fd, timer, signal callbacks); see "Event lane".
+  void push_urgent(Closure&& cb);
   void worker_loop(Worker& w) noexcept;
   bool wake(Worker& w);  // false if w was not asleep
   void stop_all(int code);
@@ -269,6 +270,8 @@ struct Runtime::Impl {
   std::unordered_map<int, struct sigaction> old_actions_;
 
  private:
+  template <bool Urgent>
+  void push_to_slot(Closure&& cb);
   Task* alloc_task(Worker* w, Closure&& cb);
   void free_task(Worker* w, Task* t);
   void foreign_push(Slot& s, Task* t, bool urgent);

@@ -77,7 +77,12 @@ inline void Runtime::Impl::free_task(Worker* w, Task* task) {
 
 // ---- pushing ---------------------------------------------------------------
 
-void Runtime::Impl::push(Closure&& cb, bool urgent) {
+void Runtime::Impl::push(Closure&& cb) { push_to_slot<false>(std::move(cb)); }
+void Runtime::Impl::push_urgent(Closure&& cb) { push_to_slot<true>(std::move(cb)); }
+
+// Separate instances so that the hot one (cpucb) carries no flag.
+template <bool Urgent>
+inline void Runtime::Impl::push_to_slot(Closure&& cb) {
   if (destroying_) return;  // a destructor run during ~Runtime scheduled more
   Slot& s = slot_for(cb.color());
   ThreadContext& t = tls();
@@ -95,7 +100,7 @@ void Runtime::Impl::push(Closure&& cb, bool urgent) {
     s.tail = task;
     return;
   }
-  foreign_push(s, task, urgent);
+  foreign_push(s, task, Urgent);
 }
 
 void Runtime::Impl::foreign_push(Slot& s, Task* task, bool urgent) {
@@ -244,8 +249,11 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   w.current = &s;
   w.busy.store(true, std::memory_order_relaxed);
   unsigned n = 0;
+  unsigned limit = opts.batch;  // lowered to n to end the batch early (clock_check)
+  // The clock countdown lives in a register while the batch runs: this loop
+  // is the runtime's hot path (a few ns per callback).
+  unsigned countdown = w.clock_countdown;
   std::int64_t first_read = 0;  // clock at this batch's first read, or 0
-  bool cut = false;             // end the batch early (see clock_check)
   std::uint64_t runs = s.runs.load(std::memory_order_relaxed);
   std::uint64_t cbs = w.callbacks.get();
   for (;;) {
@@ -260,7 +268,8 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
         break;  // idle: the next pusher queues it again
       continue;
     }
-    if (n == opts.batch || cut || stop_.load(std::memory_order_relaxed)) {
+    if (n >= limit || stop_.load(std::memory_order_relaxed)) {
+      w.clock_countdown = countdown;
       w.current = nullptr;  // rotate: back to the tail of its queue
       w.busy.store(false, std::memory_order_relaxed);
       s.runs.store(runs, std::memory_order_relaxed);
@@ -277,10 +286,14 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
     ++runs;
     ++cbs;
     free_task(&w, task);  // run_slot runs on w's own thread
-    // Polling by time: a thread-private countdown, so the clock is read
-    // once per window, not per callback.
-    if (--w.clock_countdown == 0) cut = clock_check(w, first_read);
+    // Polling by time: a countdown, so the clock is read once per window,
+    // not per callback.
+    if (--countdown == 0) {
+      if (clock_check(w, first_read)) limit = n;
+      countdown = w.clock_countdown;
+    }
   }
+  w.clock_countdown = countdown;
   t.color = 0;
   w.current = nullptr;
   w.busy.store(false, std::memory_order_relaxed);
