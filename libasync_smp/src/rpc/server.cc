@@ -89,13 +89,17 @@ void Server::close() {
   rt_->cpucb(Closure(
       [self = shared_from_this()] {
         std::vector<std::shared_ptr<Connection>> live;
+        std::shared_ptr<Acceptor> acc;
         {
           std::lock_guard lk(self->mu_);
-          if (auto acc = self->acceptor_.lock()) acc->close();
+          acc = self->acceptor_.lock();
           self->acceptor_.reset();
           for (auto& [k, w] : self->conns_)
             if (auto c = w.lock()) live.push_back(std::move(c));
         }
+        // Not under mu_: closing unregisters fds (fdcb may wait for a run
+        // in progress, which must not need mu_).
+        if (acc) acc->close();  // on its color: no accept after this
         for (auto& c : live) c->close();
       },
       opts_.accept_color));
