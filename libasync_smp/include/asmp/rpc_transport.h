@@ -20,8 +20,9 @@
 //     record would exceed max_record bytes is disconnected as soon as the
 //     fragment header announcing it arrives. The record's buffer grows with
 //     the bytes that have actually arrived (what the kernel holds for the
-//     socket, then geometrically), never with what a header announces: a
-//     peer announcing 1 MiB and sending 10 bytes costs about 10 bytes.
+//     socket, then geometrically) plus at most input_allowance, never with
+//     what a header announces: a peer announcing 1 MiB and sending 10 bytes
+//     costs at most input_allowance + 10 bytes (10 with an allowance of 0).
 //   - Writes are queued and flushed with writev (many records per system
 //     call) as soon as the socket takes them; reads go into a reused chunk,
 //     or straight into the record being assembled when a fragment is large.
@@ -116,6 +117,10 @@ struct TransportOptions {
   // unlimited). Measured on loopback with 1 MiB in flight, 64 KiB cut the
   // kernel's CPU per byte by a quarter (docs/rpc.md).
   std::size_t notsent_lowat = 64 * 1024;
+  // Bytes a record being received may be given room for ahead of their
+  // arrival. Records up to about this size then need no FIONREAD to size
+  // their buffer; 0: room strictly for bytes that have arrived.
+  std::size_t input_allowance = 64 * 1024;
   // Bytes of records queued with send_response() and not yet taken by the
   // kernel above which the transport stops reading, until back under half
   // (0: no limit). 8 MiB: a few maximum-size replies.

@@ -5,8 +5,9 @@
 // parse() walks the chunk, collecting 4-byte fragment headers (which may
 // straddle reads) and fragment bodies. A header is checked against
 // max_record; record_ then grows only for bytes that have arrived (in the
-// chunk, or held by the kernel: FIONREAD), and geometrically as more come,
-// so an announced size costs nothing until it is sent. When the last
+// chunk, or held by the kernel: FIONREAD) plus input_allowance, and
+// geometrically as more come, so an announced size costs little until it
+// is sent. When the last
 // fragment is complete, the filter opens the record and on_record_ gets it.
 //
 // Reading stops (read fdcb unregistered, parse() leaves the rest of the
@@ -524,11 +525,13 @@ bool Transport::take_header(std::size_t in_chunk) {
   }
   in_body_ = true;
   frag_left_ = len;
-  // Room for the part of the body that has arrived, not for what the header
-  // announces: a peer that announces 1 MiB and sends 10 bytes (or nothing)
-  // must not cost 1 MiB.
-  std::size_t have = std::min(len, in_chunk);
-  if (have < len) have = std::min(len, have + readable_bytes(fd_));
+  // Room for the part of the body that has arrived (plus a small allowance),
+  // not for what the header announces: a peer that announces 1 MiB and
+  // sends 10 bytes (or nothing) must not cost 1 MiB. The allowance spares
+  // records up to about its size a FIONREAD each (measured: ~10% of the CPU
+  // of a 64 KiB echo on this VM); larger ones ask the kernel what arrived.
+  std::size_t have = std::min(len, in_chunk + opts_.input_allowance);
+  if (have < len) have = std::min(len, std::max(have, in_chunk + readable_bytes(fd_)));
   if (record_.capacity() < record_.size() + have) {
     record_.reserve(record_.size() + have);
     note_input_capacity();
