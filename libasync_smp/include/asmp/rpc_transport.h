@@ -362,6 +362,7 @@ class Acceptor : public std::enable_shared_from_this<Acceptor> {
   // On color_ only.
   std::function<void(int)> on_accept_;
   bool closed_ = false;
+  bool in_callback_ = false;  // inside on_accept_
   std::chrono::milliseconds backoff_{0};  // 0: not backing off
   TimerId retry_timer_ = 0;
   std::uint64_t episode_failures_ = 0;

@@ -95,7 +95,9 @@ void Acceptor::stop_now() {
   backing_off_.store(false, std::memory_order_relaxed);
   ::close(fd_);
   fd_ = -1;
-  on_accept_ = nullptr;  // may hold the server that owns us
+  // It may hold the server that owns us: let it go, unless it is the caller
+  // (close() from inside on_accept); on_ready drops it when it returns.
+  if (!in_callback_) on_accept_ = nullptr;
 }
 
 AcceptorStats Acceptor::stats() const {
@@ -143,8 +145,13 @@ void Acceptor::on_ready() {
     if (fd >= 0) {
       accepted_.fetch_add(1, std::memory_order_relaxed);
       progress = true;
+      in_callback_ = true;
       on_accept_(fd);
-      if (closed_) return;  // the callback closed us
+      in_callback_ = false;
+      if (closed_) {  // the callback closed us
+        on_accept_ = nullptr;
+        return;
+      }
       continue;
     }
     int err = errno;
