@@ -8,6 +8,7 @@ add_library(asmp_rpc
   src/rpc/call.cc
   src/rpc/server.cc
   src/rpc/address.cc
+  src/rpc/acceptor.cc
 )
 target_include_directories(asmp_rpc PUBLIC include)
 target_compile_options(asmp_rpc PRIVATE ${SFS_WARNINGS})

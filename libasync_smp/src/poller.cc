@@ -8,6 +8,12 @@
 //   fds     registered EPOLLONESHOT. When a direction fires, it is marked
 //           in flight and not re-armed until its callback has run (fd_done),
 //           so a level-triggered fd never queues the same callback twice.
+//           Each registration has a generation; a fired task runs only if
+//           its generation is still registered when it starts (fd_begin,
+//           under fd_mu_), and fdcb waits for a run in progress on another
+//           thread (runtime_impl.h, "fd registrations"). An epoll_ctl that
+//           fails when (re-)arming drops the fd's callbacks: fdcb returns
+//           the errno; later, with no caller to tell, report_fd_error does.
 //   timers  an ordered map under timer_mu_; a timerfd (CLOCK_MONOTONIC,
 //           absolute, nanosecond precision) is armed at the earliest one, so
 //           a timer never fires early and epoll_wait needs no timeout.
@@ -56,12 +62,16 @@ void add_to_epoll(int epfd, int fd) {
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) fail("epoll_ctl(ADD)");
 }
 
+// What entry e wants armed: its registered directions not in flight.
 std::uint32_t wanted_events(const FdEntry& e) {
   std::uint32_t ev = 0;
-  if (e.cb[0] && !e.inflight[0]) ev |= EPOLLIN;
-  if (e.cb[1] && !e.inflight[1]) ev |= EPOLLOUT;
+  if (e.dir[0].cb && !e.dir[0].inflight) ev |= EPOLLIN;
+  if (e.dir[1].cb && !e.dir[1].inflight) ev |= EPOLLOUT;
   return ev;
 }
+
+bool has_callback(const FdEntry& e) { return e.dir[0].cb || e.dir[1].cb; }
+bool in_flight(const FdEntry& e) { return e.dir[0].inflight || e.dir[1].inflight; }
 
 }  // namespace
 
@@ -95,7 +105,10 @@ void Runtime::Impl::poke_poller() {
 }
 
 bool Runtime::Impl::try_poll(Worker& w, int timeout_ms) {
-  if (poll_busy_.exchange(true, std::memory_order_acquire)) return false;
+  // A plain load first: busy workers that find the poller taken should not
+  // bounce its cache line with a failing exchange.
+  if (poll_busy_.load(std::memory_order_relaxed) || poll_busy_.exchange(true, std::memory_order_acquire))
+    return false;
   poll_once(w, timeout_ms);
   release_poller();
   return true;
@@ -118,6 +131,8 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
   epoll_event evs[kMaxEvents];
   w.polls.bump();
   int n = epoll_wait(epfd_, evs, kMaxEvents, timeout_ms);
+  // After the wait, not before: a blocking poll was watching all along.
+  last_poll_ns_.store(mono_ns(), std::memory_order_relaxed);
   if (n < 0) {
     if (errno == EINTR) return;
     fail("epoll_wait");
@@ -152,7 +167,7 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
           }
           if (cb) {
             color_t c = cb->color();
-            push(Closure([cb] { (*cb)(); }, c));
+            push_urgent(Closure([cb] { (*cb)(); }, c));
           }
         }
       }
@@ -160,45 +175,38 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
     }
     // A user fd. Collect its callbacks under the lock, push them after.
     std::shared_ptr<Closure> fire[2];
+    std::uint64_t fire_gen[2] = {0, 0};
+    std::vector<std::shared_ptr<Closure>> dead;  // destroyed unlocked
+    int err = 0;
     {
       std::lock_guard lk(fd_mu_);
       auto it = fds_.find(fd);
       if (it == fds_.end()) continue;
       FdEntry& e = it->second;
-      bool err = got & (EPOLLERR | EPOLLHUP);
-      bool rd = (got & (EPOLLIN | EPOLLRDHUP)) || err;
-      bool wr = (got & EPOLLOUT) || err;
-      if (rd && e.cb[0] && !e.inflight[0]) {
-        e.inflight[0] = true;
-        fire[0] = e.cb[0];
-      }
-      if (wr && e.cb[1] && !e.inflight[1]) {
-        e.inflight[1] = true;
-        fire[1] = e.cb[1];
+      bool hup = got & (EPOLLERR | EPOLLHUP);
+      bool ready[2] = {(got & (EPOLLIN | EPOLLRDHUP)) || hup, (got & EPOLLOUT) || hup};
+      for (int d = 0; d < 2; ++d) {
+        FdDir& x = e.dir[d];
+        if (ready[d] && x.cb && !x.inflight) {
+          x.inflight = true;
+          fire[d] = x.cb;
+          fire_gen[d] = x.gen;
+        }
       }
       // ONESHOT disarmed the fd; re-arm what did not fire.
-      std::uint32_t ev = wanted_events(e);
-      if (ev) {
-        epoll_event mod{};
-        mod.events = ev | EPOLLONESHOT;
-        mod.data.fd = fd;
-        epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &mod);
-      }
+      if (wanted_events(e)) err = fd_arm(fd, e, dead);
     }
+    if (err) report_fd_error(fd, err);
     for (int dir = 0; dir < 2; ++dir) {
       if (!fire[dir]) continue;
       color_t c = fire[dir]->color();
+      std::uint64_t gen = fire_gen[dir];
       std::shared_ptr<Closure> cb = std::move(fire[dir]);
-      push(Closure(
-          [this, fd, dir, cb] {
-            bool current;
-            {
-              std::lock_guard lk(fd_mu_);
-              auto it = fds_.find(fd);
-              current = it != fds_.end() && it->second.cb[dir] == cb;
-            }
-            if (current) (*cb)();
-            fd_done(fd, dir);
+      push_urgent(Closure(
+          [this, fd, dir, gen, cb] {
+            bool ran = fd_begin(fd, dir, gen, tls().worker);
+            if (ran) (*cb)();
+            fd_done(fd, dir, ran);
           },
           c));
     }
@@ -226,72 +234,169 @@ void Runtime::Impl::poll_once(Worker& w, int timeout_ms) {
         timerfd_settime(timerfd_, TFD_TIMER_ABSTIME, &its, nullptr);
       }
     }
-    for (Closure& cb : due) push(std::move(cb));
+    for (Closure& cb : due) push_urgent(std::move(cb));
   }
 }
 
 // ---- fds -------------------------------------------------------------------
 
-void Runtime::Impl::fdcb(int fd, Selop op, Closure cb) {
-  if (fd < 0 || (op != selread && op != selwrite)) throw std::invalid_argument("asmp::fdcb: bad fd or op");
-  int dir = op == selread ? 0 : 1;
-  // The callback replaced, destroyed after the lock is released: it may own
-  // an object whose destructor calls fdcb (a connection unregistering itself).
-  // Likewise the callbacks of an entry dropped because epoll refused the fd.
-  std::shared_ptr<Closure> old, refused[2];
-  std::lock_guard lk(fd_mu_);
-  FdEntry& e = fds_[fd];
-  old = std::exchange(e.cb[dir], cb ? std::make_shared<Closure>(std::move(cb)) : nullptr);
-  std::uint32_t ev = wanted_events(e);
-  epoll_event mod{};
-  mod.events = ev | EPOLLONESHOT;
-  mod.data.fd = fd;
-  if (!e.cb[0] && !e.cb[1]) {
-    if (e.in_epoll) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
-    if (!e.inflight[0] && !e.inflight[1]) fds_.erase(fd);
-    else e.in_epoll = false;
-    return;
-  }
-  if (!e.in_epoll) {
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &mod) != 0) {
-      int err = errno;
-      refused[0] = std::move(e.cb[0]);
-      refused[1] = std::move(e.cb[1]);
-      fds_.erase(fd);
-      errno = err;
-      fail("fdcb: epoll_ctl(ADD)");
-    }
+int Runtime::Impl::fd_arm(int fd, FdEntry& e, std::vector<std::shared_ptr<Closure>>& dead) {
+  epoll_event ev{};
+  ev.events = wanted_events(e) | EPOLLONESHOT;
+  ev.data.fd = fd;
+  int op = e.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (epoll_ctl(epfd_, op, fd, &ev) == 0) {
     e.in_epoll = true;
-  } else if (ev) {
-    epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &mod);
+    return 0;
   }
+  int err = errno;
+  // EEXIST: the kernel has it although we thought not; change it instead.
+  if (err == EEXIST && epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0) {
+    e.in_epoll = true;
+    return 0;
+  }
+  // EBADF / ENOENT: fd was closed while registered (ENOENT: and its number
+  // reused); the kernel forgot it. EPERM: not pollable. ENOMEM / ENOSPC:
+  // limits. Either way these callbacks can never fire: drop them, and
+  // bump the generations so that a queued task of theirs does not run.
+  if (e.in_epoll) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);  // ENOMEM case; else fails harmlessly
+  e.in_epoll = false;
+  for (FdDir& x : e.dir) {
+    if (x.cb) dead.push_back(std::move(x.cb));
+    x.gen = next_fd_gen_++;
+  }
+  return err;
 }
 
-// A fired fd callback has finished: re-arm its direction.
-void Runtime::Impl::fd_done(int fd, int dir) {
-  std::lock_guard lk(fd_mu_);
-  auto it = fds_.find(fd);
-  if (it == fds_.end()) return;
-  FdEntry& e = it->second;
-  e.inflight[dir] = false;
-  if (!e.cb[0] && !e.cb[1] && !e.inflight[0] && !e.inflight[1]) {
-    fds_.erase(it);
+void Runtime::Impl::report_fd_error(int fd, int err) {
+  if (opts.on_fd_error) {
+    opts.on_fd_error(fd, err);
     return;
   }
-  if (!e.in_epoll) {
-    // Unregistered and registered again while in flight.
-    if (!e.cb[0] && !e.cb[1]) return;
+  std::fprintf(stderr,
+               "asmp: fd %d: cannot re-arm its callbacks (epoll_ctl: %s); they were dropped and will "
+               "not run again. Was the fd closed while registered? Unregister both directions "
+               "with fdcb(fd, op, nullptr) before closing it.\n",
+               fd, std::strerror(err));
+}
+
+int Runtime::Impl::fdcb(int fd, Selop op, Closure cb) {
+  if (op != selread && op != selwrite) return EINVAL;
+  if (fd < 0) return EBADF;
+  const int d = op == selread ? 0 : 1;
+  ThreadContext& t = tls();
+  Worker* me = t.impl == this ? t.worker : nullptr;
+  // Callbacks replaced or dropped are destroyed after the lock is released:
+  // one may own an object whose destructor calls fdcb (a connection
+  // unregistering itself).
+  std::shared_ptr<Closure> old, fresh;
+  std::vector<std::shared_ptr<Closure>> dead;
+  int err = 0;
+  int lost = 0;  // errno if a registration other than cb's had to be dropped
+  {
+    std::unique_lock lk(fd_mu_);
+    auto it = fds_.find(fd);
+    if (!cb && it == fds_.end()) return 0;
+    FdEntry& e = cb ? fds_[fd] : it->second;
+    FdDir& x = e.dir[d];
+    old = std::move(x.cb);
+    x.gen = next_fd_gen_++;
+    const std::uint64_t my_gen = x.gen;
+    if (cb) {
+      fresh = std::make_shared<Closure>(std::move(cb));
+      x.cb = fresh;
+      bool other = static_cast<bool>(e.dir[1 - d].cb);
+      err = fd_arm(fd, e, dead);
+      if (err == ENOENT) {
+        // The fd number was closed while registered and now names another
+        // file: the stale registration is gone from the kernel. Its other
+        // direction (if any) is dropped and reported; register anew.
+        if (other) lost = err;
+        other = false;
+        e.dir[d].cb = fresh;
+        e.dir[d].gen = next_fd_gen_++;
+        err = fd_arm(fd, e, dead);
+      }
+      if (err && other) lost = err;
+    } else if (!has_callback(e)) {
+      if (e.in_epoll) epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);  // fails only if already gone
+      e.in_epoll = false;
+    } else if (e.in_epoll) {
+      // Disarm this direction, keep the other. If that fails, the other
+      // registration is lost (the unregistering itself succeeded).
+      lost = fd_arm(fd, e, dead);
+    }
+    // Wait for a run of an older generation in progress on another worker:
+    // when fdcb returns, the old callback is neither running nor about to.
+    for (;;) {
+      auto w = fds_.find(fd);
+      if (w == fds_.end()) break;
+      FdDir& y = w->second.dir[d];
+      if (y.runner < 0 || y.run_gen >= my_gen || (me && y.runner == static_cast<int>(me->index))) break;
+      if (me) {
+        // Would this wait close a cycle of waits (fd callbacks unregistering
+        // each other's fds at once)? Then return without waiting.
+        int v = y.runner;
+        bool cycle = false;
+        for (unsigned steps = 0; v >= 0 && steps <= nworkers; ++steps) {
+          if (v == static_cast<int>(me->index)) {
+            cycle = true;
+            break;
+          }
+          v = workers_[static_cast<unsigned>(v)]->waiting_for;
+        }
+        if (cycle) break;
+        me->waiting_for = y.runner;
+      }
+      ++fd_waiters_;
+      fd_cv_.wait(lk);
+      --fd_waiters_;
+      if (me) me->waiting_for = -1;
+    }
+    auto again = fds_.find(fd);
+    if (again != fds_.end() && !has_callback(again->second) && !in_flight(again->second))
+      fds_.erase(again);
   }
-  std::uint32_t ev = wanted_events(e);
-  if (!ev) return;
-  epoll_event mod{};
-  mod.events = ev | EPOLLONESHOT;
-  mod.data.fd = fd;
-  if (!e.in_epoll) {
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &mod) == 0) e.in_epoll = true;
-  } else {
-    epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &mod);
+  if (lost) report_fd_error(fd, lost);
+  return err;
+}
+
+bool Runtime::Impl::fd_begin(int fd, int dir, std::uint64_t gen, Worker* w) {
+  std::lock_guard lk(fd_mu_);
+  auto it = fds_.find(fd);
+  if (it == fds_.end()) return false;
+  FdDir& x = it->second.dir[dir];
+  if (x.gen != gen || !x.cb) return false;
+  x.runner = w ? static_cast<int>(w->index) : -1;
+  x.run_gen = gen;
+  return true;
+}
+
+// A fired fd task has finished: re-arm its direction, and wake fdcb calls
+// waiting for this run.
+void Runtime::Impl::fd_done(int fd, int dir, bool ran) {
+  std::vector<std::shared_ptr<Closure>> dead;  // destroyed unlocked
+  int err = 0;
+  bool notify = false;
+  {
+    std::lock_guard lk(fd_mu_);
+    auto it = fds_.find(fd);
+    if (it == fds_.end()) return;
+    FdEntry& e = it->second;
+    FdDir& x = e.dir[dir];
+    x.inflight = false;
+    if (ran) {
+      x.runner = -1;
+      notify = fd_waiters_ > 0;
+    }
+    if (!has_callback(e)) {
+      if (!in_flight(e)) fds_.erase(it);
+    } else if (wanted_events(e)) {
+      err = fd_arm(fd, e, dead);
+    }
   }
+  if (notify) fd_cv_.notify_all();
+  if (err) report_fd_error(fd, err);
 }
 
 // ---- timers ----------------------------------------------------------------

@@ -2,6 +2,7 @@
 // libasync-style free functions and statistics.
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
@@ -70,7 +71,13 @@ unsigned default_thread_count() {
 Runtime::Impl::Impl(Runtime* owner, RuntimeOptions o) : self(owner), opts(o) {
   nworkers = opts.threads ? opts.threads : default_thread_count();
   if (opts.batch == 0) opts.batch = 1;
-  if (opts.poll_every == 0) opts.poll_every = 1;
+  // The clock is read about four times per interval (never more often than
+  // every 20 us, whatever the interval), so a due poll is late by at most a
+  // quarter of it plus one callback.
+  poll_interval_ns_ = std::max<std::int64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(opts.poll_interval).count(), 1000);
+  clock_check_ns_ = std::max<std::int64_t>(poll_interval_ns_ / 4, 20000);
+  last_poll_ns_.store(mono_ns(), std::memory_order_relaxed);
   shared_queue = opts.scheduler == SchedulerKind::kSharedQueue;
   freelists = opts.scheduler == SchedulerKind::kFreelist || opts.scheduler == SchedulerKind::kStealing;
   stealing = opts.scheduler == SchedulerKind::kStealing && nworkers > 1;
@@ -182,11 +189,13 @@ SchedulerKind Runtime::scheduler() const { return impl_->opts.scheduler; }
 void Runtime::cpucb(Closure cb) {
   if (cb) impl_->push(std::move(cb));
 }
-void Runtime::fdcb(int fd, Selop op, Closure cb) { impl_->fdcb(fd, op, std::move(cb)); }
+int Runtime::fdcb(int fd, Selop op, Closure cb) { return impl_->fdcb(fd, op, std::move(cb)); }
 TimerId Runtime::timecb(Clock::time_point when, Closure cb) {
+  if (!cb) return 0;  // it would crash the worker that fired it
   return impl_->timecb(when, std::move(cb));
 }
 TimerId Runtime::delaycb(std::chrono::nanoseconds delay, Closure cb) {
+  if (!cb) return 0;
   // Saturate: now + a huge delay must not overflow into the past.
   Clock::time_point now = Clock::now();
   Clock::time_point when =
@@ -241,7 +250,7 @@ Runtime& default_runtime() {
 }
 
 void cpucb(Closure cb) { default_runtime().cpucb(std::move(cb)); }
-void fdcb(int fd, Selop op, Closure cb) { default_runtime().fdcb(fd, op, std::move(cb)); }
+int fdcb(int fd, Selop op, Closure cb) { return default_runtime().fdcb(fd, op, std::move(cb)); }
 TimerId timecb(Clock::time_point when, Closure cb) {
   return default_runtime().timecb(when, std::move(cb));
 }

@@ -40,12 +40,36 @@
 //   that finds the poller taken sleeps on its futex; whoever releases the
 //   poller wakes such a sleeper to take it over, so that events are never
 //   left waiting for a busy worker while another is idle.
+//
+//   Polling by time: a busy worker reads the clock every `clock_window`
+//   callbacks (a countdown it sizes so that reads come about every
+//   kClockCheck of callback time) and, if no one has polled for
+//   poll_interval (last_poll_ns_), cuts its batch short and polls. A batch
+//   that has run for a window's time since its first clock read is cut too,
+//   so no color holds a worker for much more than two windows (~0.5 ms)
+//   while others wait.
+//
+//   Event lane: a slot made ready by the poller (fd, timer or signal
+//   callback woke an idle color) goes to its worker's urgent lane; a worker
+//   takes from the urgent and the normal lane in turn, so an event waits for
+//   at most the current batch and one other, and queued work still gets
+//   every other batch however many events arrive.
+//
+//   fd registrations: each (fd, direction) has a generation, bumped by every
+//   fdcb. A fired task carries the generation it was fired for and, under
+//   fd_mu_, starts only if it is still current, recording the worker that
+//   runs it (FdDir::runner). fdcb from any other thread then waits (fd_cv_)
+//   until that run has returned, so when fdcb returns the old callback is
+//   neither running elsewhere nor about to start. Waits form a graph
+//   (Worker::waiting_for, under fd_mu_); a wait that would close a cycle
+//   (two fd callbacks unregistering each other's fd at once) is skipped.
 #pragma once
 
 #include <signal.h>
 #include <sys/epoll.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -64,6 +88,12 @@ struct Task {
   Closure cb;
 };
 static_assert(sizeof(Task) == 64, "a task should fill exactly one cache line");
+
+// Monotonic clock in nanoseconds (steady_clock: CLOCK_MONOTONIC, a vDSO
+// read, ~30 ns here).
+inline std::int64_t mono_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 
 inline Task* const kIdle = reinterpret_cast<Task*>(std::uintptr_t{1});
 
@@ -98,10 +128,14 @@ enum WorkerState : std::uint32_t { kRunning = 0, kSleepFutex = 1, kSleepEpoll = 
 struct alignas(64) Worker {
   unsigned index = 0;
 
-  // Ready queue of slots.
+  // Ready queue of slots: a normal lane and an urgent lane (slots woken by
+  // the poller); rq_len counts both.
   alignas(64) SpinLock lock;
   Slot* rq_head = nullptr;
   Slot* rq_tail = nullptr;
+  Slot* uq_head = nullptr;
+  Slot* uq_tail = nullptr;
+  bool urgent_turn = false;  // the next pop prefers the urgent lane
   std::atomic<std::size_t> rq_len{0};
   std::atomic<bool> busy{false};  // inside run_slot; read by thieves
 
@@ -115,12 +149,29 @@ struct alignas(64) Worker {
   Task* free_list = nullptr;
   std::size_t free_count = 0;
   unsigned steal_from = 0;
+  // Polling by time (see the protocol above).
+  unsigned clock_countdown = 1;     // callbacks until the next clock read
+  unsigned clock_window = 1;        // the countdown's current size
+  std::int64_t window_start = 0;    // clock at the last read (ns)
+  std::int64_t next_poll_at = 0;    // no poll needed before this (ns)
+  bool poll_now = false;            // a batch was cut so that it polls
   OwnedCounter callbacks, steals, sleeps, polls;
+
+  // Under Runtime::Impl::fd_mu_: the worker whose running fd callback this
+  // one waits for in fdcb, or -1.
+  int waiting_for = -1;
+};
+
+struct FdDir {
+  std::shared_ptr<Closure> cb;  // the registered callback, or null
+  std::uint64_t gen = 0;        // generation of cb; fired tasks carry it
+  bool inflight = false;        // a fired task is queued or running
+  int runner = -1;              // worker running the callback, or -1
+  std::uint64_t run_gen = 0;    // generation of that run
 };
 
 struct FdEntry {
-  std::shared_ptr<Closure> cb[2];  // [0] read, [1] write
-  bool inflight[2] = {false, false};
+  FdDir dir[2];  // [0] read, [1] write
   bool in_epoll = false;
 };
 
@@ -130,6 +181,8 @@ struct Runtime::Impl {
 
   // scheduler.cc
   void push(Closure&& cb);
+  // What the poller pushes (fd, timer, signal callbacks); see "Event lane".
+  void push_urgent(Closure&& cb);
   void worker_loop(Worker& w) noexcept;
   bool wake(Worker& w);  // false if w was not asleep
   void stop_all(int code);
@@ -147,8 +200,22 @@ struct Runtime::Impl {
   void release_poller();
   // Polls once; the caller holds poll_busy_.
   void poll_once(Worker& w, int timeout_ms);
-  void fdcb(int fd, Selop op, Closure cb);
-  void fd_done(int fd, int dir);
+  int fdcb(int fd, Selop op, Closure cb);
+  // A fired fd task starts: true (and the calling worker recorded as its
+  // runner) if generation gen is still registered.
+  bool fd_begin(int fd, int dir, std::uint64_t gen, Worker* w);
+  // A fired fd task has finished (ran: fd_begin said yes): re-arm.
+  void fd_done(int fd, int dir, bool ran);
+  // Re-arms fd in epoll for what its entry wants (ADD or MOD); on failure
+  // drops the entry's callbacks into dead and returns the errno. fd_mu_ held.
+  int fd_arm(int fd, FdEntry& e, std::vector<std::shared_ptr<Closure>>& dead);
+  // Reports an fd that could not be re-armed (RuntimeOptions::on_fd_error,
+  // or a line on stderr). Called with no lock held.
+  void report_fd_error(int fd, int err);
+  // Polling by time: called by a busy worker when its clock countdown runs
+  // out; true if the batch should end (a poll is due: w.poll_now, or the
+  // batch has run long).
+  bool clock_check(Worker& w, std::int64_t& first_read);
   TimerId timecb(Clock::time_point when, Closure cb);
   bool timecb_remove(TimerId id);
   void sigcb(int sig, Closure cb);
@@ -180,9 +247,17 @@ struct Runtime::Impl {
   int timerfd_ = -1;  // armed at the earliest timer
   int sigpipe_[2] = {-1, -1};
   alignas(64) std::atomic<bool> poll_busy_{false};
+  // When a poll last started (ns, steady clock). Read by busy workers once
+  // per clock window, written once per poll.
+  alignas(64) std::atomic<std::int64_t> last_poll_ns_{0};
+  std::int64_t poll_interval_ns_ = 1000000;
+  std::int64_t clock_check_ns_ = 250000;
 
   alignas(64) std::mutex fd_mu_;
+  std::condition_variable fd_cv_;  // a run that fdcb waits for has finished
+  int fd_waiters_ = 0;             // fdcb calls waiting on fd_cv_
   std::unordered_map<int, FdEntry> fds_;
+  std::uint64_t next_fd_gen_ = 1;
 
   std::mutex timer_mu_;
   std::map<std::pair<Clock::time_point, TimerId>, Closure> timers_;
@@ -195,10 +270,12 @@ struct Runtime::Impl {
   std::unordered_map<int, struct sigaction> old_actions_;
 
  private:
+  template <bool Urgent>
+  void push_to_slot(Closure&& cb);
   Task* alloc_task(Worker* w, Closure&& cb);
   void free_task(Worker* w, Task* t);
-  void foreign_push(Slot& s, Task* t);
-  void make_ready(Slot& s);
+  void foreign_push(Slot& s, Task* t, bool urgent);
+  void make_ready(Slot& s, bool urgent = false);
   Worker& queue_of(Slot& s);
   void drain_inbox(Slot& s);
   void run_slot(Worker& w, Slot& s);

@@ -2,6 +2,7 @@
 // The protocol is described at the top of runtime_impl.h.
 #include <sched.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstdlib>
 
@@ -76,7 +77,12 @@ inline void Runtime::Impl::free_task(Worker* w, Task* task) {
 
 // ---- pushing ---------------------------------------------------------------
 
-void Runtime::Impl::push(Closure&& cb) {
+void Runtime::Impl::push(Closure&& cb) { push_to_slot<false>(std::move(cb)); }
+void Runtime::Impl::push_urgent(Closure&& cb) { push_to_slot<true>(std::move(cb)); }
+
+// Separate instances so that the hot one (cpucb) carries no flag.
+template <bool Urgent>
+inline void Runtime::Impl::push_to_slot(Closure&& cb) {
   if (destroying_) return;  // a destructor run during ~Runtime scheduled more
   Slot& s = slot_for(cb.color());
   ThreadContext& t = tls();
@@ -94,10 +100,10 @@ void Runtime::Impl::push(Closure&& cb) {
     s.tail = task;
     return;
   }
-  foreign_push(s, task);
+  foreign_push(s, task, Urgent);
 }
 
-void Runtime::Impl::foreign_push(Slot& s, Task* task) {
+void Runtime::Impl::foreign_push(Slot& s, Task* task, bool urgent) {
   Task* old = s.inbox.load(std::memory_order_relaxed);
   for (;;) {
     task->next = (old == kIdle) ? nullptr : old;
@@ -105,7 +111,7 @@ void Runtime::Impl::foreign_push(Slot& s, Task* task) {
                                       std::memory_order_relaxed))
       break;
   }
-  if (old == kIdle) make_ready(s);
+  if (old == kIdle) make_ready(s, urgent);
 }
 
 // Moves the inbox (a LIFO stack) to the tail of the slot's FIFO.
@@ -133,15 +139,17 @@ Worker& Runtime::Impl::queue_of(Slot& s) {
   return *workers_[s.owner.load(std::memory_order_relaxed)];
 }
 
-void Runtime::Impl::make_ready(Slot& s) {
+void Runtime::Impl::make_ready(Slot& s, bool urgent) {
   Worker& q = queue_of(s);
   q.lock.lock();
   s.next_ready = nullptr;
-  if (q.rq_tail)
-    q.rq_tail->next_ready = &s;
+  Slot*& head = urgent ? q.uq_head : q.rq_head;
+  Slot*& tail = urgent ? q.uq_tail : q.rq_tail;
+  if (tail)
+    tail->next_ready = &s;
   else
-    q.rq_head = &s;
-  q.rq_tail = &s;
+    head = &s;
+  tail = &s;
   std::size_t len = q.rq_len.load(std::memory_order_relaxed) + 1;
   q.rq_len.store(len, std::memory_order_seq_cst);
   q.lock.unlock();
@@ -162,16 +170,36 @@ void Runtime::Impl::make_ready(Slot& s) {
   }
 }
 
-// Pops the oldest slot of queue q for worker w. w is marked busy before the
-// queue length drops, so a thief that sees the shorter queue also sees that
-// w is running something and may take a lone color queued behind it.
+namespace {
+
+// Unlinks the head of a lane (non-empty).
+inline Slot* pop_lane(Slot*& head, Slot*& tail) {
+  Slot* s = head;
+  head = s->next_ready;
+  if (!head) tail = nullptr;
+  return s;
+}
+
+}  // namespace
+
+// Pops the oldest slot of queue q for worker w, taking the urgent and the
+// normal lane in turn (either one alone when the other is empty): an event
+// waits for at most one normal batch, and a flood of events still leaves
+// queued work every other batch. w is marked busy before the queue length
+// drops, so a thief that sees the shorter queue also sees that w is running
+// something and may take a lone color queued behind it.
 Slot* Runtime::Impl::pop_ready(Worker& q, Worker& w) {
   if (q.rq_len.load(std::memory_order_relaxed) == 0) return nullptr;
   q.lock.lock();
-  Slot* s = q.rq_head;
+  Slot* s = nullptr;
+  if (q.uq_head && (q.urgent_turn || !q.rq_head)) {
+    s = pop_lane(q.uq_head, q.uq_tail);
+    q.urgent_turn = false;
+  } else if (q.rq_head) {
+    s = pop_lane(q.rq_head, q.rq_tail);
+    q.urgent_turn = true;
+  }
   if (s) {
-    q.rq_head = s->next_ready;
-    if (!q.rq_head) q.rq_tail = nullptr;
     w.busy.store(true, std::memory_order_relaxed);
     q.rq_len.store(q.rq_len.load(std::memory_order_relaxed) - 1, std::memory_order_seq_cst);
   }
@@ -196,10 +224,11 @@ Slot* Runtime::Impl::steal(Worker& w) {
     Worker& v = *workers_[(w.index + offset) % nworkers];
     if (&v == &w || !stealable(v)) continue;
     if (!v.lock.try_lock()) continue;
-    Slot* s = v.rq_head;
+    // An event's color first: it is the one waiting for a worker.
+    Slot* s = v.uq_head ? pop_lane(v.uq_head, v.uq_tail)
+              : v.rq_head ? pop_lane(v.rq_head, v.rq_tail)
+                          : nullptr;
     if (s) {
-      v.rq_head = s->next_ready;
-      if (!v.rq_head) v.rq_tail = nullptr;
       v.rq_len.store(v.rq_len.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
       s->owner.store(w.index, std::memory_order_relaxed);
     }
@@ -220,6 +249,11 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   w.current = &s;
   w.busy.store(true, std::memory_order_relaxed);
   unsigned n = 0;
+  unsigned limit = opts.batch;  // lowered to n to end the batch early (clock_check)
+  // The clock countdown lives in a register while the batch runs: this loop
+  // is the runtime's hot path (a few ns per callback).
+  unsigned countdown = w.clock_countdown;
+  std::int64_t first_read = 0;  // clock at this batch's first read, or 0
   std::uint64_t runs = s.runs.load(std::memory_order_relaxed);
   std::uint64_t cbs = w.callbacks.get();
   for (;;) {
@@ -234,7 +268,8 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
         break;  // idle: the next pusher queues it again
       continue;
     }
-    if (n == opts.batch || stop_.load(std::memory_order_relaxed)) {
+    if (n >= limit || stop_.load(std::memory_order_relaxed)) {
+      w.clock_countdown = countdown;
       w.current = nullptr;  // rotate: back to the tail of its queue
       w.busy.store(false, std::memory_order_relaxed);
       s.runs.store(runs, std::memory_order_relaxed);
@@ -251,7 +286,14 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
     ++runs;
     ++cbs;
     free_task(&w, task);  // run_slot runs on w's own thread
+    // Polling by time: a countdown, so the clock is read once per window,
+    // not per callback.
+    if (--countdown == 0) {
+      if (clock_check(w, first_read)) limit = n;
+      countdown = w.clock_countdown;
+    }
   }
+  w.clock_countdown = countdown;
   t.color = 0;
   w.current = nullptr;
   w.busy.store(false, std::memory_order_relaxed);
@@ -290,12 +332,46 @@ void Runtime::Impl::worker_loop(Worker& w) noexcept {
       continue;
     }
     run_slot(w, *s);
-    if (++batches >= opts.poll_every) {
+    if (w.poll_now || (opts.poll_every && ++batches >= opts.poll_every)) {
+      // Due by time (or by the optional batch count): poll without blocking.
+      // If another worker holds the poller it is polling now; check again
+      // one interval later.
+      w.poll_now = false;
       batches = 0;
-      try_poll(w, 0);  // events wait behind queued callbacks, but not forever
+      if (!try_poll(w, 0)) w.next_poll_at = mono_ns() + poll_interval_ns_;
     }
   }
   t = saved;
+}
+
+// The countdown ran out. Sizes the next window so that the clock is read
+// about every clock_check_ns_ of callback time (at most every 256
+// callbacks: a run of short callbacks followed by long ones is noticed
+// within 256 of them). Sets w.poll_now if no one has polled for
+// poll_interval. Returns whether to end the batch: when a poll is due, or
+// when the batch has run for a window's time since its first read
+// (first_read, set here), so that the colors queued behind it get their
+// turn however long its callbacks are.
+bool Runtime::Impl::clock_check(Worker& w, std::int64_t& first_read) {
+  constexpr std::int64_t kMaxWindow = 256;
+  std::int64_t now = mono_ns();
+  std::int64_t spent = now - w.window_start;
+  std::int64_t next = spent > 0 ? static_cast<std::int64_t>(w.clock_window) * clock_check_ns_ / spent
+                                : kMaxWindow;
+  next = std::clamp<std::int64_t>(next, 1, kMaxWindow);
+  w.clock_window = static_cast<unsigned>(next);
+  w.clock_countdown = w.clock_window;
+  w.window_start = now;
+  if (first_read == 0) first_read = now;
+  bool long_batch = now - first_read >= clock_check_ns_;
+  if (now < w.next_poll_at) return long_batch;
+  std::int64_t last = last_poll_ns_.load(std::memory_order_relaxed);
+  if (now - last < poll_interval_ns_) {
+    w.next_poll_at = last + poll_interval_ns_;
+    return long_batch;
+  }
+  w.poll_now = true;
+  return true;
 }
 
 void Runtime::Impl::idle(Worker& w) {

@@ -200,6 +200,24 @@ TEST(Timer, RearmFromCallback) {
   EXPECT_FALSE(early);
 }
 
+// An empty callback is refused (id 0) instead of being queued: firing it
+// used to call an empty Closure and crash the worker.
+TEST(Timer, NullCallbackIsRefused) {
+  Runtime rt(RuntimeOptions{.threads = 2});
+  EXPECT_EQ(rt.timecb(Clock::now(), Closure()), 0u);
+  EXPECT_EQ(rt.delaycb(1ms, Closure()), 0u);
+  EXPECT_EQ(rt.delaycb(0ms, nullptr), 0u);
+  EXPECT_FALSE(rt.timecb_remove(0));
+  std::atomic<int> fired{0};
+  TimerId id = rt.delaycb(5ms, Closure([&] {
+                            ++fired;
+                            rt.stop();
+                          }));
+  EXPECT_NE(id, 0u);
+  EXPECT_EQ(run_bounded(rt), 0);
+  EXPECT_EQ(fired.load(), 1);
+}
+
 // While one worker runs a long callback, the other, idle worker must still
 // notice a timer that comes due (someone must be polling). Each round starts
 // from both workers asleep and puts the long callback on whichever worker

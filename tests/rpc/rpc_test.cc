@@ -96,6 +96,38 @@ TEST_F(RpcTest, AuthSysReachesTheHandler) {
   conn->close();
 }
 
+// A program that does not list AUTH_SYS (the default: AUTH_NONE only)
+// refuses a client's claimed AUTH_SYS credential before its handler runs.
+TEST(RpcAuth, DefaultFlavorsRefuseAuthSys) {
+  RunningRuntime run;
+  auto progs = std::make_shared<Programs>();
+  std::atomic<int> handled{0};
+  Program p;
+  p.iface = *sfstest_interface();
+  p.dispatch = [&](Call c) {
+    ++handled;
+    c.reply(nullptr);
+  };
+  progs->add(std::move(p));
+  auto server = Server::create(progs);
+  ASSERT_EQ(server->listen("127.0.0.1", 0), 0);
+  auto conn = connect_to(server->port(), 130);
+  AuthSys s;
+  s.uid = 0;  // "root", says the client
+  s.machine = "anywhere";
+  Client cl(conn, sfstest_interface(), Auth::sys(s));
+  auto r = call_sync(cl, SFSTEST_NULL, nullptr, nullptr);
+  EXPECT_EQ(r.status.error, RpcError::kAuthError) << r.status.message();
+  EXPECT_EQ(r.status.auth_stat, static_cast<std::uint32_t>(AUTH_REJECTEDCRED));
+  EXPECT_EQ(handled.load(), 0);
+  cl.set_auth(Auth::none());
+  EXPECT_TRUE(call_sync(cl, SFSTEST_NULL, nullptr, nullptr).status.ok());
+  EXPECT_EQ(handled.load(), 1);
+  conn->close();
+  server->close();
+  EXPECT_TRUE(eventually([&] { return server->connections() == 0; }));
+}
+
 // 10,000 calls issued back to back from one color, all outstanding at once.
 TEST_F(RpcTest, TenThousandPipelinedCalls) {
   constexpr int kCalls = 10000;
@@ -264,9 +296,14 @@ TEST_F(RpcTest, TimeoutFiresOnceAndLateReplyIsIgnored) {
 }
 
 // The server goes away with 200 calls outstanding: each fails exactly once,
-// and calls made after the loss fail at once.
+// and calls made after the loss fail at once. (The server holds all 200, so
+// its limit on calls in progress is raised above that.)
 TEST_F(RpcTest, ConnectionLossFailsPendingCallsOnce) {
   constexpr int kCalls = 200;
+  server_->shutdown();
+  ServerOptions so;
+  so.max_calls_in_progress = 256;
+  server_ = std::make_unique<TestServer>(so);
   auto conn = connect_to(server_->port(), 110);
   Client cl(conn, iface_);
   std::vector<std::atomic<int>> seen(kCalls);

@@ -3,11 +3,16 @@
 // broken build fails a test instead of hanging it.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -111,6 +116,7 @@ class TestServer {
     Program p;
     p.iface = *sfstest_interface();
     p.dispatch = [this](Call c) { dispatch(std::move(c)); };
+    p.flavors = {AUTH_NONE, AUTH_SYS};  // AuthSysReachesTheHandler checks what arrives
     progs->add(std::move(p));
     server_ = Server::create(progs, std::move(opts));
     int err = server_->listen("127.0.0.1", 0);
@@ -179,6 +185,108 @@ class TestServer {
 
   std::shared_ptr<Server> server_;
 };
+
+// A blocking loopback socket with a 5 s receive timeout (and send timeout,
+// so that a test writing to a server that stopped reading cannot hang).
+// rcvbuf > 0 fixes its receive buffer (the kernel would otherwise grow it
+// to tens of MiB on loopback, hiding a server's queue inside it).
+class RawPeer {
+ public:
+  explicit RawPeer(std::uint16_t port, int rcvbuf = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  ~RawPeer() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawPeer(const RawPeer&) = delete;
+  RawPeer& operator=(const RawPeer&) = delete;
+  int fd() const { return fd_; }
+
+  bool send_all(const void* p, std::size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (n) {
+      ssize_t r = ::send(fd_, c, n, MSG_NOSIGNAL);
+      if (r <= 0) return false;
+      c += r;
+      n -= static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  void send_words(std::initializer_list<std::uint32_t> words) {
+    for (std::uint32_t w : words) {
+      std::uint32_t be = htonl(w);
+      send_all(&be, 4);
+    }
+  }
+  // Sends words as one single-fragment record.
+  void send_record(const std::vector<std::uint32_t>& words) {
+    std::vector<std::uint32_t> out;
+    out.push_back(htonl(0x80000000u | static_cast<std::uint32_t>(4 * words.size())));
+    for (std::uint32_t w : words) out.push_back(htonl(w));
+    send_all(out.data(), out.size() * 4);
+  }
+  // Reads one record (any number of fragments) as words; empty on EOF.
+  std::vector<std::uint32_t> read_record() {
+    std::vector<char> rec;
+    for (;;) {
+      std::uint32_t hdr;
+      if (!read_exact(&hdr, 4)) return {};
+      hdr = ntohl(hdr);
+      std::size_t len = hdr & 0x7fffffff;
+      std::size_t old = rec.size();
+      rec.resize(old + len);
+      if (!read_exact(rec.data() + old, len)) return {};
+      if (hdr & 0x80000000u) break;
+    }
+    std::vector<std::uint32_t> words(rec.size() / 4);
+    for (std::size_t i = 0; i < words.size(); ++i) {
+      std::uint32_t w;
+      std::memcpy(&w, rec.data() + 4 * i, 4);
+      words[i] = ntohl(w);
+    }
+    return words;
+  }
+  // True if the peer closed the connection (EOF or reset) within 5 s.
+  bool closed_by_peer() {
+    char c;
+    ssize_t r = ::recv(fd_, &c, 1, 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+  }
+  // A clean end of stream (not a reset, not data) within 5 s.
+  bool eof() {
+    char c;
+    return ::recv(fd_, &c, 1, 0) == 0;
+  }
+  bool read_exact(void* p, std::size_t n) {
+    char* c = static_cast<char*>(p);
+    while (n) {
+      ssize_t r = ::recv(fd_, c, n, 0);
+      if (r <= 0) return false;
+      c += r;
+      n -= static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// xid, CALL, rpcvers, prog, vers, proc, AUTH_NONE cred and verifier.
+inline std::vector<std::uint32_t> call_header(std::uint32_t xid, std::uint32_t proc,
+                                       std::uint32_t prog = SFSTEST_PROG, std::uint32_t vers = SFSTEST_V1,
+                                       std::uint32_t rpcvers = 2) {
+  return {xid, 0, rpcvers, prog, vers, proc, 0, 0, 0, 0};
+}
 
 // Connects synchronously (from the test thread) and returns the connection.
 inline std::shared_ptr<Connection> connect_to(std::uint16_t port, color_t color,

@@ -6,99 +6,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "rpc_test_util.h"
 
 namespace asmp::rpc::test {
 namespace {
-
-// A blocking loopback socket with a 5 s receive timeout.
-class RawPeer {
- public:
-  explicit RawPeer(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~RawPeer() { ::close(fd_); }
-
-  bool send_all(const void* p, std::size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n) {
-      ssize_t r = ::send(fd_, c, n, MSG_NOSIGNAL);
-      if (r <= 0) return false;
-      c += r;
-      n -= static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-  void send_words(std::initializer_list<std::uint32_t> words) {
-    for (std::uint32_t w : words) {
-      std::uint32_t be = htonl(w);
-      send_all(&be, 4);
-    }
-  }
-  // Sends words as one single-fragment record.
-  void send_record(const std::vector<std::uint32_t>& words) {
-    std::vector<std::uint32_t> out;
-    out.push_back(htonl(0x80000000u | static_cast<std::uint32_t>(4 * words.size())));
-    for (std::uint32_t w : words) out.push_back(htonl(w));
-    send_all(out.data(), out.size() * 4);
-  }
-  // Reads one record (any number of fragments) as words; empty on EOF.
-  std::vector<std::uint32_t> read_record() {
-    std::vector<char> rec;
-    for (;;) {
-      std::uint32_t hdr;
-      if (!read_exact(&hdr, 4)) return {};
-      hdr = ntohl(hdr);
-      std::size_t len = hdr & 0x7fffffff;
-      std::size_t old = rec.size();
-      rec.resize(old + len);
-      if (!read_exact(rec.data() + old, len)) return {};
-      if (hdr & 0x80000000u) break;
-    }
-    std::vector<std::uint32_t> words(rec.size() / 4);
-    for (std::size_t i = 0; i < words.size(); ++i) {
-      std::uint32_t w;
-      std::memcpy(&w, rec.data() + 4 * i, 4);
-      words[i] = ntohl(w);
-    }
-    return words;
-  }
-  // True if the peer closed the connection (EOF or reset) within 5 s.
-  bool closed_by_peer() {
-    char c;
-    ssize_t r = ::recv(fd_, &c, 1, 0);
-    return r == 0 || (r < 0 && errno == ECONNRESET);
-  }
-
- private:
-  bool read_exact(void* p, std::size_t n) {
-    char* c = static_cast<char*>(p);
-    while (n) {
-      ssize_t r = ::recv(fd_, c, n, 0);
-      if (r <= 0) return false;
-      c += r;
-      n -= static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-  int fd_ = -1;
-};
-
-// xid, CALL, rpcvers, prog, vers, proc, AUTH_NONE cred and verifier.
-std::vector<std::uint32_t> call_header(std::uint32_t xid, std::uint32_t proc,
-                                       std::uint32_t prog = SFSTEST_PROG, std::uint32_t vers = SFSTEST_V1,
-                                       std::uint32_t rpcvers = 2) {
-  return {xid, 0, rpcvers, prog, vers, proc, 0, 0, 0, 0};
-}
 
 class TransportTest : public ::testing::Test {
  protected:
@@ -224,6 +139,104 @@ TEST_F(TransportTest, PeerVanishingMidRecordIsHarmless) {
     p.send_all(some.data(), some.size());
   }  // closed with 990 bytes still owed
   EXPECT_TRUE(eventually([&] { return server_->server().connections() == 1; }));
+}
+
+// close_after_flush: a server that answers and then closes must get its
+// answer to the client even when the client has sent more it will never
+// read, and has not read the answer yet. A plain close here dropped what
+// the transport still queued, and closing with unread input made the
+// kernel reset the connection and discard what it had not yet sent.
+//   The handler answers a 1 MiB echo, then close_after_flush. The client
+//   (receive buffer fixed at 64 KiB, so most of the answer waits on the
+//   server side) sends the call and 256 KiB more, waits, then reads: the
+//   whole answer, then a clean end of stream.
+TEST(CloseAfterFlush, AnswerReachesThePeerBeforeTheClose) {
+  RunningRuntime run;
+  auto progs = std::make_shared<Programs>();
+  Program p;
+  p.iface = *sfstest_interface();
+  p.dispatch = [](Call c) {
+    std::shared_ptr<Connection> conn = c.connection();
+    if (c.proc() == SFSTEST_ECHO) c.reply(c.args<sfstest_data>());
+    else c.reply(nullptr);
+    conn->close_after_flush();
+  };
+  progs->add(std::move(p));
+  auto server = Server::create(progs);
+  ASSERT_EQ(server->listen("127.0.0.1", 0), 0);
+  RawPeer peer(server->port(), 64 * 1024);
+  constexpr std::uint32_t kData = 1u << 20;
+  auto w = call_header(31, SFSTEST_ECHO);
+  w.push_back(kData);
+  std::vector<char> rec(4 + 4 * w.size() + kData, 'd');
+  std::uint32_t mark = htonl(0x80000000u | static_cast<std::uint32_t>(rec.size() - 4));
+  for (int b = 0; b < 4; ++b) rec[static_cast<std::size_t>(b)] = reinterpret_cast<const char*>(&mark)[b];
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    std::uint32_t be = htonl(w[i]);
+    std::memcpy(rec.data() + 4 + 4 * i, &be, 4);
+  }
+  ASSERT_TRUE(peer.send_all(rec.data(), rec.size()));
+  std::vector<char> more(256 * 1024, 'x');  // input the server will never read
+  peer.send_all(more.data(), more.size());
+  std::this_thread::sleep_for(200ms);  // let the server answer and start closing
+  auto r = peer.read_record();
+  ASSERT_EQ(r.size(), 7u + kData / 4) << "the answer was cut short";
+  EXPECT_EQ(r[0], 31u);
+  EXPECT_EQ(r[6], kData);
+  EXPECT_TRUE(peer.eof()) << "expected a clean end of stream after the answer";
+  ::shutdown(peer.fd(), SHUT_WR);  // the server, lingering, closes on this
+  EXPECT_TRUE(eventually([&] { return server->connections() == 0; }));
+  server->close();
+}
+
+// A peer that reads nothing and never closes cannot keep a closing
+// connection open: the timeout closes it.
+TEST(CloseAfterFlush, TimeoutClosesWhenThePeerDoesNotRead) {
+  RunningRuntime run;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  int small = 16 * 1024;
+  ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  auto t = Transport::create(sv[0], 410);
+  std::atomic<int> closes{0};
+  std::atomic<CloseReason> why{CloseReason::kEof};
+  t->start([](RecordBuf) {},
+           [&](CloseReason r, int) {
+             why = r;
+             closes++;
+           });
+  RecordBuf big;
+  std::vector<char> bytes(1u << 20, 'b');
+  big.append(bytes.data(), bytes.size());
+  t->send(std::move(big));
+  t->close_after_flush(100ms);
+  t->send(RecordBuf(16));  // after: dropped
+  ASSERT_TRUE(eventually([&] { return closes.load() == 1; })) << "closing never ended";
+  EXPECT_EQ(why.load(), CloseReason::kLocal);
+  EXPECT_TRUE(t->closed());
+  ::close(sv[1]);
+}
+
+// With nothing queued and a peer that closes when it sees the end of the
+// stream, closing is immediate and clean both ways.
+TEST(CloseAfterFlush, EmptyQueueEndsTheStreamAtOnce) {
+  RunningRuntime run;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  auto a = Transport::create(sv[0], 420);
+  auto b = Transport::create(sv[1], 421);
+  std::atomic<int> a_closed{0}, b_eof{0};
+  a->start([](RecordBuf) {}, [&](CloseReason r, int) {
+    EXPECT_EQ(r, CloseReason::kLocal);
+    a_closed++;
+  });
+  b->start([](RecordBuf) {}, [&](CloseReason r, int) {
+    if (r == CloseReason::kEof) b_eof++;
+  });
+  a->close_after_flush();
+  // b sees the end of the stream and closes; then a's linger ends.
+  ASSERT_TRUE(eventually([&] { return b_eof.load() == 1 && a_closed.load() == 1; }));
 }
 
 // Transport alone, over a socketpair, with a filter on each end.

@@ -9,7 +9,8 @@
 //   Call        what a server handler gets: decoded arguments, the caller's
 //               credential, and the duty to answer, once, from any color.
 //   Programs    the table of (program, version) -> procedures + dispatch.
-//   Server      a listening socket; each accepted connection gets a color
+//   Server      a listening socket (accepted by an Acceptor,
+//               rpc_transport.h); each accepted connection gets a color
 //               of its own (1, 2, 3, ...: color 0 stays free for the
 //               server's shared state) and a Connection serving Programs.
 //
@@ -22,6 +23,14 @@
 //   - Malformed input from a peer yields the RPC error RFC 5531 prescribes
 //     (PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL, GARBAGE_ARGS, RPC_MISMATCH,
 //     AUTH_ERROR) or closes that one connection; it never takes down others.
+//   - A peer cannot make a connection hold unbounded memory: the serving
+//     side stops reading from it while max_calls_in_progress calls are
+//     dispatched and unanswered, or while its unsent replies exceed the
+//     transport's max_queued_output_bytes, and resumes under half of
+//     either. Other connections are not slowed by it.
+//   - A program accepts AUTH_NONE only, unless its Program::flavors says
+//     otherwise: a credential the client merely claims (AUTH_SYS) is not
+//     taken unless asked for.
 //
 // Memory: arguments are encoded before call() returns, so they may live on
 // the caller's stack. The result object must stay alive until the callback
@@ -193,7 +202,10 @@ struct Program {
   // arguments that decoded. Different connections call it concurrently.
   std::function<void(Call)> dispatch;
   // Credential flavors accepted (others: AUTH_ERROR / AUTH_REJECTEDCRED).
-  std::vector<std::uint32_t> flavors = {AUTH_NONE, AUTH_SYS};
+  // AUTH_NONE only by default: AUTH_SYS is what the client claims, with
+  // nothing to check it by; list it only for a program that means to trust
+  // such a claim (e.g. from a trusted, privileged peer).
+  std::vector<std::uint32_t> flavors = {AUTH_NONE};
 };
 
 // Build it, then share it frozen (std::shared_ptr<const Programs>).
@@ -264,6 +276,11 @@ struct ConnectionOptions {
   std::shared_ptr<const Programs> programs;
   // Runs once, under the connection's color, when it closes.
   std::function<void(CloseReason, int err)> on_close;
+  // Calls from the peer dispatched to handlers and not yet answered above
+  // which the connection stops reading (until at most half remain); 0: no
+  // limit. Bounds what a peer that pipelines calls can make a server hold
+  // (each Call owns its record and arguments).
+  std::size_t max_calls_in_progress = 64;
 };
 
 struct CallOptions {
@@ -283,12 +300,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
             const void* args, xdrproc_t xres, void* res, CallDone cb, const CallOptions& opts = {});
 
   void close() { transport_->close(); }
+  // Stops taking calls, sends the replies queued so far, then closes
+  // (Transport::close_after_flush): a refusal sent just before reaches the
+  // peer. Any thread; answers sent after it are dropped.
+  void close_after_flush(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    transport_->close_after_flush(timeout);
+  }
   color_t color() const noexcept { return transport_->color(); }
   const std::shared_ptr<Transport>& transport() const noexcept { return transport_; }
   // Calls waiting for a reply (read on the connection's color).
   std::size_t pending() const noexcept { return pending_.size(); }
+  // Calls from the peer dispatched and not yet answered (any thread: a
+  // recent value).
+  std::size_t calls_in_progress() const noexcept { return in_progress_hint_.load(std::memory_order_relaxed); }
 
  private:
+  friend class Call;
   struct Pending {
     xdrproc_t xres;
     void* res;
@@ -304,6 +331,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void add_pending(std::uint32_t xid, RecordBuf rec, xdrproc_t xres, void* res, CallDone cb,
                    std::chrono::nanoseconds timeout);
   void on_timeout(std::uint32_t xid);
+  // A dispatched call's answer (from Call, any thread): hops to the
+  // connection's color, counts the call done, queues the reply.
+  void answer(RecordBuf rec);
+  void answered(RecordBuf rec);
   // Runs p's callback (under its color) with st; rec, the reply record
   // that results may point into, lives until the callback has returned.
   void complete(Pending p, RpcStatus st, RecordBuf rec = RecordBuf());
@@ -315,6 +346,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // On the connection's color only.
   std::unordered_map<std::uint32_t, Pending> pending_;
   bool closed_ = false;
+  std::size_t in_progress_ = 0;  // dispatched calls not yet answered
+  bool holding_ = false;         // holds the transport's reading for them
+  std::atomic<std::size_t> in_progress_hint_{0};
 };
 
 // Connects to host:port and makes a Connection on it with the given color;
@@ -357,6 +391,10 @@ struct ServerOptions {
   // Runs on the accept color for each new connection (which may already be
   // receiving on its own color).
   std::function<void(const std::shared_ptr<Connection>&)> on_connect;
+  // Each connection's ConnectionOptions::max_calls_in_progress.
+  std::size_t max_calls_in_progress = 64;
+  // The accept loop's back-off when descriptors run out (Acceptor).
+  AcceptorOptions acceptor;
 };
 
 class Server : public std::enable_shared_from_this<Server> {
@@ -374,16 +412,20 @@ class Server : public std::enable_shared_from_this<Server> {
   // color; connections() reaches 0 when they have closed). Any thread.
   void close();
   std::size_t connections() const;
+  // The accept loop's counters (all zero before listen()).
+  AcceptorStats acceptor_stats() const;
 
  private:
   Server(std::shared_ptr<const Programs> programs, ServerOptions opts);
-  void on_accept();
   color_t next_color();
 
   std::shared_ptr<const Programs> programs_;
   ServerOptions opts_;
   Runtime* const rt_;  // the runtime current when the server was made
-  int listen_fd_ = -1;
+  bool listening_ = false;
+  // Owned by its own fd callback or retry timer; holds this Server (its
+  // accept callback) until close().
+  std::weak_ptr<Acceptor> acceptor_;
   std::uint16_t port_ = 0;
   std::atomic<color_t> color_counter_{0};
   mutable std::mutex mu_;

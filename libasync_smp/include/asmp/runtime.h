@@ -24,16 +24,22 @@
 // Scheduler (see docs/architecture.md for the picture): one ready queue per
 // worker; a color lives on one worker at a time (initially color mod N); an
 // idle worker steals a whole color that is not running; a worker runs up to
-// `batch` callbacks of the color it is on before rotating (affinity); queued
-// callbacks go ahead of events: the epoll poller runs as a task when a
-// worker's queue is empty, or every `poll_every` batches, and blocks only
-// when its worker has nothing else to do. Idle workers spin briefly, then
-// sleep on a futex (or in epoll_wait, for the one holding the poller) and
-// are woken when work arrives for them.
+// `batch` callbacks of the color it is on before rotating (affinity), fewer
+// if they are long (a batch ends after about half a millisecond). The epoll
+// poller runs as a task: when a worker's queue is empty, and, while every
+// worker is busy, whenever `poll_interval` has passed since the last poll;
+// it blocks only when its worker has nothing else to do. A color woken by
+// an event (fd, timer, signal) is queued in its worker's event lane, which
+// the worker serves in turn with its other queued colors: an event waits
+// for about one poll interval and two batches, not for the whole queue,
+// and queued work still gets every other batch. Idle workers spin briefly,
+// then sleep on a futex (or in epoll_wait, for the one holding the poller)
+// and are woken when work arrives for them.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -60,7 +66,20 @@ struct RuntimeOptions {
   SchedulerKind scheduler = SchedulerKind::kStealing;
   unsigned color_slots = 16384;  // rounded up to a power of two
   unsigned batch = 64;           // callbacks of one color run back to back
-  unsigned poll_every = 16;      // non-blocking poll after this many batches
+  // Events and timers are polled for (non-blocking) at least this often
+  // while workers are busy; the clock is read about every quarter of it.
+  std::chrono::microseconds poll_interval{1000};
+  // If non-zero, also poll after this many batches (the paper's rule, off by
+  // default: by batch count, 64 colors of 50 us callbacks made events wait
+  // ~150 ms).
+  unsigned poll_every = 0;
+  // Called when the runtime cannot re-arm an fd registration after its
+  // callback ran or fired (epoll_ctl failed: the fd was closed while
+  // registered, or the kernel is out of memory). The fd's callbacks have
+  // been dropped (never run again). Runs on the thread that found the
+  // error, with no runtime lock held; must be thread-safe and quick. Null:
+  // one line on stderr naming the fd and the error.
+  std::function<void(int fd, int err)> on_fd_error = nullptr;
 };
 
 // Resolves RuntimeOptions::threads == 0 as described above.
@@ -107,13 +126,35 @@ class Runtime {
   void cpucb(Closure cb);
 
   // Runs cb (under its color) each time fd is ready for op, until replaced or
-  // unregistered with a null cb. After fdcb(fd, op, nullptr) returns, the old
-  // callback is not started again (one already running may finish).
-  // Unregister both ops before closing fd.
-  void fdcb(int fd, Selop op, Closure cb);
+  // unregistered with a null cb.
+  //
+  // When fdcb(fd, op, x) returns, the old callback for (fd, op) will not be
+  // started again, and it is not running on any other thread: if another
+  // worker was running it, fdcb waited for it to return. So an fd may be
+  // unregistered from any color and closed at once. Called from inside that
+  // very callback, fdcb returns at once (the callback then finishes). Do
+  // not hold a lock the callback may take while calling fdcb. Two fd
+  // callbacks that unregister each other's fds at the same moment would wait
+  // for each other forever; the runtime sees that cycle and lets the second
+  // caller return without waiting (its old callback may still be finishing
+  // on the other worker).
+  //
+  // Returns 0, or an errno value and registers nothing (cb is destroyed):
+  //   EBADF   fd is negative or not open
+  //   EPERM   epoll cannot watch fd (a regular file or a directory)
+  //   EINVAL  op is not selread or selwrite
+  //   ENOMEM, ENOSPC  kernel limits (fs.epoll.max_user_watches)
+  // Unregistering (null cb) returns 0 (or EBADF / EINVAL for a negative fd
+  // or a bad op), whether or not anything was registered.
+  // Unregister both ops before closing fd: an fd closed while registered
+  // can no longer be re-armed; the runtime then drops its callbacks and
+  // reports it (RuntimeOptions::on_fd_error).
+  int fdcb(int fd, Selop op, Closure cb);
 
   // Runs cb once, never before `when`. timecb_remove returns true if the
-  // timer was still pending: then cb will never run.
+  // timer was still pending: then cb will never run. A null (empty) cb is
+  // refused: no timer, and the id returned is 0, which names no timer
+  // (timecb_remove(0) returns false).
   TimerId timecb(Clock::time_point when, Closure cb);
   TimerId delaycb(std::chrono::nanoseconds delay, Closure cb);
   bool timecb_remove(TimerId id);
@@ -143,7 +184,7 @@ class Runtime {
 // default runtime (RuntimeOptions{}) on first use if there is none.
 Runtime& default_runtime();
 void cpucb(Closure cb);
-void fdcb(int fd, Selop op, Closure cb);
+int fdcb(int fd, Selop op, Closure cb);
 TimerId timecb(Clock::time_point when, Closure cb);
 TimerId delaycb(std::chrono::nanoseconds delay, Closure cb);
 bool timecb_remove(TimerId id);

@@ -1,6 +1,8 @@
 // call.cc: the server side of one call. A Call is move-only and answers at
 // most once; reply() encodes at once on the calling thread and the record
-// hops to the connection's color to be sealed and sent (Transport::send).
+// hops to the connection's color (Connection::answer), where the call stops
+// counting as in progress and the record is sealed and sent
+// (Transport::send_response).
 #include "wire.h"
 
 namespace asmp::rpc {
@@ -39,7 +41,7 @@ void Call::reply(xdrproc_t xres, const void* res) {
   state_->answered = true;
   RecordBuf rec = wire::success(state_->xid, xres, res);
   if (rec.empty()) rec = wire::accepted_error(state_->xid, wire::kSystemErr);
-  state_->conn->transport()->send(std::move(rec));
+  state_->conn->answer(std::move(rec));
 }
 
 void Call::reply_error(RpcError e) {
@@ -47,13 +49,13 @@ void Call::reply_error(RpcError e) {
   state_->answered = true;
   std::uint32_t low = 0, high = 0;
   if (e == RpcError::kProgMismatch) low = high = state_->program->iface.vers;
-  state_->conn->transport()->send(wire::accepted_error(state_->xid, wire::accept_stat_of(e), low, high));
+  state_->conn->answer(wire::accepted_error(state_->xid, wire::accept_stat_of(e), low, high));
 }
 
 void Call::reject_auth(std::uint32_t auth_stat) {
   if (!state_ || state_->answered) return;
   state_->answered = true;
-  state_->conn->transport()->send(wire::denied_auth(state_->xid, auth_stat));
+  state_->conn->answer(wire::denied_auth(state_->xid, auth_stat));
 }
 
 }  // namespace asmp::rpc

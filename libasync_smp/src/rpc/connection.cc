@@ -1,7 +1,9 @@
 // connection.cc: one RPC connection, both directions.
 //
-// Who touches what: pending_ (calls of this side waiting for replies) and
-// closed_ live on the connection's color. call() may run anywhere: it
+// Who touches what: pending_ (calls of this side waiting for replies),
+// closed_, and in_progress_/holding_ (calls of the peer dispatched and not
+// yet answered, and whether that holds the transport's reading) live on
+// the connection's color. call() may run anywhere: it
 // encodes the call there (in parallel with other colors), then hops to the
 // connection's color to register the xid, arm the timeout and queue the
 // record. A pending call leaves pending_ exactly once, by reply, timeout or
@@ -232,14 +234,14 @@ void Connection::on_call(RecordBuf rec) {
     return;
   }
   if (rpcvers != wire::kRpcVersion) {
-    transport_->send(wire::denied_rpc_mismatch(xid));
+    transport_->send_response(wire::denied_rpc_mismatch(xid));
     return;
   }
   auto st = std::make_unique<Call::State>();
   st->cred.flavor = cred_flavor;
   if (cred_flavor == AUTH_SYS) {
     if (!wire::parse_auth_sys(cred_body, cred_len, &st->cred.sys)) {
-      transport_->send(wire::denied_auth(xid, AUTH_BADCRED));
+      transport_->send_response(wire::denied_auth(xid, AUTH_BADCRED));
       return;
     }
   } else if (cred_flavor != AUTH_NONE) {
@@ -251,17 +253,17 @@ void Connection::on_call(RecordBuf rec) {
   const Program* program =
       opts_.programs ? opts_.programs->find(prog, vers, &prog_known, &low, &high) : nullptr;
   if (!program) {
-    transport_->send(prog_known ? wire::accepted_error(xid, wire::kProgMismatch, low, high)
+    transport_->send_response(prog_known ? wire::accepted_error(xid, wire::kProgMismatch, low, high)
                                 : wire::accepted_error(xid, wire::kProgUnavail));
     return;
   }
   if (std::find(program->flavors.begin(), program->flavors.end(), cred_flavor) ==
       program->flavors.end()) {
-    transport_->send(wire::denied_auth(xid, cred_flavor == AUTH_NONE ? AUTH_TOOWEAK : AUTH_REJECTEDCRED));
+    transport_->send_response(wire::denied_auth(xid, cred_flavor == AUTH_NONE ? AUTH_TOOWEAK : AUTH_REJECTEDCRED));
     return;
   }
   if (procnum >= program->iface.procs.size() || !program->iface.procs[procnum].xargs) {
-    transport_->send(wire::accepted_error(xid, wire::kProcUnavail));
+    transport_->send_response(wire::accepted_error(xid, wire::kProcUnavail));
     return;
   }
   const Proc& pr = program->iface.procs[procnum];
@@ -271,7 +273,7 @@ void Connection::on_call(RecordBuf rec) {
   st->procnum = procnum;
   if (pr.args_size) {
     if (!st->alloc_args(pr.args_size)) {
-      transport_->send(wire::accepted_error(xid, wire::kSystemErr));
+      transport_->send_response(wire::accepted_error(xid, wire::kSystemErr));
       return;
     }
   }
@@ -282,12 +284,39 @@ void Connection::on_call(RecordBuf rec) {
   bool ok = pr.xargs(&x, st->args);
   XDR_DESTROY(&x);
   if (!ok) {
-    transport_->send(wire::accepted_error(xid, wire::kGarbageArgs));
+    transport_->send_response(wire::accepted_error(xid, wire::kGarbageArgs));
     return;  // st's destructor frees what was decoded
   }
   st->conn = shared_from_this();
+  // Counted until answered (answered()); at the limit, stop reading calls.
+  ++in_progress_;
+  in_progress_hint_.store(in_progress_, std::memory_order_relaxed);
+  if (opts_.max_calls_in_progress && in_progress_ >= opts_.max_calls_in_progress && !holding_) {
+    holding_ = true;
+    transport_->hold_reading();
+  }
   program->dispatch(Call(std::move(st)));
 }
+
+void Connection::answer(RecordBuf rec) {
+  if (transport_->on_own_color()) {
+    answered(std::move(rec));
+    return;
+  }
+  rt_->cpucb(Closure([self = shared_from_this(), r = std::move(rec)]() mutable { self->answered(std::move(r)); },
+                     color()));
+}
+
+void Connection::answered(RecordBuf rec) {
+  if (in_progress_ > 0) --in_progress_;
+  in_progress_hint_.store(in_progress_, std::memory_order_relaxed);
+  transport_->send_response(std::move(rec));
+  if (holding_ && in_progress_ <= opts_.max_calls_in_progress / 2) {
+    holding_ = false;
+    transport_->release_reading();
+  }
+}
+
 
 void Connection::on_close(CloseReason why, int err) {
   closed_ = true;

@@ -1,7 +1,8 @@
-// server.cc: the listening socket. Accepts under accept_color, gives each
-// connection a color of its own (unless told otherwise) and a Connection
-// serving the shared, frozen Programs. The set of live connections (for
-// close()) is the only state shared between colors, under mu_.
+// server.cc: the listening socket. An Acceptor accepts under accept_color
+// (backing off when descriptors run out); each connection gets a color of
+// its own (unless told otherwise) and a Connection serving the shared,
+// frozen Programs. The set of live connections (for close()) and the
+// acceptor handle are the only state shared between colors, under mu_.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -20,19 +21,31 @@ std::shared_ptr<Server> Server::create(std::shared_ptr<const Programs> programs,
 Server::Server(std::shared_ptr<const Programs> programs, ServerOptions opts)
     : programs_(std::move(programs)), opts_(std::move(opts)), rt_(&default_runtime()) {}
 
-Server::~Server() {
-  // Still listening means the runtime's fd table held the last reference
-  // and is being destroyed: just close.
-  if (listen_fd_ >= 0) ::close(listen_fd_);
-}
+// The acceptor owns the listening socket (and closes it when it goes).
+Server::~Server() = default;
 
 int Server::listen(const std::string& host, std::uint16_t port) {
-  if (listen_fd_ >= 0) return EISCONN;
+  if (listening_) return EISCONN;
   int fd;
   if (int err = tcp_listen(host, port, fd, port_)) return err;
-  listen_fd_ = fd;
-  rt_->fdcb(fd, selread, Closure(wrap(opts_.accept_color, &Server::on_accept, shared_from_this())));
+  // The accept callback holds the server, as the fd callback did before the
+  // acceptor: a server keeps serving while it listens, until close().
+  auto acc = Acceptor::create(
+      fd, opts_.accept_color, [self = shared_from_this()](int cfd) { self->serve_fd(cfd); }, opts_.acceptor);
+  if (int err = acc->start()) {
+    acc->close();
+    return err;
+  }
+  listening_ = true;
+  std::lock_guard lk(mu_);
+  acceptor_ = acc;
   return 0;
+}
+
+AcceptorStats Server::acceptor_stats() const {
+  std::lock_guard lk(mu_);
+  auto acc = acceptor_.lock();
+  return acc ? acc->stats() : AcceptorStats{};
 }
 
 color_t Server::next_color() {
@@ -43,21 +56,11 @@ color_t Server::next_color() {
   return c;
 }
 
-void Server::on_accept() {
-  for (int i = 0; i < 64; ++i) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      // EAGAIN: drained. EMFILE and friends: try again on the next wakeup.
-      return;
-    }
-    serve_fd(fd);
-  }
-}
-
 std::shared_ptr<Connection> Server::serve_fd(int fd) {
   auto t = Transport::create(fd, next_color(), opts_.transport);
   ConnectionOptions co;
   co.programs = programs_;
+  co.max_calls_in_progress = opts_.max_calls_in_progress;
   std::weak_ptr<Server> weak = weak_from_this();
   // Filled in once the connection exists; the close handler only needs its
   // address to find it in conns_.
@@ -82,20 +85,21 @@ std::shared_ptr<Connection> Server::serve_fd(int fd) {
 }
 
 void Server::close() {
-  // On the accept color, so that it cannot race with on_accept.
+  // On the accept color, so that it cannot race with accepting.
   rt_->cpucb(Closure(
       [self = shared_from_this()] {
-        if (self->listen_fd_ >= 0) {
-          self->rt_->fdcb(self->listen_fd_, selread, nullptr);
-          ::close(self->listen_fd_);
-          self->listen_fd_ = -1;
-        }
         std::vector<std::shared_ptr<Connection>> live;
+        std::shared_ptr<Acceptor> acc;
         {
           std::lock_guard lk(self->mu_);
+          acc = self->acceptor_.lock();
+          self->acceptor_.reset();
           for (auto& [k, w] : self->conns_)
             if (auto c = w.lock()) live.push_back(std::move(c));
         }
+        // Not under mu_: closing unregisters fds (fdcb may wait for a run
+        // in progress, which must not need mu_).
+        if (acc) acc->close();  // on its color: no accept after this
         for (auto& c : live) c->close();
       },
       opts_.accept_color));
