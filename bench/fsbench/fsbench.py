@@ -12,8 +12,8 @@ Subcommands:
       each NAME: the process trees rooted at its PIDs (a NAME may be given
       several times; the trees are summed), read from /proc/PID/stat
       (utime+stime of every live process in the tree plus cutime+cstime,
-      the CPU of children that exited and were reaped). Exits with CMD's
-      status.
+      the CPU of children that exited and were reaped); `minflt`: their
+      minor page faults, counted the same way. Exits with CMD's status.
   record --workload W --fs F --round R --cpus K --measure FILE
          [--fio FIO_JSON | --ops N | --bytes B] [--step main|scaling] [--extra k=v]...
       Prints one JSON line (the benchmark's record) made from a `measure`
@@ -55,7 +55,8 @@ GIB = 1 << 30
 
 # ---------------------------------------------------------------- CPU ----
 def read_stat(pid):
-    """(ppid, utime+stime, cutime+cstime) in ticks, or None if gone."""
+    """(ppid, utime+stime, cutime+cstime in ticks, minflt+cminflt), or None
+    if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode("ascii", "replace")
@@ -66,7 +67,8 @@ def read_stat(pid):
     ppid = int(rest[1])
     own = int(rest[11]) + int(rest[12])
     reaped = int(rest[13]) + int(rest[14])
-    return ppid, own, reaped
+    faults = int(rest[7]) + int(rest[8])
+    return ppid, own, reaped, faults
 
 
 def all_stats():
@@ -79,15 +81,16 @@ def all_stats():
     return stats
 
 
-def tree_ticks(roots, stats=None):
+def tree_ticks(roots, stats=None, faults=False):
     """CPU ticks of the trees rooted at `roots`: every live process's own
     time plus what its reaped children used. A child that exits between
     two snapshots moves from its own line into its parent's cutime when it
-    is reaped, so the sum only grows, and nothing is counted twice."""
+    is reaped, so the sum only grows, and nothing is counted twice. With
+    faults=True: the minor page faults of the same processes instead."""
     if stats is None:
         stats = all_stats()
     children = {}
-    for pid, (ppid, _, _) in stats.items():
+    for pid, (ppid, *_) in stats.items():
         children.setdefault(ppid, []).append(pid)
     seen = set()
     todo = [r for r in roots if r in stats]
@@ -97,15 +100,15 @@ def tree_ticks(roots, stats=None):
         if pid in seen:
             continue
         seen.add(pid)
-        _, own, reaped = stats[pid]
-        total += own + reaped
+        _, own, reaped, flt = stats[pid]
+        total += flt if faults else own + reaped
         todo.extend(children.get(pid, []))
     return total
 
 
-def snapshot(procs):
+def snapshot(procs, faults=False):
     stats = all_stats()
-    return {name: tree_ticks(pids, stats) for name, pids in procs.items()}
+    return {name: tree_ticks(pids, stats, faults) for name, pids in procs.items()}
 
 
 def cmd_measure(a):
@@ -118,16 +121,21 @@ def cmd_measure(a):
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     out = open(a.stdout, "wb") if a.stdout else subprocess.DEVNULL
     before = snapshot(procs)
+    flt_before = snapshot(procs, faults=True)
     t0 = time.monotonic()
     child = subprocess.Popen(cmd, stdout=out)
     _, status, ru = os.wait4(child.pid, 0)
     t1 = time.monotonic()
     after = snapshot(procs)
+    flt_after = snapshot(procs, faults=True)
     child.returncode = os.waitstatus_to_exitcode(status)
     cpu = {"workload": round(ru.ru_utime + ru.ru_stime, 3)}
     for name in procs:
         cpu[name] = round((after[name] - before[name]) / CLK_TCK, 3)
-    res = {"seconds": round(t1 - t0, 4), "rc": child.returncode, "cpu_s": cpu,
+    flt = {"workload": ru.ru_minflt}
+    for name in procs:
+        flt[name] = flt_after[name] - flt_before[name]
+    res = {"seconds": round(t1 - t0, 4), "rc": child.returncode, "cpu_s": cpu, "minflt": flt,
            "load1": round(os.getloadavg()[0], 2)}
     with open(a.out, "w") as f:
         json.dump(res, f)
@@ -184,6 +192,8 @@ def make_record(a):
                    mb_per_s=round(a.bytes / m["seconds"] / 1e6, 1))
     rec["cpu_s"] = cpu
     rec["cpu_s_total"] = round(total_cpu, 3)
+    if "minflt" in m:
+        rec["minflt"] = m["minflt"]
     if rec.get("bytes"):
         gib = rec["bytes"] / GIB
         rec["cpu_s_per_gib"] = round(total_cpu / gib, 3)
@@ -311,6 +321,10 @@ def cmd_summary(a, markdown=False):
     recs = load(a.file)
     rows = summary_rows(recs, a.baseline)
     bad = [r for r in recs if r.get("rc", 0) != 0]
+    loads = [r["load1"] for r in recs if r.get("load1") is not None]
+    if markdown and loads:
+        print(f"1-minute load average when each run ended: {min(loads):.1f} to {max(loads):.1f} "
+              f"(median {statistics.median(loads):.1f}) on {os.cpu_count()} CPUs.\n")
     if markdown:
         print(f"| workload | fs | unit | min | median | max | vs {a.baseline} | CPU per unit | CPU by process (median) |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -251,6 +251,20 @@ class CpuAccountingTest(unittest.TestCase):
         self.assertAlmostEqual(m["cpu_s"]["d"], 0.4, delta=0.05)
         self.assertEqual(m["rc"], 0)
 
+    def test_measure_counts_page_faults(self):
+        # 64 MiB touched for the first time: at least 16,384 minor faults
+        # (4 KiB pages) in the workload; a daemon that does nothing has ~0.
+        out = os.path.join(tempfile.mkdtemp(prefix="fsbench-test."), "m.json")
+        idle = subprocess.Popen(["sleep", "30"])
+        self.addCleanup(lambda: (idle.kill(), idle.wait()))
+        r = subprocess.run([sys.executable, TOOL, "measure", "--out", out, "--proc", f"idle={idle.pid}", "--",
+                            sys.executable, "-c", "b = bytearray(64 << 20)"])
+        self.assertEqual(r.returncode, 0)
+        with open(out) as f:
+            m = json.load(f)
+        self.assertGreaterEqual(m["minflt"]["workload"], 16384)
+        self.assertLess(m["minflt"]["idle"], 10)
+
     def test_measure_passes_the_exit_status_on(self):
         out = os.path.join(tempfile.mkdtemp(prefix="fsbench-test."), "m.json")
         r = subprocess.run([sys.executable, TOOL, "measure", "--out", out, "--", "bash", "-c", "exit 3"])
