@@ -62,9 +62,33 @@ check "section.md has the table" grep -q '| seq-read-4 | sfs |' "$out/res/sectio
 check "progress on stderr shows the time left" grep -q 'left)' "$out/stderr"
 
 # Nothing left behind.
-check "no mount of the run is left" bash -c "! grep -q '$state' /proc/mounts"
-check "no process of the run is left" bash -c "! pgrep -f '$state' >/dev/null"
+no_mount_left() { ! grep -qF "$state" /proc/mounts; }
+no_process_left() {  # (pgrep from here: a `bash -c` would match itself)
+  local left
+  left=$(pgrep -af -- "$state") || return 0
+  echo "left running: $left" >&2
+  return 1
+}
+check "no mount of the run is left" no_mount_left
+check "no process of the run is left" no_process_left
 check "the state directory is gone" test ! -e "$state"
+
+# Ctrl-C in the middle of a run: everything is stopped and unmounted too.
+# (SIGINT is ignored in a script's background jobs; python resets it to the
+# default before exec, as a terminal would have it.)
+/usr/bin/python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp("bash", sys.argv[1:])' \
+  bash "$repo/bench/run" --quick --size 16 --out "$out/int" >/dev/null 2>"$out/int.stderr" &
+run=$!
+for _ in $(seq 600); do grep -q '\[1/' "$out/int.stderr" 2>/dev/null && break; sleep 0.1; done
+check "the interrupted run got as far as its first workload" grep -q '\[1/' "$out/int.stderr"
+state=$(cat "$out/int/state-dir.txt" 2>/dev/null)
+kill -INT "$run"
+rc=0; wait "$run" || rc=$?
+check "SIGINT: exits 130 (rc $rc)" test "$rc" = 130
+check "SIGINT: says it stops" grep -q 'caught SIGINT' "$out/int.stderr"
+check "SIGINT: no mount of the run is left" no_mount_left
+check "SIGINT: no process of the run is left" no_process_left
+check "SIGINT: the state directory is gone" test ! -e "$state"
 
 echo "quick_run: $pass passed, $fail failed"
 [[ $fail == 0 ]]
