@@ -43,6 +43,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -368,9 +369,16 @@ def gp_quote(s):
 
 
 def cmd_plot(a):
+    tmp = tempfile.mkdtemp(prefix="fsbench-plot.")
+    try:
+        return plot(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def plot(a, tmp):
     recs = load(a.file)
     os.makedirs(a.outdir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="fsbench-plot.")
     rows = summary_rows(recs, "sshfs-tuned")
     workloads = []
     for r in rows:

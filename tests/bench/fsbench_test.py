@@ -8,6 +8,7 @@ and the plots. Starts only short-lived burner processes and gnuplot.
 Run: python3 tests/bench/fsbench_test.py (CTest: fsbench_units)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,12 @@ sys.stdin.read()
 """
 
 
+def tmpdir(test):
+    d = tempfile.mkdtemp(prefix="fsbench-test.")
+    test.addCleanup(shutil.rmtree, d, True)
+    return d
+
+
 def fio_json(jobs):
     """A fio --output-format=json document with the given (rw, bytes, ios,
     runtime_ms) jobs."""
@@ -58,7 +65,7 @@ def fio_json(jobs):
 
 class RecordTest(unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="fsbench-test.")
+        self.tmp = tmpdir(self)
 
     def write(self, name, obj, prefix=""):
         path = os.path.join(self.tmp, name)
@@ -132,7 +139,7 @@ def rec(w, fs, r, v, cpu=None, step="main", cpus=2, rc=0):
 
 class SummaryTest(unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="fsbench-test.")
+        self.tmp = tmpdir(self)
         self.path = os.path.join(self.tmp, "results.jsonl")
         recs = []
         for r, (a, b, c) in enumerate([(300, 700, 9), (500, 800, 1), (400, 750, 5)], 1):
@@ -226,7 +233,7 @@ class CpuAccountingTest(unittest.TestCase):
         self.assertLess(fsbench.tree_ticks([p.pid]) / fsbench.CLK_TCK, 0.75)
 
     def test_measure_reports_the_workload_and_the_daemons(self):
-        tmp = tempfile.mkdtemp(prefix="fsbench-test.")
+        tmp = tmpdir(self)
         go, done, out = (os.path.join(tmp, n) for n in ("go", "done", "m.json"))
         # The "daemon" burns 0.4 s once the workload has started (file go),
         # then says so (file done); the workload burns 0.3 s of its own and
@@ -254,7 +261,7 @@ class CpuAccountingTest(unittest.TestCase):
     def test_measure_counts_page_faults(self):
         # 64 MiB touched for the first time: at least 16,384 minor faults
         # (4 KiB pages) in the workload; a daemon that does nothing has ~0.
-        out = os.path.join(tempfile.mkdtemp(prefix="fsbench-test."), "m.json")
+        out = os.path.join(tmpdir(self), "m.json")
         idle = subprocess.Popen(["sleep", "30"])
         self.addCleanup(lambda: (idle.kill(), idle.wait()))
         r = subprocess.run([sys.executable, TOOL, "measure", "--out", out, "--proc", f"idle={idle.pid}", "--",
@@ -266,7 +273,7 @@ class CpuAccountingTest(unittest.TestCase):
         self.assertLess(m["minflt"]["idle"], 10)
 
     def test_measure_passes_the_exit_status_on(self):
-        out = os.path.join(tempfile.mkdtemp(prefix="fsbench-test."), "m.json")
+        out = os.path.join(tmpdir(self), "m.json")
         r = subprocess.run([sys.executable, TOOL, "measure", "--out", out, "--", "bash", "-c", "exit 3"])
         self.assertEqual(r.returncode, 3)
         with open(out) as f:
@@ -275,7 +282,7 @@ class CpuAccountingTest(unittest.TestCase):
 
 class HelpersTest(unittest.TestCase):
     def test_mkfile_and_mktree(self):
-        tmp = tempfile.mkdtemp(prefix="fsbench-test.")
+        tmp = tmpdir(self)
         f = os.path.join(tmp, "f")
         self.assertEqual(fsbench.main(["mkfile", f, "3"]), 0)
         self.assertEqual(os.path.getsize(f), 3 << 20)
