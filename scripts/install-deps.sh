@@ -17,8 +17,9 @@ PACKAGES=(
   libboost-dev                      # Boost.Asio peer in bench/ only
   # the loopback NFS server and its helper
   nfs-ganesha nfs-ganesha-vfs rpcbind
-  # the sshfs peer for benchmarks
+  # the sshfs peer for benchmarks, and bench/run's load generator and plots
   openssh-server openssh-client sshfs
+  fio gnuplot-nox python3
   procps psmisc
   # what the mount tests do as a person would
   git rsync tar diffutils
