@@ -74,6 +74,7 @@ Runtime::Impl::Impl(Runtime* owner, RuntimeOptions o) : self(owner), opts(o) {
   // The clock is read about four times per interval (never more often than
   // every 20 us, whatever the interval), so a due poll is late by at most a
   // quarter of it plus one callback.
+  idle_spins_ = opts.idle_spins;
   poll_interval_ns_ = std::max<std::int64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(opts.poll_interval).count(), 1000);
   clock_check_ns_ = std::max<std::int64_t>(poll_interval_ns_ / 4, 20000);

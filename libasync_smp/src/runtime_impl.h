@@ -251,6 +251,7 @@ struct Runtime::Impl {
   // per clock window, written once per poll.
   alignas(64) std::atomic<std::int64_t> last_poll_ns_{0};
   std::int64_t poll_interval_ns_ = 1000000;
+  unsigned idle_spins_ = 500;  // RuntimeOptions::idle_spins
   std::int64_t clock_check_ns_ = 250000;
 
   alignas(64) std::mutex fd_mu_;

@@ -21,7 +21,6 @@ inline void cpu_relax() {
 }
 
 constexpr std::size_t kMaxFreeTasks = 1 << 14;  // per worker
-constexpr int kIdleSpins = 500;                 // before sleeping
 
 }  // namespace
 
@@ -375,7 +374,7 @@ bool Runtime::Impl::clock_check(Worker& w, std::int64_t& first_read) {
 }
 
 void Runtime::Impl::idle(Worker& w) {
-  for (int i = 0; i < kIdleSpins; ++i) {
+  for (unsigned i = 0; i < idle_spins_; ++i) {
     if (has_work(w)) return;
     if ((i & 255) == 255 && try_poll(w, 0)) {
       if (has_work(w)) return;

@@ -143,6 +143,9 @@ int do_mount(ClientConfig cfg) {
   // run(); so does the agents' registration socket.
   asmp::RuntimeOptions ro;
   ro.threads = cfg.threads;
+  // A daemon shares its cores (with its clients, the NFS server, ...):
+  // sleep when idle rather than spin (docs/architecture.md, "Sleep").
+  ro.idle_spins = 0;
   asmp::Runtime rt(ro);
   sfsclient::FsOptions fo;
   fo.timeout = cfg.timeout;

@@ -165,6 +165,9 @@ const std::vector<Setting>& settings() {
        [](std::string_view v, Config& c) { return parse_duration(v, c.idle_timeout); }},
       {"handshake_timeout", "DURATION", "close a connection without a handshake by then (default 10s)",
        [](std::string_view v, Config& c) { return parse_duration(v, c.handshake_timeout); }},
+      {"progress_timeout", "DURATION",
+       "close a connection whose record has been arriving this long: a trickling peer (default 30s)",
+       [](std::string_view v, Config& c) { return parse_duration(v, c.progress_timeout); }},
       {"invalidate_timeout", "DURATION",
        "a client that does not acknowledge INVALIDATE by then is disconnected (default 5s)",
        [](std::string_view v, Config& c) { return parse_duration(v, c.invalidate_timeout); }},
@@ -172,6 +175,20 @@ const std::vector<Setting>& settings() {
        [](std::string_view v, Config& c) -> Err {
          if (auto e = parse_uint<std::size_t>(v, c.max_leases_per_connection)) return e;
          if (c.max_leases_per_connection == 0) return "must be at least 1";
+         return std::nullopt;
+       }},
+      {"max_calls_per_connection", "N",
+       "calls one connection may have in progress; beyond, it is not read (default 32)",
+       [](std::string_view v, Config& c) -> Err {
+         if (auto e = parse_uint<std::size_t>(v, c.max_calls_per_connection)) return e;
+         if (c.max_calls_per_connection == 0) return "must be at least 1";
+         return std::nullopt;
+       }},
+      {"max_queued_bytes_per_connection", "BYTES",
+       "reply bytes queued for one connection; beyond, it is not read (default 16777216)",
+       [](std::string_view v, Config& c) -> Err {
+         if (auto e = parse_uint<std::size_t>(v, c.max_queued_bytes_per_connection)) return e;
+         if (c.max_queued_bytes_per_connection < (2u << 20)) return "must be at least 2097152 (two 1 MiB replies)";
          return std::nullopt;
        }},
       {"drain_timeout", "DURATION", "on SIGTERM, wait this long for calls in flight (default 10s)",

@@ -53,8 +53,11 @@ struct Config {
   std::size_t max_connections_per_source = 256;
   std::chrono::milliseconds idle_timeout{15 * 60 * 1000};
   std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds progress_timeout{30000};
   std::chrono::milliseconds invalidate_timeout{5000};
   std::size_t max_leases_per_connection = 65536;
+  std::size_t max_calls_per_connection = 32;
+  std::size_t max_queued_bytes_per_connection = 16u << 20;
   std::chrono::milliseconds drain_timeout{10000};
   LogLevel log_level = LogLevel::kInfo;
 };

@@ -113,6 +113,9 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
 
   asmp::RuntimeOptions ro;
   ro.threads = cfg.threads;
+  // A daemon shares its cores (with its clients, the NFS server, ...):
+  // sleep when idle rather than spin (docs/architecture.md, "Sleep").
+  ro.idle_spins = 0;
   asmp::Runtime rt(ro);
 
   NfsBackendOptions bo;
@@ -216,9 +219,12 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
               so.programs.push_back(files->program());
               so.handshake_timeout = cfg.handshake_timeout;
               so.idle_timeout = cfg.idle_timeout;
+              so.progress_timeout = cfg.progress_timeout;
               so.max_connections = cfg.max_connections;
               so.max_connections_per_source = cfg.max_connections_per_source;
               so.allow_anonymous = cfg.allow_anonymous;
+              so.max_calls_in_progress = cfg.max_calls_per_connection;
+              so.transport.max_queued_output_bytes = cfg.max_queued_bytes_per_connection;
               so.log = log.sink(LogLevel::kInfo);
               std::weak_ptr<FileServer> weak_files = files;
               so.on_close = [weak_files](std::uint64_t id) {

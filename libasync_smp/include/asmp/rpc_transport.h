@@ -51,6 +51,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,10 @@ class Transport : public std::enable_shared_from_this<Transport> {
   std::size_t queued_output_bytes() const noexcept;
   // Capacity of the buffer of the record being assembled from the peer.
   std::size_t input_buffer_bytes() const noexcept;
+  // How long the record being received has been in progress (since its
+  // first byte arrived), or nullopt between records. A peer that trickles
+  // a record byte by byte (slow loris) shows here. On the transport's color.
+  std::optional<Clock::duration> partial_record_age() const;
   // True while the transport is not reading (held, output above the limit,
   // or closing).
   bool reading_stopped() const noexcept;
@@ -243,6 +248,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   unsigned char hdr_[4];
   unsigned hdr_have_ = 0;
   bool in_body_ = false;
+  Clock::time_point partial_since_{};  // first byte of the record in progress
   bool last_fragment_ = false;
   std::size_t frag_left_ = 0;
   RecordBuf record_;

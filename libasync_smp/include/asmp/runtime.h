@@ -73,6 +73,12 @@ struct RuntimeOptions {
   // default: by batch count, 64 colors of 50 us callbacks made events wait
   // ~150 ms).
   unsigned poll_every = 0;
+  // How many times an idle worker checks for work before it sleeps. Spinning
+  // saves a futex wake (~10 us) when work comes back at once, and pays when
+  // the program has cores to itself (micro-benchmarks); it wastes CPU when
+  // the machine is shared (daemons on a client's or server's cores): sfsd
+  // spent a third of its CPU spinning under small-file load. 0: sleep at once.
+  unsigned idle_spins = 500;
   // Called when the runtime cannot re-arm an fd registration after its
   // callback ran or fired (epoll_ctl failed: the fd was closed while
   // registered, or the kernel is out of memory). The fd's callbacks have

@@ -468,6 +468,9 @@ void Transport::on_readable() {
       return;
     }
     std::size_t got = static_cast<std::size_t>(r);
+    // The first bytes of a record start its clock (partial_record_age).
+    if (!in_body_ && hdr_have_ == 0 && record_.empty() && partial_since_ == Clock::time_point{})
+      partial_since_ = Clock::now();
     if (direct) {
       std::size_t d = std::min(got, direct);
       record_.resize(record_.size() + d);
@@ -507,7 +510,11 @@ bool Transport::parse() {
     chunk_pos_ += take;
     if (frag_left_ == 0 && !fragment_done()) return false;
   }
-  if (chunk_pos_ == chunk_end_) chunk_pos_ = chunk_end_ = 0;
+  if (chunk_pos_ == chunk_end_) {
+    chunk_pos_ = chunk_end_ = 0;
+    // Everything that arrived was whole records: no record is in progress.
+    if (!in_body_ && hdr_have_ == 0 && record_.empty()) partial_since_ = Clock::time_point{};
+  }
   return !closed_;
 }
 
@@ -561,9 +568,17 @@ void Transport::note_input_capacity() {
 
 // The current fragment is complete; deliver the record if it was the last.
 // Returns false if the transport closed meanwhile.
+std::optional<Clock::duration> Transport::partial_record_age() const {
+  if (partial_since_ == Clock::time_point{}) return std::nullopt;
+  return Clock::now() - partial_since_;
+}
+
 bool Transport::fragment_done() {
   in_body_ = false;
   if (!last_fragment_) return true;
+  // The next record's clock starts with its first byte (or now, if its
+  // bytes are already in the chunk).
+  partial_since_ = chunk_pos_ < chunk_end_ ? Clock::now() : Clock::time_point{};
   RecordBuf rec = std::move(record_);
   record_ = RecordBuf();
   note_input_capacity();

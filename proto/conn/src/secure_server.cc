@@ -44,7 +44,7 @@ struct SecureServer::Shared {
   SecureServerOptions opts;  // opts.users: read and replaced on the shared color only
   std::atomic<std::uint64_t> accepted{0}, established{0}, handshake_failures{0}, logins{0},
       login_refusals{0}, filter_rejections{0}, refused_over_limit{0}, idle_closed{0},
-      logins_revoked{0};
+      logins_revoked{0}, stalled_closed{0};
   std::atomic<std::uint64_t> next_conn_id{0};
   std::atomic<std::int64_t> last_limit_log_s{-1};
   // On the shared color: every connection whose auth table may exist.
@@ -58,6 +58,7 @@ struct SecureServer::Conn {
   std::uint64_t id = 0;
   std::string peer;    // address:port
   std::string source;  // address (the per-source limit's key)
+  bool gone = false;   // closed (under the server's mu_)
   // On the connection's color.
   Stage stage = Stage::kHello;
   std::shared_ptr<SecureRecordFilter> filter;
@@ -106,7 +107,11 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
     sc->stage = Conn::Stage::kFailed;
     sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
     sh.log("handshake with " + sc->peer + " failed: " + why);
+    std::shared_ptr<rpc::Connection> conn = c.connection();
     reply_connect_error(c, st, why);
+    // The refusal reaches the client, then the connection goes: nothing
+    // else can happen on it.
+    conn->close_after_flush(std::chrono::seconds(2));
   };
   const auto* a = c.args<sfs_connect_arg>();
   if (a->release != SFS_RELEASE)
@@ -144,7 +149,9 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
           static_cast<u_int>(r.reply.size() - kHandshakeFrameHeader);
       res.sfs_connect_res_u.ok.hello.hello_val =
           reinterpret_cast<char*>(r.reply.data() + kHandshakeFrameHeader);
+      std::shared_ptr<rpc::Connection> conn = c.connection();
       c.reply(&res);
+      conn->close_after_flush(std::chrono::seconds(2));
       return;
     }
     return fail(SFS_CONNECT_BADHELLO, r.error);
@@ -263,24 +270,40 @@ std::string peer_of(int fd, std::string* address) {
   return std::string(buf) + ":" + std::to_string(port);
 }
 
-// Closes the connection once it has made no call for idle_timeout; checks
-// on the connection's color (where last_call lives) every half timeout.
-void arm_idle_check(asmp::Runtime* rt, const std::shared_ptr<Conn>& sc,
-                    const std::weak_ptr<rpc::Connection>& weak_conn, color_t color) {
-  const auto limit = sc->shared->opts.idle_timeout;
-  rt->delaycb(limit / 2, Closure(
-                             [rt, sc, weak_conn, color, limit] {
-                               auto conn = weak_conn.lock();
-                               if (!conn) return;
-                               const auto now = asmp::Clock::now();
-                               if (sc->stage == Conn::Stage::kOpen && now - sc->last_call >= limit) {
-                                 sc->shared->idle_closed.fetch_add(1, std::memory_order_relaxed);
-                                 conn->close();
-                                 return;
-                               }
-                               arm_idle_check(rt, sc, weak_conn, color);
-                             },
-                             color));
+// Watches an open connection on its color (where last_call lives): closes
+// it once it has made no call for idle_timeout, or when a record has been
+// arriving for longer than progress_timeout (a peer trickling bytes to hold
+// the connection and its buffer: slow loris). Checks every half of the
+// shorter of the two.
+void arm_watch(asmp::Runtime* rt, const std::shared_ptr<Conn>& sc, const std::weak_ptr<rpc::Connection>& weak_conn,
+               color_t color) {
+  const auto& o = sc->shared->opts;
+  std::chrono::milliseconds every = std::chrono::hours(24);
+  if (o.idle_timeout.count() > 0) every = std::min(every, o.idle_timeout / 2);
+  if (o.progress_timeout.count() > 0) every = std::min(every, o.progress_timeout / 2);
+  rt->delaycb(every, Closure(
+                         [rt, sc, weak_conn, color] {
+                           auto conn = weak_conn.lock();
+                           if (!conn) return;
+                           const auto& opts = sc->shared->opts;
+                           const auto now = asmp::Clock::now();
+                           if (opts.idle_timeout.count() > 0 && sc->stage == Conn::Stage::kOpen &&
+                               now - sc->last_call >= opts.idle_timeout) {
+                             sc->shared->idle_closed.fetch_add(1, std::memory_order_relaxed);
+                             conn->close();
+                             return;
+                           }
+                           auto age = conn->transport()->partial_record_age();
+                           if (opts.progress_timeout.count() > 0 && age && *age >= opts.progress_timeout) {
+                             sc->shared->stalled_closed.fetch_add(1, std::memory_order_relaxed);
+                             sc->shared->log("connection from " + sc->peer + ": a record has been arriving for over " +
+                                             std::to_string(opts.progress_timeout.count()) + " ms; closing");
+                             conn->close();
+                             return;
+                           }
+                           arm_watch(rt, sc, weak_conn, color);
+                         },
+                         color));
 }
 
 }  // namespace
@@ -296,25 +319,26 @@ SecureServer::SecureServer(SecureServerOptions opts)
 }
 
 SecureServer::~SecureServer() {
-  if (listen_fd_ >= 0) ::close(listen_fd_);
+  if (acceptor_) acceptor_->close();
 }
 
 int SecureServer::listen(const std::string& host, std::uint16_t port) {
-  if (listen_fd_ >= 0) return EISCONN;
+  if (acceptor_) return EISCONN;
   int fd;
   if (int err = asmp::rpc::tcp_listen(host, port, fd, port_)) return err;
-  listen_fd_ = fd;
-  rt_->fdcb(fd, asmp::selread,
-            Closure(asmp::wrap(shared_->opts.shared_color, &SecureServer::on_accept, shared_from_this())));
-  return 0;
-}
-
-void SecureServer::on_accept() {
-  for (int i = 0; i < 64 && listen_fd_ >= 0; ++i) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN: drained; EMFILE etc.: next wakeup
-    serve_fd(fd);
-  }
+  // The Acceptor backs off when the process is out of descriptors (EMFILE)
+  // instead of spinning a core on the shared color.
+  asmp::rpc::AcceptorOptions ao;
+  ao.log = [sh = shared_](const std::string& line) { sh->log(line); };
+  std::weak_ptr<SecureServer> weak = weak_from_this();
+  acceptor_ = asmp::rpc::Acceptor::create(
+      fd, shared_->opts.shared_color,
+      [weak](int cfd) {
+        if (auto self = weak.lock()) self->serve_fd(cfd);
+        else ::close(cfd);
+      },
+      ao);
+  return acceptor_->start();
 }
 
 bool SecureServer::admit(const std::string& source) {
@@ -394,9 +418,9 @@ void SecureServer::serve_fd(int fd) {
   auto t = rpc::Transport::create(fd, color, shared_->opts.transport);
   rpc::ConnectionOptions co;
   co.programs = std::move(progs);
+  co.max_calls_in_progress = shared_->opts.max_calls_in_progress;
   std::weak_ptr<SecureServer> weak = weak_from_this();
-  auto key = std::make_shared<rpc::Connection*>(nullptr);
-  co.on_close = [weak, key, sc](rpc::CloseReason why, int err) {
+  co.on_close = [weak, sc](rpc::CloseReason why, int err) {
     if (why == rpc::CloseReason::kFilterRejected) {
       sc->shared->filter_rejections.fetch_add(1, std::memory_order_relaxed);
     } else if (why != rpc::CloseReason::kEof && why != rpc::CloseReason::kLocal) {
@@ -405,7 +429,8 @@ void SecureServer::serve_fd(int fd) {
     sc->filter.reset();
     if (auto s = weak.lock()) {
       std::lock_guard lk(s->mu_);
-      s->conns_.erase(*key);
+      sc->gone = true;
+      s->conns_.erase(sc->id);
       auto it = s->per_source_.find(sc->source);
       if (it != s->per_source_.end() && --it->second == 0) s->per_source_.erase(it);
     }
@@ -419,12 +444,13 @@ void SecureServer::serve_fd(int fd) {
         },
         sc->shared->opts.shared_color));
   };
-  std::shared_ptr<rpc::Connection> c;
+  // Made outside mu_: starting the transport registers its fd, which waits
+  // if a callback of a closed connection that had the same fd number is
+  // still running, and that callback's close handler takes mu_.
+  std::shared_ptr<rpc::Connection> c = rpc::Connection::create(t, std::move(co));
   {
     std::lock_guard lk(mu_);
-    c = rpc::Connection::create(t, std::move(co));
-    *key = c.get();
-    conns_.emplace(c.get(), c);
+    if (!sc->gone) conns_.emplace(sc->id, c);  // else it closed already
   }
   rt_->cpucb(Closure([sc] { sc->shared->live.emplace(sc->id, sc); }, shared_->opts.shared_color));
   const auto limit = shared_->opts.handshake_timeout;
@@ -442,15 +468,12 @@ void SecureServer::serve_fd(int fd) {
                             },
                             color));
   }
-  if (shared_->opts.idle_timeout.count() > 0) arm_idle_check(rt_, sc, c, color);
+  if (shared_->opts.idle_timeout.count() > 0 || shared_->opts.progress_timeout.count() > 0)
+    arm_watch(rt_, sc, c, color);
 }
 
 void SecureServer::close_listener() {
-  if (listen_fd_ >= 0) {
-    rt_->fdcb(listen_fd_, asmp::selread, nullptr);
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-  }
+  if (acceptor_) acceptor_->close();
 }
 
 void SecureServer::stop_accepting() {
@@ -506,6 +529,7 @@ SecureServerStats SecureServer::stats() const {
   s.refused_over_limit = shared_->refused_over_limit.load(r);
   s.idle_closed = shared_->idle_closed.load(r);
   s.logins_revoked = shared_->logins_revoked.load(r);
+  s.stalled_closed = shared_->stalled_closed.load(r);
   return s;
 }
 

@@ -206,6 +206,9 @@ struct SecureServerOptions {
   // An open connection that makes no call for this long is closed (its
   // client reconnects when it needs to). <= 0: never.
   std::chrono::milliseconds idle_timeout{0};
+  // A record that has been arriving for this long (a peer trickling bytes)
+  // closes the connection. <= 0: never.
+  std::chrono::milliseconds progress_timeout{30000};
   // Connections beyond these counts are closed as soon as they are accepted
   // (and the refusal is logged, at most once a second). 0: no limit.
   std::size_t max_connections = 0;
@@ -214,6 +217,10 @@ struct SecureServerOptions {
   // anonymous user, or refused with AUTH_TOOWEAK.
   bool allow_anonymous = true;
   asmp::color_t shared_color = 0;  // auth tables, uid map
+  // Per connection: calls being handled (beyond it the connection is not
+  // read until half have been answered), and transport limits (among them
+  // max_queued_output_bytes: replies queued and not yet sent).
+  std::size_t max_calls_in_progress = 64;
   asmp::rpc::TransportOptions transport;
   // Runs on the shared color once for every accepted connection, after it
   // closed (whatever its stage), with its Caller::conn_id.
@@ -231,6 +238,7 @@ struct SecureServerStats {
   std::uint64_t refused_over_limit = 0; // closed at accept: too many connections
   std::uint64_t idle_closed = 0;        // closed by idle_timeout
   std::uint64_t logins_revoked = 0;     // by set_users()
+  std::uint64_t stalled_closed = 0;     // closed by progress_timeout
 };
 
 class SecureServer : public std::enable_shared_from_this<SecureServer> {
@@ -260,7 +268,6 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
 
  private:
   explicit SecureServer(SecureServerOptions opts);
-  void on_accept();
   void serve_fd(int fd);
   void close_listener();  // on the shared color
   // Under mu_: room for one more connection from `source`? Counts it if so.
@@ -268,11 +275,13 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
 
   std::shared_ptr<Shared> shared_;
   asmp::Runtime* const rt_;
-  int listen_fd_ = -1;
+  std::shared_ptr<asmp::rpc::Acceptor> acceptor_;
   std::uint16_t port_ = 0;
   std::atomic<asmp::color_t> next_color_{0};
-  mutable std::mutex mu_;  // only at accept and close, never per record
-  std::unordered_map<asmp::rpc::Connection*, std::weak_ptr<asmp::rpc::Connection>> conns_;
+  // Only at accept and close, never per record; never held while starting
+  // a transport (fdcb may wait for a callback whose close handler takes it).
+  mutable std::mutex mu_;
+  std::unordered_map<std::uint64_t, std::weak_ptr<asmp::rpc::Connection>> conns_;  // by Caller::conn_id
   std::unordered_map<std::string, std::size_t> per_source_;  // open connections per address
 };
 
