@@ -50,22 +50,21 @@ void FuseDriver::on_readable() {
 
 void FuseDriver::inval_inode(fuse_ino_t ino, off_t off, off_t len) {
   std::lock_guard lk(mu_);
-  notes_.push_back({false, ino, off, len, {}});
-  ++queued_;
+  notes_.push_back({false, ino, off, len, {}, nullptr});
   cv_.notify_all();
 }
 
 void FuseDriver::inval_entry(fuse_ino_t parent, std::string name) {
   std::lock_guard lk(mu_);
-  notes_.push_back({true, parent, 0, 0, std::move(name)});
-  ++queued_;
+  notes_.push_back({true, parent, 0, 0, std::move(name), nullptr});
   cv_.notify_all();
 }
 
-void FuseDriver::flush_notifications() {
-  std::unique_lock lk(mu_);
-  const std::uint64_t target = queued_;
-  cv_.wait(lk, [&] { return done_ >= target || stopping_; });
+void FuseDriver::after_notifications(std::function<void()> fn) {
+  std::lock_guard lk(mu_);
+  if (stopping_) return fn();
+  notes_.push_back({false, 0, 0, 0, {}, std::move(fn)});
+  cv_.notify_all();
 }
 
 void FuseDriver::notifier() {
@@ -77,10 +76,10 @@ void FuseDriver::notifier() {
     notes_.pop_front();
     lk.unlock();
     // -ENOENT: the kernel has already forgotten it, which is what we wanted.
-    if (n.entry) fuse_lowlevel_notify_inval_entry(se_, n.ino, n.name.c_str(), n.name.size());
+    if (n.then) n.then();
+    else if (n.entry) fuse_lowlevel_notify_inval_entry(se_, n.ino, n.name.c_str(), n.name.size());
     else fuse_lowlevel_notify_inval_inode(se_, n.ino, n.off, n.len);
     lk.lock();
-    ++done_;
     cv_.notify_all();
   }
 }

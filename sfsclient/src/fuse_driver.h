@@ -39,8 +39,9 @@ class FuseDriver {
   // Queued to the notifier thread; any thread.
   void inval_inode(fuse_ino_t ino, off_t off = 0, off_t len = 0);
   void inval_entry(fuse_ino_t parent, std::string name);
-  // Blocks until every notification queued so far has been made (tests).
-  void flush_notifications();
+  // Runs fn (on the notifier thread) once every notification queued so far
+  // has been made.
+  void after_notifications(std::function<void()> fn);
 
  private:
   void on_readable();
@@ -58,11 +59,11 @@ class FuseDriver {
     fuse_ino_t ino;
     off_t off, len;
     std::string name;
+    std::function<void()> then;  // a marker: run it, notify nothing
   };
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Note> notes_;
-  std::uint64_t queued_ = 0, done_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

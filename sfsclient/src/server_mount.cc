@@ -33,10 +33,11 @@ void ServerMount::connect() {
   std::weak_ptr<ServerMount> weak = weak_from_this();
   const asmp::color_t color = opts_.color;
   // Both run on the connection's color; hop to ours, in channel order.
-  o.on_invalidate = [weak, color](const sfs::fs::Handle& fh, std::uint64_t change) {
+  o.on_invalidate = [weak, color](const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done) {
     asmp::default_runtime().cpucb(Closure(
-        [weak, fh, change] {
-          if (auto self = weak.lock()) self->on_invalidate_(self->id_, fh, change);
+        [weak, fh, change, done] {
+          if (auto self = weak.lock()) self->on_invalidate_(self->id_, fh, change, done);
+          else done();
         },
         color));
   };

@@ -54,7 +54,9 @@ struct ServerMountOptions {
 
 class ServerMount : public std::enable_shared_from_this<ServerMount> {
  public:
-  using Invalidate = std::function<void(ServerId, const sfs::fs::Handle&, std::uint64_t change)>;
+  // done: call once the caches (the kernel's too) no longer hold it.
+  using Invalidate =
+      std::function<void(ServerId, const sfs::fs::Handle&, std::uint64_t change, std::function<void()> done)>;
   using Lost = std::function<void(ServerId)>;
   using Run = std::function<void(const std::shared_ptr<sfs::fs::FileClient>&, std::uint32_t auth)>;
   using Fail = std::function<void(int err)>;

@@ -166,15 +166,17 @@ void SfsFs::forget_name(Inode& parent, const std::string& name) {
   parent.negatives.erase(name);
 }
 
-void SfsFs::on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change) {
+void SfsFs::on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change,
+                          std::function<void()> done) {
   ++stats_.invalidations;
   Inode* in = inodes_.invalidate(server, fh, change);
-  if (!in || !driver_) return;
+  if (!in || !driver_) return done();
   driver_->inval_inode(in->ino, 0, 0);  // attributes and cached data
   for (const auto& [name, ino] : in->children) driver_->inval_entry(in->ino, name);
   for (const auto& name : in->negatives) driver_->inval_entry(in->ino, name);
   in->children.clear();
   in->negatives.clear();
+  driver_->after_notifications(std::move(done));
 }
 
 void SfsFs::on_lost(ServerId server) {
@@ -227,7 +229,9 @@ void SfsFs::mount_server(fuse_req_t req, const std::string& text) {
   so.log = opts_.log;
   auto s = std::make_shared<ServerMount>(
       id, name.value(), so, signer_,
-      [this](ServerId sid, const sfs::fs::Handle& fh, std::uint64_t change) { on_invalidate(sid, fh, change); },
+      [this](ServerId sid, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done) {
+        on_invalidate(sid, fh, change, std::move(done));
+      },
       [this](ServerId sid) { on_lost(sid); });
   servers_.push_back(s);  // reserves the id (and the connection's color)
   s->start([this, s, text](int err, const std::string& why) {

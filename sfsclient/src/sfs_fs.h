@@ -121,7 +121,9 @@ class SfsFs {
   void reply_attr(fuse_req_t req, Inode& in, double timeout);
 
   // Server -> us.
-  void on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change);
+  // Answers the server (done) once the kernel has dropped what it cached:
+  // then another client's write is seen here by the next call, at once.
+  void on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done);
   void on_lost(ServerId server);
 
   void mount_server(fuse_req_t req, const std::string& name);

@@ -327,9 +327,10 @@ inline std::shared_ptr<fs::FileClient> connect(const SfsdServer& s, asmp::color_
   o.color = color;
   o.log = [](const std::string&) {};
   if (log) {
-    o.on_invalidate = [log](const fs::Handle& fh, std::uint64_t change) {
+    o.on_invalidate = [log](const fs::Handle& fh, std::uint64_t change, fs::FileClientOptions::Invalidated done) {
       log->invalidations++;
       log->add("invalidate " + std::to_string(fh.size()) + " " + std::to_string(change));
+      done();
     };
     o.on_close = [log](const std::string&) { log->closed = true; };
   }

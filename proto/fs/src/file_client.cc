@@ -26,11 +26,13 @@ rpc::Program callback_program(FileClientOptions& o) {
   p.flavors = {AUTH_NONE};
   auto on_inval = o.on_invalidate;
   p.dispatch = [on_inval](rpc::Call c) {
-    if (c.proc() == SFS_NFSCBPROC_INVALIDATE && on_inval) {
-      const auto* a = c.args<sfs_INVALIDATE3args>();
-      on_inval(FileClient::handle_of(a->object), a->change);
-    }
-    c.reply(nullptr);
+    if (c.proc() != SFS_NFSCBPROC_INVALIDATE || !on_inval) return c.reply(nullptr);
+    const auto* a = c.args<sfs_INVALIDATE3args>();
+    const Handle fh = FileClient::handle_of(a->object);
+    const std::uint64_t change = a->change;
+    // Answered when the owner says its caches are clear (any thread).
+    auto held = std::make_shared<rpc::Call>(std::move(c));
+    on_inval(fh, change, [held] { held->reply(nullptr); });
   };
   return p;
 }

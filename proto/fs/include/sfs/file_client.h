@@ -16,8 +16,8 @@
 //   - read(): READ with its data decoded in place (no copy): the bytes the
 //     view points to live until the callback returns.
 //   - INVALIDATE from the server runs options.on_invalidate on the
-//     connection's color, in channel order relative to the replies; then
-//     the server gets its answer. A lost connection runs options.on_close
+//     connection's color, in channel order relative to the replies; the
+//     server gets its answer when on_invalidate says it is done. A lost connection runs options.on_close
 //     once; every pending call fails with kConnectionLost, and every lease
 //     this connection carried is void.
 //   - File handles are byte strings (at most 128 bytes, opaque: sealed by
@@ -133,7 +133,11 @@ struct FileClientOptions {
   std::chrono::milliseconds connect_timeout{10000};
   // Server -> client: forget what you cached about `fh`; attributes of it
   // with a change number below `change` were obtained before the change.
-  std::function<void(const Handle& fh, std::uint64_t change)> on_invalidate;
+  // The server hears back (and the writer's call returns) when `done` runs,
+  // from any thread: a client whose caches take time to clear (the kernel's)
+  // answers once they are clear. Runs on the connection's color.
+  using Invalidated = std::function<void()>;
+  std::function<void(const Handle& fh, std::uint64_t change, Invalidated done)> on_invalidate;
   std::function<void(const std::string& why)> on_close;
   LogSink log = log_to_stderr;
 };
