@@ -362,57 +362,114 @@ void AuthTable::logout(std::uint32_t auth_number) {
     revoked_[auth_number - 1] = true;
 }
 
+static bool still_listed(const UserDb& db, AuthResult& a) {
+  if (a.host) {
+    const HostEntry* h = db.find_host(a.key);
+    return h && h->allows(a.uid, a.gid, a.groups);
+  }
+  const UserEntry* e = db.find(a.key);
+  if (!e || e->name != a.user) return false;
+  a.uid = e->uid;
+  a.gid = e->gid;
+  a.groups = e->groups;
+  return true;
+}
+
 std::size_t AuthTable::revalidate(const UserDb& db) {
   std::size_t revoked = 0;
   for (std::size_t i = 0; i < logins_.size(); ++i) {
-    if (revoked_[i]) continue;
-    AuthResult& a = logins_[i];
-    if (a.host) {
-      const HostEntry* h = db.find_host(a.key);
-      if (!h || !h->allows(a.uid, a.gid, a.groups)) {
-        revoked_[i] = true;
-        ++revoked;
-      }
-      continue;
-    }
-    const UserEntry* e = db.find(a.key);
-    if (!e || e->name != a.user) {
-      revoked_[i] = true;
-      ++revoked;
-      continue;
-    }
-    a.uid = e->uid;
-    a.gid = e->gid;
-    a.groups = e->groups;
+    if (revoked_[i] || still_listed(db, logins_[i])) continue;
+    revoked_[i] = true;
+    ++revoked;
   }
   return revoked;
 }
 
-LoginOutcome AuthTable::refuse(std::string why) {
+LoginOutcome AuthTable::refuse(std::string why) { return refusal(std::move(why)); }
+
+LoginOutcome AuthTable::refusal(std::string why) {
   LoginOutcome out;
   out.reply = encode_login_reply(LoginReply{false, kAnonymousAuth, why});
   out.refusal = std::move(why);
   return out;
 }
 
-std::string AuthTable::admit(std::uint64_t seqno, const std::string& who) {
-  switch (seen_.check_and_record(seqno)) {
+namespace {
+
+Result<VerifiedLogin> verify_user_login(const UserDb& db, const SessionId& session, ByteSpan request) {
+  auto req = decode_login_request(request);
+  if (!req) return make_error("login refused: " + req.error());
+  const LoginRequest& r = req.value();
+  const UserEntry* e = db.find(r.key);
+  if (!e)
+    return make_error("login refused for \"" + r.user + "\": unknown key " + format_user_public_key(r.key) +
+                      " (not in the server's user database)");
+  // The signature before the name check: only the key's holder learns
+  // which name the database has for it.
+  if (!verify_signature(r.key.ed25519, login_signature_input(session, r.seqno, r.user), r.signature))
+    return make_error("login refused for \"" + r.user + "\": bad signature (not made by this key for this session)");
+  if (e->name != r.user)
+    return make_error("login refused: key is registered to user \"" + e->name + "\", not \"" + r.user + "\"");
+  VerifiedLogin v;
+  v.seqno = r.seqno;
+  v.label = "\"" + r.user + "\"";
+  v.who.key = e->key;
+  v.who.uid = e->uid;
+  v.who.gid = e->gid;
+  v.who.groups = e->groups;
+  v.who.user = e->name;
+  return v;
+}
+
+Result<VerifiedLogin> verify_host_login(const UserDb& db, const SessionId& session, ByteSpan request) {
+  auto req = decode_host_login_request(request);
+  if (!req) return make_error("host login refused: " + req.error());
+  const HostLoginRequest& r = req.value();
+  const HostEntry* h = db.find_host(r.host);
+  if (!h)
+    return make_error("host login refused: unknown host key " + format_user_public_key(r.host) +
+                      " (not a trusted host in the server's user database)");
+  if (!verify_signature(r.host.ed25519, host_login_signature_input(session, r.seqno, r.uid, r.gid, r.groups),
+                        r.signature))
+    return make_error("host login refused: bad signature (not made by this host key for this session)");
+  VerifiedLogin v;
+  v.label = "uid " + std::to_string(r.uid) + " of host \"" + h->name + "\"";
+  if (!h->allows(r.uid, r.gid, r.groups))
+    return make_error("host login refused for " + v.label + ": outside the uids and gids the host may speak for");
+  v.seqno = r.seqno;
+  v.who.key = r.host;
+  v.who.uid = r.uid;
+  v.who.gid = r.gid;
+  v.who.groups = r.groups;
+  v.who.user = h->name + ":" + std::to_string(r.uid);
+  v.who.host = true;
+  return v;
+}
+
+}  // namespace
+
+Result<VerifiedLogin> verify_login(const UserDb& db, const SessionId& session, ByteSpan request) {
+  if (!request.empty() && request[0] == kMsgHostLoginRequest) return verify_host_login(db, session, request);
+  return verify_user_login(db, session, request);
+}
+
+LoginOutcome AuthTable::admit(VerifiedLogin v, const UserDb& db) {
+  // The database may have changed since the request was verified.
+  if (!still_listed(db, v.who)) return refuse("login refused for " + v.label + ": no longer in the user database");
+  switch (seen_.check_and_record(v.seqno)) {
     case ReplayWindow::Verdict::kFresh:
       break;
     case ReplayWindow::Verdict::kReplayed:
-      return "login refused for " + who + ": sequence number " + std::to_string(seqno) +
-             " already used in this session (replay)";
+      return refuse("login refused for " + v.label + ": sequence number " + std::to_string(v.seqno) +
+                    " already used in this session (replay)");
     case ReplayWindow::Verdict::kTooOld:
-      return "login refused for " + who + ": sequence number " + std::to_string(seqno) +
-             " is too old for this session (possible replay)";
+      return refuse("login refused for " + v.label + ": sequence number " + std::to_string(v.seqno) +
+                    " is too old for this session (possible replay)");
   }
   if (logins_.size() >= max_logins_)
-    return "login refused for " + who + ": too many logins on this connection (" +
-           std::to_string(max_logins_) + ")";
-  return "";
-}
-
-LoginOutcome AuthTable::accept(AuthResult a) {
+    return refuse("login refused for " + v.label + ": too many logins on this connection (" +
+                  std::to_string(max_logins_) + ")");
+  AuthResult a = std::move(v.who);
   a.auth_number = static_cast<std::uint32_t>(logins_.size() + 1);
   logins_.push_back(a);
   revoked_.push_back(false);
@@ -423,56 +480,9 @@ LoginOutcome AuthTable::accept(AuthResult a) {
 }
 
 LoginOutcome AuthTable::login(const UserDb& db, ByteSpan request) {
-  if (!request.empty() && request[0] == kMsgHostLoginRequest) return host_login(db, request);
-  auto req = decode_login_request(request);
-  if (!req) return refuse("login refused: " + req.error());
-  const LoginRequest& r = req.value();
-  const UserEntry* e = db.find(r.key);
-  if (!e)
-    return refuse("login refused for \"" + r.user + "\": unknown key " +
-                  format_user_public_key(r.key) + " (not in the server's user database)");
-  // The signature before the name check: only the key's holder learns
-  // which name the database has for it.
-  if (!verify_signature(r.key.ed25519, login_signature_input(session_, r.seqno, r.user),
-                        r.signature))
-    return refuse("login refused for \"" + r.user +
-                  "\": bad signature (not made by this key for this session)");
-  if (e->name != r.user)
-    return refuse("login refused: key is registered to user \"" + e->name + "\", not \"" +
-                  r.user + "\"");
-  if (std::string why = admit(r.seqno, "\"" + r.user + "\""); !why.empty()) return refuse(why);
-  AuthResult a;
-  a.key = e->key;
-  a.uid = e->uid;
-  a.gid = e->gid;
-  a.groups = e->groups;
-  a.user = e->name;
-  return accept(std::move(a));
-}
-
-LoginOutcome AuthTable::host_login(const UserDb& db, ByteSpan request) {
-  auto req = decode_host_login_request(request);
-  if (!req) return refuse("host login refused: " + req.error());
-  const HostLoginRequest& r = req.value();
-  const HostEntry* h = db.find_host(r.host);
-  if (!h)
-    return refuse("host login refused: unknown host key " + format_user_public_key(r.host) +
-                  " (not a trusted host in the server's user database)");
-  if (!verify_signature(r.host.ed25519, host_login_signature_input(session_, r.seqno, r.uid, r.gid, r.groups),
-                        r.signature))
-    return refuse("host login refused: bad signature (not made by this host key for this session)");
-  const std::string who = "uid " + std::to_string(r.uid) + " of host \"" + h->name + "\"";
-  if (!h->allows(r.uid, r.gid, r.groups))
-    return refuse("host login refused for " + who + ": outside the uids and gids the host may speak for");
-  if (std::string why = admit(r.seqno, who); !why.empty()) return refuse(why);
-  AuthResult a;
-  a.key = r.host;
-  a.uid = r.uid;
-  a.gid = r.gid;
-  a.groups = r.groups;
-  a.user = h->name + ":" + std::to_string(r.uid);
-  a.host = true;
-  return accept(std::move(a));
+  auto v = verify_login(db, session_, request);
+  if (!v) return refuse(v.error());
+  return admit(std::move(v.value()), db);
 }
 
 }  // namespace sfs

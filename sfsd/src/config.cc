@@ -184,6 +184,8 @@ const std::vector<Setting>& settings() {
          if (c.max_calls_per_connection == 0) return "must be at least 1";
          return std::nullopt;
        }},
+      {"max_failed_logins", "N", "close a connection after this many failed logins (default 8; 0: never)",
+       [](std::string_view v, Config& c) { return parse_uint<unsigned>(v, c.max_failed_logins, 1u << 20); }},
       {"max_queued_bytes_per_connection", "BYTES",
        "reply bytes queued for one connection; beyond, it is not read (default 16777216)",
        [](std::string_view v, Config& c) -> Err {

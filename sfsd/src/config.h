@@ -57,6 +57,7 @@ struct Config {
   std::chrono::milliseconds invalidate_timeout{5000};
   std::size_t max_leases_per_connection = 65536;
   std::size_t max_calls_per_connection = 32;
+  unsigned max_failed_logins = 8;
   std::size_t max_queued_bytes_per_connection = 16u << 20;
   std::chrono::milliseconds drain_timeout{10000};
   LogLevel log_level = LogLevel::kInfo;

@@ -224,6 +224,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
               so.max_connections_per_source = cfg.max_connections_per_source;
               so.allow_anonymous = cfg.allow_anonymous;
               so.max_calls_in_progress = cfg.max_calls_per_connection;
+              so.max_failed_logins = cfg.max_failed_logins;
               so.transport.max_queued_output_bytes = cfg.max_queued_bytes_per_connection;
               so.log = log.sink(LogLevel::kInfo);
               std::weak_ptr<FileServer> weak_files = files;

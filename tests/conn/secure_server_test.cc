@@ -200,3 +200,43 @@ TEST_F(SecureServerTest, AnIdleConnectionIsClosedAndReportedOnTheSharedColor) {
 
 }  // namespace
 }  // namespace sfs::test
+
+namespace sfs::test {
+namespace {
+
+TEST_F(SecureServerTest, AFloodOfBadLoginsClosesItsConnectionAndIsLoggedSparingly) {
+  TestSecureServer server;
+  auto bad = connect_sync(opts_for(server, 40, log_));
+  ASSERT_TRUE(bad.ok()) << bad.error();
+  auto good = connect_sync(opts_for(server, 41, log_));
+  ASSERT_TRUE(good.ok()) << good.error();
+  auto n = login_sync(good.value(), *server.alice, "alice");
+  ASSERT_TRUE(n.ok()) << n.error();
+  // The stranger's key is not in the database; 50 tries.
+  int refused = 0, lost = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto r = login_sync(bad.value(), *server.stranger, "mallory");
+    if (r.ok()) continue;
+    if (r.error().find("refused by the server") != std::string::npos) ++refused;
+    else ++lost;
+  }
+  EXPECT_EQ(refused, 8) << "the connection must close after 8 failed logins";
+  EXPECT_EQ(lost, 42);
+  EXPECT_TRUE(server.log.contains("8 failed logins; closing"));
+  std::size_t refusal_lines = 0;
+  {
+    std::lock_guard lk(server.log.mu);
+    for (auto& l : server.log.lines)
+      if (l.find("refused: login refused") != std::string::npos) ++refusal_lines;
+  }
+  EXPECT_LE(refusal_lines, 5u) << "refusals are logged at most 5 a second";
+  // The other connection and its login are untouched.
+  int sum = 0;
+  rpc::Auth as_alice = auth_number_cred(n.value());
+  EXPECT_TRUE(add_sync(good.value(), 2, 2, &sum, &as_alice).ok());
+  EXPECT_EQ(sum, 4);
+  good.value().close();
+}
+
+}  // namespace
+}  // namespace sfs::test

@@ -1,6 +1,7 @@
 // secure_filter.cc: SecureRecordFilter (the channel as the transport's
 // record filter), the auth-number credential, and the helpers the client
 // and server halves share (secure_internal.h). See sfs/secure_rpc.h.
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
@@ -119,6 +120,19 @@ std::shared_ptr<const rpc::Interface> login_iface() {
       {rpc::proc(xdr_void, xdr_void), rpc::proc(xdr_sfs_login_msg, xdr_sfs_login_msg),
        rpc::proc(xdr_u_int, xdr_void)}});
   return i;
+}
+
+bool LogLimiter::allow(std::uint64_t* dropped) {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  if (second_.exchange(now, std::memory_order_relaxed) != now) count_.store(0, std::memory_order_relaxed);
+  if (count_.fetch_add(1, std::memory_order_relaxed) >= per_second_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  *dropped = dropped_.exchange(0, std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace conn_detail

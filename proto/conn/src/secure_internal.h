@@ -3,6 +3,8 @@
 // Private to proto/conn/src.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -25,5 +27,20 @@ Bytes frame_of(const char* body, std::size_t n);
 std::string close_text(rpc::CloseReason why, int err, const SecureRecordFilter* f);
 std::shared_ptr<const rpc::Interface> connect_iface();
 std::shared_ptr<const rpc::Interface> login_iface();
+
+// At most `per_second` log lines a second for one kind of event (a flood of
+// bad logins must not become a flood of log lines); the first allowed line
+// after a quiet spell says how many were dropped. Any thread.
+class LogLimiter {
+ public:
+  explicit LogLimiter(unsigned per_second) : per_second_(per_second) {}
+  bool allow(std::uint64_t* dropped);
+
+ private:
+  const unsigned per_second_;
+  std::atomic<std::int64_t> second_{-1};
+  std::atomic<unsigned> count_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+};
 
 }  // namespace sfs::conn_detail

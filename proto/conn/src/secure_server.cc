@@ -49,6 +49,9 @@ struct SecureServer::Shared {
   std::atomic<std::int64_t> last_limit_log_s{-1};
   // On the shared color: every connection whose auth table may exist.
   std::unordered_map<std::uint64_t, std::weak_ptr<Conn>> live;
+  // The user database now (read on connection colors, replaced by set_users).
+  std::atomic<std::shared_ptr<const UserDb>> users;
+  LogLimiter refusal_log{5};  // login refusals logged per second
   void log(const std::string& s) const { opts.log ? opts.log(s) : log_to_stderr(s); }
 };
 
@@ -59,6 +62,7 @@ struct SecureServer::Conn {
   std::string peer;    // address:port
   std::string source;  // address (the per-source limit's key)
   bool gone = false;   // closed (under the server's mu_)
+  unsigned failed_logins = 0;  // on the connection's color
   // On the connection's color.
   Stage stage = Stage::kHello;
   std::shared_ptr<SecureRecordFilter> filter;
@@ -176,41 +180,80 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
   sh.established.fetch_add(1, std::memory_order_relaxed);
 }
 
+void reply_login(rpc::Call& call, Bytes& reply) {
+  sfs_login_msg res{};
+  res.sfs_login_msg_len = static_cast<u_int>(reply.size());
+  res.sfs_login_msg_val = reinterpret_cast<char*>(reply.data());
+  call.reply(&res);
+}
+
+const UserDb& empty_db() {
+  static const UserDb db = UserDb::parse("", nullptr);
+  return db;
+}
+
+// Logins are checked in two steps. The costly one (decode, the key's line,
+// the Ed25519 signature) runs here, on the connection's color, against a
+// snapshot of the user database: a flood of bad logins costs its own
+// connection's color, never color 0, where the other connections' calls
+// are dispatched. What needs the connection's auth table (the replay
+// window, the cap, the auth number) runs on color 0. A connection that
+// fails max_failed_logins times is closed; refusals are logged at most a
+// few per second.
 void serve_login(const std::shared_ptr<Conn>& sc, rpc::Call c) {
   if (!sc->require_open(c)) return;
+  auto& sh = *sc->shared;
   if (c.proc() == SFS_LOGIN_NULL) {
     c.reply(nullptr);
     return;
   }
-  // Auth table and user database: on the shared color.
+  if (c.proc() == SFS_LOGOUT) {
+    auto held = std::make_shared<rpc::Call>(std::move(c));
+    asmp::default_runtime().cpucb(Closure(
+        [sc, held] {
+          if (sc->auth) sc->auth->logout(*held->args<u_int>());
+          held->reply(nullptr);
+        },
+        sh.opts.shared_color));
+    return;
+  }
+  const auto* m = c.args<sfs_login_msg>();
+  ByteSpan req{reinterpret_cast<const std::uint8_t*>(m->sfs_login_msg_val), m->sfs_login_msg_len};
+  std::shared_ptr<const UserDb> db = sh.users.load();
+  auto verified = verify_login(db ? *db : empty_db(), sc->session_id, req);
+  if (!verified) {
+    sh.login_refusals.fetch_add(1, std::memory_order_relaxed);
+    if (std::uint64_t dropped; sh.refusal_log.allow(&dropped))
+      sh.log("login on connection from " + sc->peer + " refused: " + verified.error() +
+             (dropped ? " (" + std::to_string(dropped) + " more refusals not logged)" : ""));
+    LoginOutcome out = AuthTable::refusal(verified.error());
+    std::shared_ptr<rpc::Connection> conn = c.connection();
+    reply_login(c, out.reply);
+    if (++sc->failed_logins >= sh.opts.max_failed_logins && sh.opts.max_failed_logins > 0) {
+      sh.log("connection from " + sc->peer + ": " + std::to_string(sc->failed_logins) +
+             " failed logins; closing");
+      conn->close_after_flush(std::chrono::seconds(2));
+    }
+    return;
+  }
   auto held = std::make_shared<rpc::Call>(std::move(c));
+  auto v = std::make_shared<VerifiedLogin>(std::move(verified.value()));
   asmp::default_runtime().cpucb(Closure(
-      [sc, held] {
-        auto& sh = *sc->shared;
-        rpc::Call& call = *held;
+      [sc, held, v] {
+        auto& shared = *sc->shared;
         if (!sc->auth) sc->auth.emplace(sc->session_id);
-        if (call.proc() == SFS_LOGOUT) {
-          sc->auth->logout(*call.args<u_int>());
-          call.reply(nullptr);
-          return;
-        }
-        const auto* m = call.args<sfs_login_msg>();
-        ByteSpan req{reinterpret_cast<const std::uint8_t*>(m->sfs_login_msg_val), m->sfs_login_msg_len};
-        static const UserDb empty_db = UserDb::parse("", nullptr);
-        const UserDb& db = sh.opts.users ? *sh.opts.users : empty_db;
-        LoginOutcome out = sc->auth->login(db, req);
+        std::shared_ptr<const UserDb> now = shared.users.load();
+        LoginOutcome out = sc->auth->admit(std::move(*v), now ? *now : empty_db());
         if (out.auth) {
-          sh.logins.fetch_add(1, std::memory_order_relaxed);
+          shared.logins.fetch_add(1, std::memory_order_relaxed);
         } else {
-          sh.login_refusals.fetch_add(1, std::memory_order_relaxed);
-          sh.log("login on connection from " + sc->peer + " refused: " + out.refusal);
+          shared.login_refusals.fetch_add(1, std::memory_order_relaxed);
+          if (std::uint64_t dropped; shared.refusal_log.allow(&dropped))
+            shared.log("login on connection from " + sc->peer + " refused: " + out.refusal);
         }
-        sfs_login_msg res{};
-        res.sfs_login_msg_len = static_cast<u_int>(out.reply.size());
-        res.sfs_login_msg_val = reinterpret_cast<char*>(out.reply.data());
-        call.reply(&res);
+        reply_login(*held, out.reply);
       },
-      sc->shared->opts.shared_color));
+      sh.opts.shared_color));
 }
 
 // A call to a program that wants the caller's identity: the auth number
@@ -316,6 +359,7 @@ std::shared_ptr<SecureServer> SecureServer::create(SecureServerOptions opts) {
 SecureServer::SecureServer(SecureServerOptions opts)
     : shared_(std::make_shared<Shared>()), rt_(&asmp::default_runtime()) {
   shared_->opts = std::move(opts);
+  shared_->users.store(shared_->opts.users);
 }
 
 SecureServer::~SecureServer() {
@@ -486,8 +530,8 @@ void SecureServer::set_users(std::shared_ptr<const UserDb> users,
   rt_->cpucb(Closure(
       [sh = shared_, users = std::move(users), done = std::move(done)] {
         sh->opts.users = users;
-        static const UserDb empty_db = UserDb::parse("", nullptr);
-        const UserDb& db = users ? *users : empty_db;
+        sh->users.store(users);
+        const UserDb& db = users ? *users : empty_db();
         std::size_t revoked = 0;
         for (auto& [id, weak] : sh->live)
           if (auto sc = weak.lock(); sc && sc->auth) revoked += sc->auth->revalidate(db);

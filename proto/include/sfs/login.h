@@ -145,11 +145,29 @@ struct LoginOutcome {
   Bytes reply;                     // encoded LoginReply to send back
 };
 
+// A login request checked against the user database and its signature
+// (the costly, stateless part: an Ed25519 verification), ready for the
+// per-connection part (AuthTable::admit).
+struct VerifiedLogin {
+  AuthResult who;
+  std::uint64_t seqno = 0;
+  std::string label;  // who, for messages
+};
+// Pure; any thread. The refusal says why, for the log and the reply.
+Result<VerifiedLogin> verify_login(const UserDb& db, const SessionId& session, ByteSpan request);
+
 class AuthTable {
  public:
   explicit AuthTable(const SessionId& session, std::size_t max_logins = 256);
 
+  // verify_login, then admit.
   LoginOutcome login(const UserDb& db, ByteSpan request);
+  // The per-connection checks of a verified login: still in db (which may
+  // have changed since), fresh sequence number, under the cap; then an
+  // auth number.
+  LoginOutcome admit(VerifiedLogin v, const UserDb& db);
+  // An encoded refusal (no state touched).
+  static LoginOutcome refusal(std::string why);
   // The identity behind an auth number: anonymous for 0, nullptr if unknown,
   // logged out or revoked.
   const AuthResult* find(std::uint32_t auth_number) const;
@@ -165,10 +183,6 @@ class AuthTable {
 
  private:
   LoginOutcome refuse(std::string why);
-  LoginOutcome host_login(const UserDb& db, ByteSpan request);
-  // The replay window and the login cap, shared by both kinds; "" if fresh.
-  std::string admit(std::uint64_t seqno, const std::string& who);
-  LoginOutcome accept(AuthResult a);
 
   SessionId session_;
   std::size_t max_logins_;

@@ -216,6 +216,9 @@ struct SecureServerOptions {
   // Calls without a login (dispatch_as_user programs only): allowed, as the
   // anonymous user, or refused with AUTH_TOOWEAK.
   bool allow_anonymous = true;
+  // A connection whose logins fail this many times is closed (each failed
+  // login costs the server a signature check). 0: never.
+  unsigned max_failed_logins = 8;
   asmp::color_t shared_color = 0;  // auth tables, uid map
   // Per connection: calls being handled (beyond it the connection is not
   // read until half have been answered), and transport limits (among them
