@@ -112,7 +112,14 @@ serves() {
   timeout 5 nfs-ls "nfs://127.0.0.1$export_dir?nfsport=$nfs_port&mountport=$mnt_port" >/dev/null 2>&1
 }
 
-portmapper_up() { timeout 2 rpcinfo -p 127.0.0.1 >/dev/null 2>&1; }
+# Both ask rpcbind over its Unix socket, as ganesha registers. Over TCP,
+# rpcinfo run as root binds a reserved port and closes first, leaving it in
+# TIME_WAIT for a minute: enough starts (ctest -j) would use up 512..1023,
+# which sfsd needs to reach the export.
+portmapper_up() { timeout 2 rpcinfo >/dev/null 2>&1; }
+# registered PORT: rpcbind lists a service at 127.0.0.1:PORT (universal
+# address: the port's two bytes after the IP address).
+registered() { timeout 2 rpcinfo 2>/dev/null | grep -qF "127.0.0.1.$(($1 / 256)).$(($1 % 256)) "; }
 
 fail_start() {
   echo "ganesha.sh: $*" >&2
@@ -260,7 +267,7 @@ do_start() {
     # Ganesha registers before it serves; give the registration a moment to
     # be visible, then stop the rpcbind we started (nobody needs it now).
     for ((i = 0; i < 20; i++)); do
-      timeout 2 rpcinfo -p 127.0.0.1 2>/dev/null | grep -qw "$nfs_port" && break
+      registered "$nfs_port" && break
       sleep 0.1
     done
     stop_pid "$rpcbind_pidfile" rpcbind rpcbind
