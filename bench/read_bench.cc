@@ -139,7 +139,12 @@ struct Servers {
   std::vector<Child> procs;
   std::vector<std::string> names;
   std::vector<pid_t> pids;  // whose CPU counts as sfsd's
+  std::vector<std::string> cpu_reports;  // each started sfsd's cpu_report file
 };
+
+std::string cpu_report_path(const Env& env, unsigned run_no, unsigned copy) {
+  return env.dir + "/cpu-" + std::to_string(run_no) + "-" + std::to_string(copy) + ".json";
+}
 
 // Starts cfg's sfsd processes, one after the other (the first creates the
 // handle key file the others then share).
@@ -166,7 +171,8 @@ bool start_servers(const Env& env, const ServerConfig& cfg, unsigned run_no, Ser
                                      "--handle-keys", env.dir + "/handle.keys",
                                      "--threads", std::to_string(cfg.threads),
                                      "--drain-timeout", "3s",
-                                     "--log-level", "warn"};
+                                     "--log-level", "warn",
+                                     "--cpu-report", cpu_report_path(env, run_no, i)};
     args.insert(args.end(), env.opt.sfsd_args.begin(), env.opt.sfsd_args.end());
     Child c;
     if (!c.spawn(args, cpus, true, log, env.opt.sfsd_env)) {
@@ -185,6 +191,7 @@ bool start_servers(const Env& env, const ServerConfig& cfg, unsigned run_no, Ser
       return false;
     }
     s->pids.push_back(c.pid());
+    s->cpu_reports.push_back(cpu_report_path(env, run_no, i));
     s->names.push_back(name);
     s->procs.push_back(std::move(c));
   }
@@ -198,6 +205,7 @@ struct CpuSnap {
   std::map<pid_t, double> sfsd_threads;
   SchedInfo sfsd_sched;
   double runq_wait_s = 0;  // every process of ours
+  ColorCpu colors;         // summed over the sfsd processes we started
 };
 
 CpuSnap snap(const Env& env, const Servers& s) {
@@ -210,6 +218,17 @@ CpuSnap snap(const Env& env, const Servers& s) {
     c.sfsd_sched.runq_wait_s += si.runq_wait_s;
     c.sfsd_sched.voluntary += si.voluntary;
     c.sfsd_sched.involuntary += si.involuntary;
+  }
+  for (std::size_t i = 0; i < s.cpu_reports.size(); ++i) {
+    const ColorCpu one = read_color_cpu(s.pids[i], s.cpu_reports[i]);
+    if (one.color0 < 0 || (i > 0 && c.colors.color0 < 0)) {
+      c.colors = {};
+      break;
+    }
+    c.colors.color0 = std::max(c.colors.color0, 0.0) + one.color0;
+    c.colors.connections = std::max(c.colors.connections, 0.0) + one.connections;
+    c.colors.backend = std::max(c.colors.backend, 0.0) + one.backend;
+    c.colors.overhead = std::max(c.colors.overhead, 0.0) + one.overhead;
   }
   c.runq_wait_s = c.sfsd_sched.runq_wait_s + sched_info(::getpid()).runq_wait_s +
                   (env.ganesha_pid ? sched_info(env.ganesha_pid).runq_wait_s : 0);
@@ -365,6 +384,12 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   out->sfsd_runq_wait_s = c1.sfsd_sched.runq_wait_s - c0.sfsd_sched.runq_wait_s;
   out->sfsd_sleeps = c1.sfsd_sched.voluntary - c0.sfsd_sched.voluntary;
   out->sfsd_preempted = c1.sfsd_sched.involuntary - c0.sfsd_sched.involuntary;
+  if (c0.colors.color0 >= 0 && c1.colors.color0 >= 0) {
+    out->color0_s = c1.colors.color0 - c0.colors.color0;
+    out->connections_s = c1.colors.connections - c0.colors.connections;
+    out->backend_s = c1.colors.backend - c0.colors.backend;
+    out->overhead_s = c1.colors.overhead - c0.colors.overhead;
+  }
   if (out->cpu_complete() && env.opt.names.empty())
     out->others_cpu_s = (c1.machine.busy - c0.machine.busy) - out->cpu_total();
   double slowest = 1e300, fastest = 0;

@@ -9,6 +9,7 @@
 //                    registered child, runs the registered clean-ups (stop
 //                    ganesha, remove temporary directories) and exits.
 //   cpu_seconds_of   utime + stime of a process from /proc/PID/stat.
+//   read_color_cpu   sfsd's CPU by color (its cpu_report, on SIGUSR1).
 #pragma once
 
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -113,6 +115,40 @@ inline SchedInfo sched_info(pid_t pid) {
     }
   }
   return si;
+}
+
+// sfsd's CPU by color so far: SIGUSR1 makes it rewrite its cpu_report,
+// read once the file has changed (up to 2 s). {-1,...} if it did not.
+struct ColorCpu {
+  double color0 = -1, connections = -1, backend = -1, overhead = -1;
+};
+ColorCpu read_color_cpu(pid_t pid, const std::string& path) {
+  auto slurp = [&] {
+    std::string text;
+    if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+      char buf[1024];
+      text.assign(buf, std::fread(buf, 1, sizeof buf, f));
+      std::fclose(f);
+    }
+    return text;
+  };
+  const std::string before = slurp();
+  ColorCpu c;
+  if (::kill(pid, SIGUSR1) != 0) return c;
+  std::string now;
+  for (int i = 0; i < 200 && ((now = slurp()).empty() || now == before); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (now.empty() || now == before) return c;
+  auto field = [&](const char* key) {
+    const std::string k = std::string("\"") + key + "\":";
+    const std::size_t at = now.find(k);
+    return at == std::string::npos ? -1.0 : std::strtod(now.c_str() + at + k.size(), nullptr);
+  };
+  c.color0 = field("color0_s");
+  c.connections = field("connections_s");
+  c.backend = field("backend_s");
+  c.overhead = field("overhead_s");
+  return c;
 }
 
 // The whole machine's CPU time so far from /proc/stat: busy (user, nice,

@@ -1,6 +1,8 @@
 // runtime.cc: Runtime's public surface: construction, run/stop, the
 // libasync-style free functions and statistics.
+#include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -215,14 +217,42 @@ std::vector<WorkerStats> Runtime::worker_stats() const {
     s.sleeps = w->sleeps.get();
     s.wakeups = w->wakeups.load(std::memory_order_relaxed);
     s.polls = w->polls.get();
+    if (w->has_cpu_clock.load(std::memory_order_acquire)) {
+      timespec ts{};
+      if (clock_gettime(w->cpu_clock.load(std::memory_order_relaxed), &ts) == 0) {
+        s.cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+        const std::uint64_t in_batches = w->batch_cpu_ns.get();
+        s.overhead_cpu_ns = s.cpu_ns > in_batches ? s.cpu_ns - in_batches : 0;
+      }
+    }
     out.push_back(s);
   }
   return out;
 }
 
+std::vector<SlotCpu> Runtime::color_cpu() const {
+  std::vector<SlotCpu> out;
+  if (!impl_->opts.color_cpu) return out;
+  for (unsigned i = 0; i <= impl_->slot_mask_; ++i) {
+    const Slot& s = impl_->slots_[i];
+    const std::uint64_t ns = s.cpu_ns.load(std::memory_order_relaxed);
+    if (ns) out.push_back({i, ns, s.runs.load(std::memory_order_relaxed)});
+  }
+  return out;
+}
+
+unsigned Runtime::color_slots() const { return impl_->slot_mask_ + 1; }
+
+std::uint64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 ColorStats Runtime::color_stats(color_t color) const {
   Slot& s = impl_->slot_for(color);
-  return {s.runs.load(std::memory_order_relaxed), s.owner.load(std::memory_order_relaxed)};
+  return {s.runs.load(std::memory_order_relaxed), s.owner.load(std::memory_order_relaxed),
+          s.cpu_ns.load(std::memory_order_relaxed)};
 }
 
 Runtime* Runtime::current() {

@@ -104,7 +104,12 @@ struct alignas(64) Slot {
   Slot* next_ready = nullptr;
   std::atomic<std::uint32_t> owner{0};
   std::atomic<std::uint64_t> runs{0};
+  std::atomic<std::uint64_t> cpu_ns{0};  // RuntimeOptions::color_cpu
 };
+
+// The calling thread's CPU time in nanoseconds (a system call: the vDSO
+// does not serve thread clocks).
+std::uint64_t thread_cpu_ns() noexcept;
 
 class SpinLock {
  public:
@@ -156,6 +161,9 @@ struct alignas(64) Worker {
   std::int64_t next_poll_at = 0;    // no poll needed before this (ns)
   bool poll_now = false;            // a batch was cut so that it polls
   OwnedCounter callbacks, steals, sleeps, polls;
+  OwnedCounter batch_cpu_ns;  // RuntimeOptions::color_cpu: CPU time in batches
+  std::atomic<clockid_t> cpu_clock{0};  // this worker thread's CPU clock, once running
+  std::atomic<bool> has_cpu_clock{false};
 
   // Under Runtime::Impl::fd_mu_: the worker whose running fd callback this
   // one waits for in fdcb, or -1.

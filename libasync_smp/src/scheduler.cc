@@ -1,5 +1,6 @@
 // scheduler.cc: slots, ready queues, the worker loop, stealing and sleep.
 // The protocol is described at the top of runtime_impl.h.
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -255,6 +256,16 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   std::int64_t first_read = 0;  // clock at this batch's first read, or 0
   std::uint64_t runs = s.runs.load(std::memory_order_relaxed);
   std::uint64_t cbs = w.callbacks.get();
+  // Added once the slot is idle or queued again, when another worker may
+  // already run it: hence fetch_add.
+  const bool account = opts.color_cpu;
+  const std::uint64_t cpu_start = account ? thread_cpu_ns() : 0;
+  auto account_batch = [&] {
+    if (!account) return;
+    const std::uint64_t used = thread_cpu_ns() - cpu_start;
+    s.cpu_ns.fetch_add(used, std::memory_order_relaxed);
+    w.batch_cpu_ns.v.store(w.batch_cpu_ns.get() + used, std::memory_order_relaxed);
+  };
   for (;;) {
     if (!s.head) {
       if (s.inbox.load(std::memory_order_relaxed) != nullptr) {
@@ -273,6 +284,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
       w.busy.store(false, std::memory_order_relaxed);
       s.runs.store(runs, std::memory_order_relaxed);
       w.callbacks.v.store(cbs, std::memory_order_relaxed);
+      account_batch();
       make_ready(s);
       return;
     }
@@ -298,6 +310,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   w.busy.store(false, std::memory_order_relaxed);
   s.runs.store(runs, std::memory_order_relaxed);
   w.callbacks.v.store(cbs, std::memory_order_relaxed);
+  account_batch();
 }
 
 bool Runtime::Impl::has_work(Worker& w) const {
@@ -321,6 +334,13 @@ void Runtime::Impl::worker_loop(Worker& w) noexcept {
   t.impl = this;
   t.worker = &w;
   t.color = 0;
+  if (opts.color_cpu) {
+    clockid_t cid{};
+    if (pthread_getcpuclockid(pthread_self(), &cid) == 0) {
+      w.cpu_clock.store(cid, std::memory_order_relaxed);
+      w.has_cpu_clock.store(true, std::memory_order_release);
+    }
+  }
   unsigned batches = 0;
   Worker& q = shared_queue ? *workers_[0] : w;
   while (!stop_.load(std::memory_order_acquire)) {

@@ -195,6 +195,9 @@ const std::vector<Setting>& settings() {
        }},
       {"drain_timeout", "DURATION", "on SIGTERM, wait this long for calls in flight (default 10s)",
        [](std::string_view v, Config& c) { return parse_duration(v, c.drain_timeout); }},
+      {"cpu_report", "FILE",
+       "account CPU time per color and write it to FILE as JSON on SIGUSR1 and at exit (default: off)",
+       [](std::string_view v, Config& c) { return parse_path(v, c.cpu_report); }},
       {"log_level", "LEVEL", "error, warn, info (default) or debug",
        [](std::string_view v, Config& c) { return parse_log_level(v, c.log_level); }},
   };

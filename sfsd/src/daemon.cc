@@ -11,6 +11,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "cpu_report.h"
 #include "file_server.h"
 #include "handle_seal.h"
 #include "nfs_backend.h"
@@ -116,7 +117,12 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   // A daemon shares its cores (with its clients, the NFS server, ...):
   // sleep when idle rather than spin (docs/architecture.md, "Sleep").
   ro.idle_spins = 0;
+  ro.color_cpu = !cfg.cpu_report.empty();
   asmp::Runtime rt(ro);
+  auto report_cpu = [&] {
+    if (cfg.cpu_report.empty()) return;
+    if (std::string err = write_cpu_report(rt, cfg.cpu_report); !err.empty()) log(LogLevel::kWarn, err);
+  };
 
   NfsBackendOptions bo;
   bo.url = l.backend;
@@ -156,6 +162,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   };
 
   auto finish_drain = [&] {
+    report_cpu();  // while the workers run: their CPU clocks end with them
     if (files) files->stop();
     if (server) server->close();
     rt.delaycb(std::chrono::milliseconds(100), Closure([&] { rt.stop(exit_code); }, 0));
@@ -193,6 +200,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   rt.sigcb(SIGTERM, Closure([&] { drain("SIGTERM"); }, 0));
   rt.sigcb(SIGINT, Closure([&] { drain("SIGINT"); }, 0));
   rt.sigcb(SIGHUP, Closure([&] { reload(); }, 0));
+  if (!cfg.cpu_report.empty()) rt.sigcb(SIGUSR1, Closure([&] { report_cpu(); }, 0));
   ::signal(SIGPIPE, SIG_IGN);
 
   rt.cpucb(Closure(

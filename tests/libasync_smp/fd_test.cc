@@ -293,10 +293,15 @@ INSTANTIATE_TEST_SUITE_P(Fd, FdReplaceTest, ::testing::Values(true, false),
 // client's connection): checked at its entry (retired flag), by its run
 // count not moving while the controller yields a little, and by the tag it
 // peeks. Before the fix about 1 in 20 rounds saw a late start here.
+// Bounded by count and by time: on a machine loaded many times over, 2,000
+// rounds can take minutes; 30 s of rounds (at least 200: before the fix
+// one in 20 went wrong) is still the test.
 TEST(Fd, UnregisterFromOtherThreadCloseAndReopenNeverRunsOldCallback) {
   Runtime rt(RuntimeOptions{.threads = 2});
-  std::thread runner([&] { run_bounded(rt, 60s); });
+  std::thread runner([&] { run_bounded(rt, 120s); });
   constexpr int kRounds = 2000;
+  constexpr int kMinRounds = 200;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
   struct Round {
     int fd[2] = {-1, -1};
     std::atomic<bool> retired{false};
@@ -305,7 +310,7 @@ TEST(Fd, UnregisterFromOtherThreadCloseAndReopenNeverRunsOldCallback) {
   auto rounds = std::make_unique<Round[]>(kRounds);
   std::atomic<int> late{0}, foreign{0}, moved{0};
   int r = 0;
-  for (; r < kRounds; ++r) {
+  for (; r < kRounds && (r < kMinRounds || std::chrono::steady_clock::now() < deadline); ++r) {
     Round& rd = rounds[r];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, rd.fd), 0);
     const char tag = static_cast<char>(r & 0x7f);
@@ -333,7 +338,8 @@ TEST(Fd, UnregisterFromOtherThreadCloseAndReopenNeverRunsOldCallback) {
   }
   rt.stop();
   runner.join();
-  EXPECT_EQ(r, kRounds);
+  EXPECT_GE(r, kMinRounds);
+  RecordProperty("rounds", r);
   EXPECT_EQ(late.load(), 0) << "an unregistered callback started after fdcb returned";
   EXPECT_EQ(moved.load(), 0) << "an unregistered callback ran after fdcb returned";
   EXPECT_EQ(foreign.load(), 0) << "an old round's callback ran on a reused fd number";

@@ -2,7 +2,10 @@
 // sleeps, wakeups and polls move when workers idle.
 #include <gtest/gtest.h>
 
+#include <time.h>
+
 #include <atomic>
+#include <thread>
 #include <map>
 
 #include "asmp/runtime.h"
@@ -13,6 +16,12 @@ namespace {
 
 using testing::run_bounded;
 using namespace std::chrono_literals;
+
+std::uint64_t thread_cpu_ns_for_test() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
 
 std::uint64_t sum_callbacks(const Runtime& rt) {
   std::uint64_t n = 0;
@@ -100,6 +109,51 @@ TEST(Stats, IdleWorkersSleepPollAndAreWoken) {
   EXPECT_EQ(sum_callbacks(rt), 3u);  // two timers and one cpucb
   // An idle runtime does not spin: over 60 ms, few polls and sleeps.
   EXPECT_LT(sleeps, 200u);
+}
+
+// color_cpu: a color that burns CPU is charged with it and one that only
+// sleeps is not (sleeping is wall time, not CPU time), so the per-color
+// shares a daemon reports are what its callbacks used.
+TEST(ColorCpuTest, BurningColorIsChargedAndSleepingColorIsNot) {
+  Runtime rt(RuntimeOptions{.threads = 2, .idle_spins = 0, .color_cpu = true});
+  constexpr color_t kBurn = 7, kSleep = 8;
+  std::atomic<int> done{0};
+  auto finish = [&] {
+    if (done.fetch_add(1) + 1 == 2) rt.stop();
+  };
+  rt.cpucb(Closure(
+      [&] {
+        // 100 ms of this thread's CPU time, however busy the machine is.
+        const std::uint64_t start = thread_cpu_ns_for_test();
+        while (thread_cpu_ns_for_test() - start < 100'000'000u) {
+        }
+        finish();
+      },
+      kBurn));
+  rt.cpucb(Closure(
+      [&] {
+        std::this_thread::sleep_for(100ms);
+        finish();
+      },
+      kSleep));
+  EXPECT_EQ(run_bounded(rt), 0);
+  const std::uint64_t burn = rt.color_stats(kBurn).cpu_ns;
+  const std::uint64_t slept = rt.color_stats(kSleep).cpu_ns;
+  EXPECT_GE(burn, 100'000'000u);
+  EXPECT_LT(burn, 150'000'000u);
+  EXPECT_LT(slept, 20'000'000u);
+  bool listed = false;
+  for (const SlotCpu& s : rt.color_cpu())
+    if (s.slot == (kBurn & (rt.color_slots() - 1))) listed = s.cpu_ns == burn && s.callbacks == 1;
+  EXPECT_TRUE(listed);
+}
+
+TEST(ColorCpuTest, OffByDefault) {
+  Runtime rt(RuntimeOptions{.threads = 1});
+  rt.cpucb(Closure([&] { rt.stop(); }, 3));
+  EXPECT_EQ(run_bounded(rt), 0);
+  EXPECT_EQ(rt.color_stats(3).cpu_ns, 0u);
+  EXPECT_TRUE(rt.color_cpu().empty());
 }
 
 }  // namespace
