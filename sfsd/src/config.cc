@@ -29,6 +29,24 @@ Err parse_uint(std::string_view v, T& out, T max = std::numeric_limits<T>::max()
   return std::nullopt;
 }
 
+// 1048576, 512K, 256M, 2G (powers of 1024).
+Err parse_bytes(std::string_view v, std::size_t& out) {
+  unsigned shift = 0;
+  if (!v.empty()) {
+    switch (v.back()) {
+      case 'K': case 'k': shift = 10; break;
+      case 'M': case 'm': shift = 20; break;
+      case 'G': case 'g': shift = 30; break;
+      default: break;
+    }
+  }
+  std::size_t n = 0;
+  if (auto e = parse_uint<std::size_t>(shift ? v.substr(0, v.size() - 1) : v, n, SIZE_MAX >> shift))
+    return "expected a size like 1048576, 512K, 256M or 2G, got \"" + std::string(v) + "\"";
+  out = n << shift;
+  return std::nullopt;
+}
+
 // 60s, 500ms, 15m, 2h, 7d; a bare number is seconds.
 Err parse_duration(std::string_view v, std::chrono::milliseconds& out) {
   std::size_t i = 0;
@@ -195,6 +213,13 @@ const std::vector<Setting>& settings() {
        }},
       {"drain_timeout", "DURATION", "on SIGTERM, wait this long for calls in flight (default 10s)",
        [](std::string_view v, Config& c) { return parse_duration(v, c.drain_timeout); }},
+      {"data_cache", "BYTES",
+       "keep up to BYTES (e.g. 512M) of file data read from the backend, so repeated reads skip it "
+       "(default 256M; 0: off)",
+       [](std::string_view v, Config& c) { return parse_bytes(v, c.data_cache); }},
+      {"data_cache_revalidate", "DURATION",
+       "check cached data against the backend's attributes when older than this (default 1s)",
+       [](std::string_view v, Config& c) { return parse_duration(v, c.data_cache_revalidate); }},
       {"cpu_report", "FILE",
        "account CPU time per color and write it to FILE as JSON on SIGUSR1 and at exit (default: off)",
        [](std::string_view v, Config& c) { return parse_path(v, c.cpu_report); }},

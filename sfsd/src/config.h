@@ -61,6 +61,8 @@ struct Config {
   std::size_t max_queued_bytes_per_connection = 16u << 20;
   std::chrono::milliseconds drain_timeout{10000};
   LogLevel log_level = LogLevel::kInfo;
+  std::size_t data_cache = 256u << 20;   // bytes of file data kept (data_cache.h); 0: off
+  std::chrono::milliseconds data_cache_revalidate{1000};
   std::string cpu_report;               // "" = no per-color CPU accounting (cpu_report.h)
 };
 

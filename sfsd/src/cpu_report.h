@@ -7,6 +7,7 @@
 //   backend_s      the libnfs contexts' colors (kBackendColor and up)
 //   overhead_s     worker threads outside callbacks: polling, waking, stealing
 //   threads_s      the workers' whole CPU time (the sum of the above)
+// and, from sfsd, data_cache_hits / data_cache_misses (data_cache.h).
 // read_bench reads it before and after its measured window.
 #pragma once
 
@@ -16,10 +17,11 @@
 
 namespace sfsd {
 
-std::string cpu_report_json(const asmp::Runtime& rt);
+// `extra`: more fields for the same object (e.g. "\"data_cache_hits\":3"), or "".
+std::string cpu_report_json(const asmp::Runtime& rt, const std::string& extra = "");
 
 // Replaces `path` with the report (a temporary file renamed over it, so a
 // reader never sees half a line). Returns an error message, or "".
-std::string write_cpu_report(const asmp::Runtime& rt, const std::string& path);
+std::string write_cpu_report(const asmp::Runtime& rt, const std::string& path, const std::string& extra = "");
 
 }  // namespace sfsd

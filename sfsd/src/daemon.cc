@@ -119,9 +119,16 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   ro.idle_spins = 0;
   ro.color_cpu = !cfg.cpu_report.empty();
   asmp::Runtime rt(ro);
+  std::shared_ptr<FileServer> files;
   auto report_cpu = [&] {
     if (cfg.cpu_report.empty()) return;
-    if (std::string err = write_cpu_report(rt, cfg.cpu_report); !err.empty()) log(LogLevel::kWarn, err);
+    std::string extra;
+    if (files) {
+      const FileServerStats st = files->stats();
+      extra = "\"data_cache_hits\":" + std::to_string(st.cache_hits) +
+              ",\"data_cache_misses\":" + std::to_string(st.cache_misses);
+    }
+    if (std::string err = write_cpu_report(rt, cfg.cpu_report, extra); !err.empty()) log(LogLevel::kWarn, err);
   };
 
   NfsBackendOptions bo;
@@ -149,7 +156,6 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   };
   auto backend = std::make_shared<NfsBackend>(bo);
 
-  std::shared_ptr<FileServer> files;
   std::shared_ptr<sfs::SecureServer> server;
   int exit_code = 0;
   bool draining = false;
@@ -215,6 +221,8 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
               fo.max_leases_per_connection = cfg.max_leases_per_connection;
               fo.anonymous_uid = cfg.anonymous_uid;
               fo.anonymous_gid = cfg.anonymous_gid;
+              fo.data_cache_bytes = cfg.data_cache;
+              fo.data_cache_revalidate = cfg.data_cache_revalidate;
               fo.log = log.sink(LogLevel::kWarn);
               files = FileServer::create(fo, backend, l.sealer, root.value);
               {

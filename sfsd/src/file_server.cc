@@ -161,6 +161,7 @@ FileServer::FileServer(FileServerOptions opts, std::shared_ptr<Backend> backend,
       root_(std::move(root)),
       rt_(asmp::default_runtime()),
       sealer_(std::move(sealer)),
+      cache_(std::make_shared<DataCache>(opts_.data_cache_bytes, opts_.data_cache_revalidate)),
       leases_(opts_.max_leases_per_connection) {
   randombytes_buf(verf_key_.data(), verf_key_.size());
   // Modification numbers start at the wall clock in ns, so they grow across
@@ -295,10 +296,12 @@ std::uint32_t FileServer::lease_for(const Req& r, const nfs::FileHandle& fh) {
 
 void FileServer::post_op(sfs_post_op_attr& out, const Req& r, const nfs::FileHandle& fh,
                          const std::optional<nfs::Attr>& a) {
+  if (a) cache_->observe(fh, *a);
   sfs::fs::fill_post_op(out, a, r.sample, a ? lease_for(r, fh) : 0);
 }
 
 void FileServer::wcc(sfs_wcc_data& out, const Req& r, const nfs::FileHandle& fh, const nfs::Wcc& w) {
+  if (w.after) cache_->observe(fh, *w.after);
   sfs::fs::fill_wcc(out, w, r.sample, w.after ? lease_for(r, fh) : 0);
 }
 
@@ -309,6 +312,7 @@ void FileServer::changed(const std::shared_ptr<Req>& r, const std::vector<nfs::F
   std::vector<std::pair<std::uint64_t, nfs::FileHandle>> targets;
   for (const nfs::FileHandle& fh : affected) {
     if (fh.empty()) continue;
+    cache_->changed(fh);
     leases_.note_change(fh, seq, now);
     std::vector<std::uint64_t> holders;
     leases_.take_holders(fh, r->conn, now, &holders);
@@ -447,6 +451,10 @@ FileServerStats FileServer::stats() const {
   s.invalidate_timeouts = counters_.invalidate_timeouts.load(r);
   s.leases = counters_.leases.load(r);
   s.in_flight = counters_.in_flight.load(r);
+  const DataCache::Stats c = cache_->stats();
+  s.cache_hits = c.hits;
+  s.cache_misses = c.misses;
+  s.cache_bytes = c.bytes;
   return s;
 }
 

@@ -33,6 +33,7 @@
 
 #include "asmp/rpc.h"
 #include "backend.h"
+#include "data_cache.h"
 #include "handle_seal.h"
 #include "leases.h"
 #include "sfs/secure_rpc.h"
@@ -47,6 +48,8 @@ struct FileServerOptions {
   std::uint32_t anonymous_uid = 65534;
   std::uint32_t anonymous_gid = 65534;
   asmp::color_t color = 0;  // the shared color
+  std::size_t data_cache_bytes = 0;  // data_cache.h; 0: off
+  std::chrono::milliseconds data_cache_revalidate{1000};
   sfs::LogSink log = sfs::log_to_stderr;
 };
 
@@ -57,6 +60,9 @@ struct FileServerStats {
   std::uint64_t invalidate_timeouts = 0;  // holders disconnected for not answering
   std::uint64_t leases = 0;            // held now
   std::uint64_t in_flight = 0;         // calls dispatched and not yet answered
+  std::uint64_t cache_hits = 0;        // READs answered from the data cache
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_bytes = 0;       // held now
 };
 
 class FileServer : public std::enable_shared_from_this<FileServer> {
@@ -133,7 +139,7 @@ class FileServer : public std::enable_shared_from_this<FileServer> {
   void do_lookup(const std::shared_ptr<Req>& r);
   void do_access(const std::shared_ptr<Req>& r);
   void do_readlink(const std::shared_ptr<Req>& r);
-  void do_read(const std::shared_ptr<Req>& r);
+  void do_read(const std::shared_ptr<Req>& r, bool revalidated = false);  // read.cc
   void do_write(const std::shared_ptr<Req>& r);
   void do_create(const std::shared_ptr<Req>& r);
   void do_mkdir(const std::shared_ptr<Req>& r);
@@ -162,6 +168,8 @@ class FileServer : public std::enable_shared_from_this<FileServer> {
   mutable std::mutex sealer_mu_;  // only to swap / copy the pointer
   std::shared_ptr<const HandleSealer> sealer_;
   std::atomic<bool> failed_{false};
+
+  const std::shared_ptr<DataCache> cache_;  // own lock; see data_cache.h
 
   // Color 0.
   LeaseTable leases_;

@@ -40,6 +40,30 @@ struct ReplyOf final : FileServer::Reply {
   void encode(asmp::rpc::Call& c) override { c.reply(&res); }
 };
 
+constexpr std::uint32_t kMaxData = SFS_NFS3_MAXDATA;
+
+inline nfs::FileHandle fh_of(const sfs_nfs_fh3& h) {
+  return nfs::FileHandle({reinterpret_cast<const std::uint8_t*>(h.data.data_val), h.data.data_len});
+}
+
+// What a client should see for a failure. An NFS error is the backend's
+// answer. Otherwise: was the call possibly carried out? Read-only calls and
+// calls that never left are safe to retry (JUKEBOX: try again later); a
+// change whose outcome is unknown gets SERVERFAULT, the agreed "outcome
+// unknown" (docs/protocol.md), never a silent resend.
+inline sfs_nfsstat3 status_of(const nfs::Error& e, bool mutating) {
+  switch (e.failure) {
+    case nfs::Failure::kNone: return SFS_NFS3_OK;
+    case nfs::Failure::kNfs: return sfs::fs::to_wire(e.status);
+    case nfs::Failure::kUnavailable: return SFS_NFS3ERR_JUKEBOX;
+    case nfs::Failure::kTimeout:
+    case nfs::Failure::kConnectionLost: return mutating ? SFS_NFS3ERR_SERVERFAULT : SFS_NFS3ERR_JUKEBOX;
+    case nfs::Failure::kRpc:
+    case nfs::Failure::kClosed: return SFS_NFS3ERR_SERVERFAULT;
+  }
+  return SFS_NFS3ERR_SERVERFAULT;
+}
+
 // Answers any SFS_NFS procedure with a status and empty failure data.
 void reply_status(asmp::rpc::Call& c, sfs_nfsstat3 st);
 std::shared_ptr<const asmp::rpc::Interface> sfs_nfs_interface();

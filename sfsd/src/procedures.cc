@@ -15,36 +15,13 @@ namespace {
 
 using sfs::fs::fill_post_op;
 
-constexpr std::uint32_t kMaxData = SFS_NFS3_MAXDATA;
 // Largest directory reply asked of the backend: libnfs drops a connection
 // whose reply exceeds ~1 MiB, and a directory reply grows here (longer
 // handles, lease fields), so keep well under.
 constexpr std::uint32_t kMaxDirBackend = 256 * 1024;
 constexpr std::uint32_t kMinDir = 1024;
 
-nfs::FileHandle fh_of(const sfs_nfs_fh3& h) {
-  return nfs::FileHandle({reinterpret_cast<const std::uint8_t*>(h.data.data_val), h.data.data_len});
-}
-
 std::string_view name_of(const char* n) { return n ? std::string_view(n) : std::string_view(); }
-
-// What a client should see for a failure. An NFS error is the backend's
-// answer. Otherwise: was the call possibly carried out? Read-only calls and
-// calls that never left are safe to retry (JUKEBOX: try again later); a
-// change whose outcome is unknown gets SERVERFAULT, the agreed "outcome
-// unknown" (docs/protocol.md), never a silent resend.
-sfs_nfsstat3 status_of(const nfs::Error& e, bool mutating) {
-  switch (e.failure) {
-    case nfs::Failure::kNone: return SFS_NFS3_OK;
-    case nfs::Failure::kNfs: return sfs::fs::to_wire(e.status);
-    case nfs::Failure::kUnavailable: return SFS_NFS3ERR_JUKEBOX;
-    case nfs::Failure::kTimeout:
-    case nfs::Failure::kConnectionLost: return mutating ? SFS_NFS3ERR_SERVERFAULT : SFS_NFS3ERR_JUKEBOX;
-    case nfs::Failure::kRpc:
-    case nfs::Failure::kClosed: return SFS_NFS3ERR_SERVERFAULT;
-  }
-  return SFS_NFS3ERR_SERVERFAULT;
-}
 
 // A change may have happened unless the backend said plainly that it did not.
 bool maybe_changed(const nfs::Error& e) { return e.failure != nfs::Failure::kNfs; }
@@ -162,34 +139,6 @@ void FileServer::do_readlink(const std::shared_ptr<Req>& r) {
     }
     send(r, out);
   }));
-}
-
-void FileServer::do_read(const std::shared_ptr<Req>& r) {
-  const auto* a = r->call.args<sfs_READ3args>();
-  const nfs::FileHandle fh = fh_of(a->file);
-  const std::uint32_t count = std::min(a->count, kMaxData);
-  // The data path skips color 0 on the way back: the reply goes out from
-  // the connection's color as soon as the backend answers. Its attributes
-  // carry no lease (granting one needs color 0, see lease_for); a client
-  // caches attributes from GETATTR, LOOKUP and READDIRPLUS instead.
-  backend_->read(r->cred, fh, a->offset, count,
-                 nfs::Done<nfs::ReadOk>(
-                     [r](nfs::Result<nfs::ReadOk> res) {
-                       ReplyOf<sfs_READ3res> out;
-                       out.res.status = status_of(res.error, false);
-                       auto& attr = res.ok() ? out.res.sfs_READ3res_u.resok.file_attributes
-                                             : out.res.sfs_READ3res_u.resfail.file_attributes;
-                       fill_post_op(attr, res.value.attr, r->sample, 0);
-                       if (res.ok()) {
-                         auto& ok = out.res.sfs_READ3res_u.resok;
-                         ok.count = res.value.count;
-                         ok.eof = res.value.eof;
-                         ok.data.data_len = static_cast<u_int>(res.value.data.size());
-                         ok.data.data_val = reinterpret_cast<char*>(res.value.data.data());
-                       }
-                       out.encode(r->call);
-                     },
-                     r->call.color()));
 }
 
 void FileServer::do_write(const std::shared_ptr<Req>& r) {

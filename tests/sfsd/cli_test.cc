@@ -33,6 +33,13 @@ TEST(SfsdConfig, EverySettingParsesAndBadLinesNameFileAndLine) {
   EXPECT_EQ(c.threads, 3u);
   EXPECT_FALSE(c.allow_anonymous);
   EXPECT_EQ(c.idle_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(c.data_cache, 256u << 20) << "the default";
+  for (auto [text, want] : {std::pair{"data_cache 0\n", std::size_t{0}}, {"data_cache 512K\n", std::size_t{512} << 10},
+                            {"data_cache 3G\n", std::size_t{3} << 30}, {"data_cache 1048576\n", std::size_t{1} << 20}}) {
+    sfsd::Config d;
+    ASSERT_TRUE(sfsd::parse_config_text(text, "t.conf", d).ok()) << text;
+    EXPECT_EQ(d.data_cache, want) << text;
+  }
 
   struct Bad {
     const char* text;
@@ -46,6 +53,8 @@ TEST(SfsdConfig, EverySettingParsesAndBadLinesNameFileAndLine) {
       {"backend nfs://127.0.0.1/srv?nfsport=1\n", "mountport is required"},
       {"anonymous maybe\n", "expected yes or no"},
       {"lease 2d\n", "at most 24h"},
+      {"data_cache lots\n", "expected a size like"},
+      {"data_cache 12T\n", "expected a size like"},
   };
   for (const Bad& b : bad) {
     sfsd::Config d;
