@@ -151,6 +151,8 @@ as_user "$bin/proto/sfskey" add "$home/.sfs/identity" >/dev/null 2>&1 || true
 
 # 6. Where to go.
 path=$mountpoint/$name
+stop_cmd="bash scripts/run.sh stop"
+[[ -n ${SUDO_USER:-} ]] && stop_cmd="sudo $stop_cmd"
 ls "$path" >/dev/null 2>&1 || die "cannot list $path; see $state/sfsclient.log and $state/sfsd.log"
 cat <<EOF
 
@@ -160,5 +162,5 @@ Your SFS server is up. Its self-certifying path (the name certifies the key):
 
 Try:  ls -l $path     echo hello > $path/note.txt
       cp -r /etc/apt $path/projects/     (as $user, with your own key)
-Stop everything: bash scripts/run.sh stop
+Stop everything: $stop_cmd
 EOF

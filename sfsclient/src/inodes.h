@@ -60,7 +60,14 @@ struct Inode {
   std::map<uid_t, std::pair<std::uint32_t, Clock::time_point>> access;
 
   // Files: size and mtime at the last close, for close-to-open caching.
-  std::optional<std::pair<std::uint64_t, nfs::Time>> closed_version;
+  // Size, mtime and ctime when the file was last closed: the kernel's
+  // cached pages are kept at the next open only if all three are the same.
+  struct Version {
+    std::uint64_t size = 0;
+    nfs::Time mtime, ctime;
+    friend bool operator==(const Version&, const Version&) = default;
+  };
+  std::optional<Version> closed_version;
   unsigned open_count = 0;
   // Writes answered to the kernel but not yet by the server (write-behind):
   // reads wait for them, and sizes shown include them.

@@ -18,8 +18,8 @@
 // reaches the writer at its next write, or by close()/fsync() at the
 // latest. Reads and attribute calls of a file wait for its writes in
 // flight; sizes shown meanwhile include them. Close-to-open: data cached
-// by the kernel is kept at open if the file's size and mtime are what they
-// were at the last close.
+// by the kernel is kept at open if the file's size, mtime and ctime are
+// what they were at the last close.
 #include <fcntl.h>
 
 #include <cstring>
@@ -64,8 +64,8 @@ void SfsFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     ++i->open_count;
     fuse_file_info out = fi_copy;
     out.fh = id;
-    out.keep_cache =
-        i->closed_version && i->closed_version->first == i->attr->size && i->closed_version->second == i->attr->mtime;
+    out.keep_cache = i->closed_version && *i->closed_version == Inode::Version{i->attr->size, i->attr->mtime,
+                                                                              i->attr->ctime};
     if (fuse_reply_open(req, &out) != 0) {
       files_.erase(id);  // the opener went away
       --i->open_count;
@@ -362,7 +362,7 @@ void SfsFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (in->open_count) --in->open_count;
     // What the file looked like when we let go of it, if we still know.
     if (inodes_.cached_attr(*in, Clock::now()))
-      in->closed_version = std::make_pair(in->attr->size, in->attr->mtime);
+      in->closed_version = Inode::Version{in->attr->size, in->attr->mtime, in->attr->ctime};
     else
       in->closed_version.reset();
     if (in->nlookup == 0) inodes_.forget(ino, 0);
