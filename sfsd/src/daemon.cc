@@ -167,11 +167,26 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
     rt.stop(1);
   };
 
+  // Replies already answered may still sit in a connection's output queue
+  // (a 1 MiB READ to a slow reader): each connection sends what it holds
+  // before it closes, for up to kFlush; then sfsd stops.
+  constexpr std::chrono::milliseconds kFlush{3000};
+  std::function<void(asmp::Clock::time_point)> wait_flushed = [&](asmp::Clock::time_point deadline) {
+    if (!server || server->connections() == 0 || asmp::Clock::now() >= deadline) {
+      if (server && server->connections())
+        log(LogLevel::kWarn, std::to_string(server->connections()) + " connection(s) did not take their replies in " +
+                                 std::to_string(kFlush.count()) + " ms; closing");
+      return rt.stop(exit_code);
+    }
+    rt.delaycb(std::chrono::milliseconds(20), Closure([&, deadline] { wait_flushed(deadline); }, 0));
+  };
   auto finish_drain = [&] {
     report_cpu();  // while the workers run: their CPU clocks end with them
     if (files) files->stop();
-    if (server) server->close();
-    rt.delaycb(std::chrono::milliseconds(100), Closure([&] { rt.stop(exit_code); }, 0));
+    if (server) server->close(kFlush);
+    // +100 ms: the flush timers close the stragglers themselves first.
+    rt.delaycb(std::chrono::milliseconds(20),
+               Closure([&] { wait_flushed(asmp::Clock::now() + kFlush + std::chrono::milliseconds(100)); }, 0));
   };
   std::function<void(asmp::Clock::time_point)> wait_drained = [&](asmp::Clock::time_point deadline) {
     if (!files || files->stats().in_flight == 0 || asmp::Clock::now() >= deadline) {

@@ -2,6 +2,7 @@
 // operator or a crash would do it; SIGHUP and SIGTERM; many clients at once.
 // Starts: ganesha.nfsd (killed with SIGKILL and restarted by one test) and
 // sfsd (restarted by another).
+#include <atomic>
 #include <fstream>
 
 #include "sfsd_test_util.h"
@@ -52,6 +53,50 @@ TEST_F(RestartTest, HandlesSurviveAnSfsdRestart) {
   const std::uint32_t root2 = login(*c2, server_.user("root"));
   EXPECT_EQ(read(*c2, root2, *f, 0, 100), "before restart") << "the old sealed handle still opens";
   c2->close();
+}
+
+// SIGTERM with reads in flight to a client that is slow to take them: the
+// drain answers them and sends every reply before it closes (it used to
+// drop what sat in a connection's output queue; where the client's socket
+// buffer holds all 12 MiB, as with this kernel's 32 MiB tcp_rmem, only the
+// answering part is put to the test). The client's color is kept busy from
+// its first reply on, so it reads nothing more until well after SIGTERM.
+TEST_F(RestartTest, ADrainSendsTheRepliesASlowClientHasNotReadYet) {
+  constexpr asmp::color_t kColor = 7;
+  constexpr std::uint32_t kMiB = 1u << 20;
+  constexpr int kReads = 12;  // 12 MiB: more than the sockets hold, under the 16 MiB queue cap
+  auto c = client(kColor);
+  ASSERT_TRUE(c);
+  const std::uint32_t root = login(*c, server_.user("root"));
+  auto f = create(*c, root, c->root().fh, "big");
+  ASSERT_TRUE(f);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(write(*c, root, *f, std::uint64_t(i) * kMiB, pattern(kMiB, i)), SFS_NFS3_OK);
+
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_error;
+  std::mutex mu;
+  for (int i = 0; i < kReads; ++i) {
+    c->read(root, *f, std::uint64_t(i % 4) * kMiB, kMiB,
+            fs::FileClient::ReadDone([&, i](rpc::RpcStatus st, const fs::ReadView& v) {
+              if (st.ok() && v.status == SFS_NFS3_OK && std::string(v.data.data, v.data.len) == pattern(kMiB, i % 4)) {
+                // The first reply: every call has been sent (they went out
+                // together). Now keep the client's color busy, so its
+                // socket is not read while sfsd answers the rest.
+                if (++ok == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+              } else {
+                std::lock_guard lk(mu);
+                if (first_error.empty())
+                  first_error = st.ok() ? "NFS status " + std::to_string(v.status) + ", " + std::to_string(v.data.len) + " bytes"
+                                        : st.message();
+                ++failed;
+              }
+            }));
+  }
+  ASSERT_TRUE(eventually([&] { return ok + failed > 0; }, 30s));
+  server_.sfsd().signal(SIGTERM);  // most of the reads are still in flight
+  ASSERT_TRUE(eventually([&] { return ok + failed == kReads; }, 30s));
+  EXPECT_EQ(ok.load(), kReads) << failed.load() << " read(s) lost their reply in the drain; " << first_error << "\nsfsd: " << server_.sfsd().errors();
+  EXPECT_EQ(server_.stop_sfsd(), 0) << server_.sfsd().errors();
 }
 
 TEST_F(RestartTest, NoAcknowledgedWriteIsLostWhenTheBackendIsKilled) {

@@ -541,9 +541,9 @@ void SecureServer::set_users(std::shared_ptr<const UserDb> users,
       shared_->opts.shared_color));
 }
 
-void SecureServer::close() {
+void SecureServer::close(std::chrono::milliseconds flush) {
   rt_->cpucb(Closure(
-      [self = shared_from_this()] {
+      [self = shared_from_this(), flush] {
         self->close_listener();
         std::vector<std::shared_ptr<rpc::Connection>> live;
         {
@@ -551,7 +551,10 @@ void SecureServer::close() {
           for (auto& [k, w] : self->conns_)
             if (auto c = w.lock()) live.push_back(std::move(c));
         }
-        for (auto& c : live) c->close();
+        for (auto& c : live) {
+          if (flush.count() > 0) c->close_after_flush(flush);
+          else c->close();
+        }
       },
       shared_->opts.shared_color));
 }

@@ -254,8 +254,11 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
   std::uint16_t port() const noexcept { return port_; }
   // Stops accepting new connections; open ones go on. Any thread.
   void stop_accepting();
-  // Stops accepting and closes every connection (soon). Any thread.
-  void close();
+  // Stops accepting and closes every connection (soon). Any thread. With a
+  // flush time, each connection stops reading and first sends the replies
+  // it has queued (up to that long), so a drain loses no answered call;
+  // connections() reaches 0 as they finish.
+  void close(std::chrono::milliseconds flush = std::chrono::milliseconds(0));
   // Replaces the user database (e.g. on SIGHUP) without dropping
   // connections: later logins use the new one, and logins made with a key
   // that is no longer listed (or listed under another name) are revoked, so
