@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include <atomic>
 #include <memory>
 
 #include "fake_backend.h"
@@ -76,7 +77,7 @@ class FuzzServer {
       std::abort();
     }
   }
-  // Counts a connection made by someone else (secure_connect).
+  // Counts a connection made by someone else (secure_connect; any thread).
   void count_dialled() { ++opened_; }
   // Waits until every connection counted so far has closed on the server.
   void wait_closed() { closed_.wait_for(opened_, "the server to close every connection"); }
@@ -114,7 +115,7 @@ class FuzzServer {
   std::shared_ptr<sfs::SecureServer> server_;
   std::uint16_t port_ = 0;
   sfs::SelfCertName name_;
-  std::size_t opened_ = 0;  // the fuzzer's thread only
+  std::atomic<std::size_t> opened_{0};  // counted on any thread, read by the fuzzer's
   Signal closed_;
 };
 

@@ -259,7 +259,7 @@ void config_seeds(const fsys::path& example) {
 
 // ---- session scripts (session_fuzz's op codes) ----
 
-enum : std::uint8_t { kLogin, kLoginRaw, kLogout, kCall, kRaw, kSync, kClose, kRootCall, kOther = 0x80 };
+enum : std::uint8_t { kSync, kLoginRaw, kLogout, kCall, kRaw, kLogin, kClose, kRootCall, kOther = 0x80 };
 
 // ROOTCALL: session_fuzz puts the root handle first, so the arguments
 // here are what follows it.

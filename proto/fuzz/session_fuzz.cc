@@ -9,18 +9,20 @@
 //
 // Script: one op byte (low 3 bits the kind, bit 7 the client), then the
 // kind's operands:
-//   0 LOGIN                 alice logs in with her real key
+//   0 SYNC                  wait for every answer outstanding
 //   1 LOGIN_RAW  n:u8 ...   a login request of n arbitrary bytes
 //   2 LOGOUT     k:u8       the k-th auth number this client got (or k)
 //   3 CALL       p:u8 a:u8 n:u16 ...   SFS_NFS procedure p, arguments of n
 //                           bytes, as auth a (0 anonymous, else the a-th
 //                           number this client got, or a itself)
 //   4 RAW        n:u16 ...  one RPC message of n bytes, sealed and sent
-//   5 SYNC                  wait for every answer outstanding
+//   5 LOGIN                 alice logs in with her real key (at most 4
+//                           times per client: each costs a signature)
 //   6 CLOSE                 the client disconnects (a later op reconnects)
 //   7 ROOTCALL   p a n ...  as CALL, with the sealed root handle put before
 //                           the arguments (most procedures start with one)
-// Logins are waited for; calls are pipelined. (make_seeds writes scripts.)
+// Logins and connects are waited for; calls are pipelined. (make_seeds
+// writes scripts.)
 //
 // Properties: no crash, leak or hang (every call answered or failed within
 // 10 s; every connection closed in the end); every reply the server sends
@@ -80,85 +82,151 @@ std::vector<std::uint8_t> root_handle_xdr() {
 
 class Script {
  public:
-  Script(const std::uint8_t* d, std::size_t n) : d_(d), n_(n) {}
-  bool done() const { return pos_ >= n_; }
-  std::uint8_t u8() { return pos_ < n_ ? d_[pos_++] : 0; }
+  explicit Script(std::vector<std::uint8_t> d) : d_(std::move(d)) {}
+  bool done() const { return pos_ >= d_.size(); }
+  std::uint8_t u8() { return pos_ < d_.size() ? d_[pos_++] : 0; }
   std::size_t u16() { return std::size_t{u8()} << 8 | u8(); }
   std::pair<const std::uint8_t*, std::size_t> bytes(std::size_t want) {
-    const std::size_t take = std::min(want, n_ - std::min(pos_, n_));
-    const std::uint8_t* p = d_ + std::min(pos_, n_);
-    pos_ += take;
-    return {p, take};
+    const std::size_t at = std::min(pos_, d_.size());
+    const std::size_t take = std::min(want, d_.size() - at);
+    pos_ = at + take;
+    return {d_.data() + at, take};
   }
 
  private:
-  const std::uint8_t* d_;
-  std::size_t n_, pos_ = 0;
+  std::vector<std::uint8_t> d_;
+  std::size_t pos_ = 0;
 };
 
-// One client: a secure session to the server, its auth numbers, its calls
-// in flight. Everything here is used from the fuzzer's thread; callbacks
-// from the runtime only raise the Signals.
-class Client {
+// One client: a secure session to the server and its auth numbers.
+struct Client {
+  static constexpr int kMaxConnects = 3;
+  static constexpr int kMaxLogins = 4;
+  asmp::color_t color = 0;
+  std::optional<sfs::SecureSession> session;
+  std::vector<std::uint32_t> auths;
+  bool raw_sent = false;  // a raw message may have reused a call's xid
+  int connects = 0, logins = 0;
+
+  std::uint32_t auth(std::uint8_t k) const {
+    if (k == 0) return 0;
+    return k <= auths.size() ? auths[k - 1] : k;
+  }
+};
+
+// The script's interpreter. It runs on the runtime, under one color of its
+// own (kDriver): an op that needs an answer (connect, login, sync)
+// continues from the answer's callback, so an input costs the fuzzer's
+// thread one wait instead of one per op, which on a busy machine is most
+// of the time an input takes. Everything here runs under kDriver.
+class Driver : public std::enable_shared_from_this<Driver> {
  public:
-  explicit Client(asmp::color_t color) : color_(color) {}
+  static constexpr asmp::color_t kDriver = 100;
 
-  bool connected() const { return session_.has_value(); }
+  Driver(std::vector<std::uint8_t> script, std::shared_ptr<Signal> finished)
+      : script_(std::move(script)), finished_(std::move(finished)) {
+    clients_[0].color = 101;
+    clients_[1].color = 102;
+  }
 
-  void connect() {
-    if (connects_ == kMaxConnects) return;
-    ++connects_;
+  // Runs ops until one has to wait for an answer, or the script ends.
+  void step() {
+    while (!script_.done()) {
+      const std::uint8_t op = script_.u8();
+      Client& c = clients_[op >> 7];
+      if (!c.session) {
+        if (c.connects == Client::kMaxConnects) break;
+        return connect(c, op);
+      }
+      if (!run(c, op)) return;  // resumed by a callback
+    }
+    for (Client& c : clients_) close(c);
+    ending_ = true;
+    maybe_finish();
+  }
+
+ private:
+  // Connects c, then runs `op` on it.
+  void connect(Client& c, std::uint8_t op) {
+    ++c.connects;
     FuzzServer& server = FuzzServer::get();
     sfs::SecureConnectOptions so;
     so.server = server.name();
     so.address = "127.0.0.1";
     so.port = server.port();
-    so.color = color_;
+    so.color = c.color;
     so.programs.push_back(sfs::fs::callback_program(
         [](const sfs::fs::Handle&, std::uint64_t, sfs::fs::FileClientOptions::Invalidated done) { done(); }));
     so.log = [](const std::string&) {};
-    auto result = std::make_shared<std::optional<sfs::Result<sfs::SecureSession>>>();
-    auto ready = std::make_shared<Signal>();
     server.count_dialled();
     sfs::secure_connect(std::move(so), asmp::Callback<void(sfs::Result<sfs::SecureSession>)>(
-                                           [result, ready](sfs::Result<sfs::SecureSession> r) {
-                                             *result = std::move(r);
-                                             ready->raise();
+                                           [self = shared_from_this(), &c, op](sfs::Result<sfs::SecureSession> r) {
+                                             if (!r.ok()) {
+                                               std::fprintf(stderr, "fuzz: the server refused a valid client: %s\n",
+                                                            r.error().c_str());
+                                               std::abort();
+                                             }
+                                             c.session = std::move(r.value());
+                                             c.raw_sent = false;
+                                             c.auths.clear();
+                                             if (self->run(c, op)) self->step();
                                            },
-                                           color_));
-    ready->wait_for(1, "secure_connect");
-    if (!result->value().ok()) {
-      std::fprintf(stderr, "fuzz: the server refused a valid client: %s\n", result->value().error().c_str());
-      std::abort();
+                                           kDriver));
+  }
+
+  // One op on a connected client; false if it resumes from a callback.
+  bool run(Client& c, std::uint8_t op) {
+    switch (op & 7) {
+      case 0:
+        if (pending_ == 0) return true;
+        syncing_ = true;
+        return false;
+      case 1: {
+        auto [p, n] = script_.bytes(script_.u8());
+        return login(c, sfs::Bytes(p, p + n));
+      }
+      case 2: c.session->logout(c.auth(script_.u8())); return true;
+      case 3:
+      case 7: {
+        const std::uint32_t proc = script_.u8();
+        const std::uint32_t auth = c.auth(script_.u8());
+        auto [p, n] = script_.bytes(script_.u16());
+        if ((op & 7) == 3) return call(c, proc, auth, p, n);
+        static const std::vector<std::uint8_t> root = root_handle_xdr();
+        std::vector<std::uint8_t> args = root;
+        args.insert(args.end(), p, p + n);
+        return call(c, proc, auth, args.data(), args.size());
+      }
+      case 4: {
+        auto [p, n] = script_.bytes(script_.u16());
+        c.raw_sent = true;
+        asmp::rpc::RecordBuf rec(n);
+        rec.append(p, n);
+        c.session->connection()->transport()->send(std::move(rec));  // sealed by the channel
+        return true;
+      }
+      case 5:
+        if (c.logins == Client::kMaxLogins) return true;
+        ++c.logins;
+        return login(c, std::nullopt);
+      case 6: close(c); return true;
     }
-    session_ = std::move(result->value().value());
-    raw_sent_ = false;
-    auths_.clear();
+    return true;
   }
 
-  void login(std::optional<sfs::Bytes> request) {
-    auto out = std::make_shared<std::optional<sfs::Result<std::uint32_t>>>();
-    auto ready = std::make_shared<Signal>();
+  bool login(Client& c, std::optional<sfs::Bytes> request) {
     asmp::Callback<void(sfs::Result<std::uint32_t>)> cb(
-        [out, ready](sfs::Result<std::uint32_t> r) {
-          *out = std::move(r);
-          ready->raise();
+        [self = shared_from_this(), &c](sfs::Result<std::uint32_t> r) {
+          if (r.ok()) c.auths.push_back(r.value());
+          self->step();
         },
-        color_);
-    if (request) session_->login_signed(std::move(*request), "fuzz", std::move(cb));
-    else session_->login(sfs_fuzz::alice_key(), "alice", std::move(cb));
-    ready->wait_for(1, "a login's answer");
-    if (out->value().ok()) auths_.push_back(out->value().value());
+        kDriver);
+    if (request) c.session->login_signed(std::move(*request), "fuzz", std::move(cb));
+    else c.session->login(sfs_fuzz::alice_key(), "alice", std::move(cb));
+    return false;
   }
 
-  std::uint32_t auth(std::uint8_t k) const {
-    if (k == 0) return 0;
-    return k <= auths_.size() ? auths_[k - 1] : k;
-  }
-
-  void logout(std::uint8_t k) { session_->logout(auth(k)); }
-
-  void call(std::uint32_t proc, std::uint32_t auth_number, const std::uint8_t* args, std::size_t n) {
+  bool call(Client& c, std::uint32_t proc, std::uint32_t auth_number, const std::uint8_t* args, std::size_t n) {
     const auto iface = sfsd::sfs_nfs_interface();
     const xdrproc_t xres = proc < iface->procs.size() ? iface->procs[proc].xres : rpc::as_xdrproc(xdr_void);
     auto res = std::make_shared<ResultBuf>();
@@ -168,12 +236,11 @@ class Client {
     rpc::CallOptions co;
     co.auth = &cred;
     co.timeout = std::chrono::seconds(10);
-    const bool strict = !raw_sent_;
-    ++calls_;
-    session_->connection()->call(
+    ++pending_;
+    c.session->connection()->call(
         SFS_NFS_PROG, SFS_NFS_V3, proc, xdr_raw, &raw, xres, res.get(),
         rpc::CallDone(
-            [res, xres, strict, answered = answered_](rpc::RpcStatus st) {
+            [self = shared_from_this(), res, xres, strict = !c.raw_sent](rpc::RpcStatus st) {
               if (st.error == rpc::RpcError::kTimeout) {
                 std::fprintf(stderr, "fuzz: a call was not answered in 10 s\n");
                 std::abort();
@@ -183,86 +250,53 @@ class Client {
                 std::abort();
               }
               xdr_free(xres, reinterpret_cast<char*>(res->bytes));
-              answered->raise();
+              self->answered();
             },
-            color_),
+            kDriver),
         co);
+    return true;
   }
 
-  void raw(const std::uint8_t* p, std::size_t n) {
-    raw_sent_ = true;
-    rpc::RecordBuf rec(n);
-    rec.append(p, n);
-    session_->connection()->transport()->send(std::move(rec));
+  void answered() {
+    --pending_;
+    if (pending_ > 0) return;
+    if (syncing_) {
+      syncing_ = false;
+      step();
+    }
+    maybe_finish();
   }
 
-  void sync() { answered_->wait_for(calls_, "the answers to every call"); }
-
-  // Disconnects once every call has its answer. Not waited for: the
-  // server's end (FuzzServer::wait_closed) is what the next input needs.
-  void close() {
-    if (!session_) return;
-    sync();
-    session_->close();
-    session_.reset();
+  // The client disconnects; its calls still out fail (connection lost).
+  void close(Client& c) {
+    if (!c.session) return;
+    c.session->close();
+    c.session.reset();
   }
 
- private:
-  static constexpr int kMaxConnects = 3;
-  const asmp::color_t color_;
-  std::optional<sfs::SecureSession> session_;
-  std::vector<std::uint32_t> auths_;
-  bool raw_sent_ = false;
-  int connects_ = 0;
-  std::size_t calls_ = 0;
-  std::shared_ptr<Signal> answered_ = std::make_shared<Signal>();
+  void maybe_finish() {
+    if (ending_ && pending_ == 0 && !finished_raised_) {
+      finished_raised_ = true;
+      finished_->raise();
+    }
+  }
+
+  Script script_;
+  std::shared_ptr<Signal> finished_;
+  Client clients_[2];
+  std::size_t pending_ = 0;  // calls without an answer yet
+  bool syncing_ = false, ending_ = false, finished_raised_ = false;
 };
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::vector<std::uint8_t> root = root_handle_xdr();
   FuzzServer& server = FuzzServer::get();
   server.begin();
-  Client clients[2] = {Client(101), Client(102)};
-  Script s(data, size);
-  while (!s.done()) {
-    const std::uint8_t op = s.u8();
-    Client& c = clients[op >> 7];
-    if (!c.connected()) c.connect();
-    if (!c.connected()) break;  // out of reconnects
-    switch (op & 7) {
-      case 0: c.login(std::nullopt); break;
-      case 1: {
-        auto [p, n] = s.bytes(s.u8());
-        c.login(sfs::Bytes(p, p + n));
-        break;
-      }
-      case 2: c.logout(s.u8()); break;
-      case 3:
-      case 7: {
-        const std::uint32_t proc = s.u8();
-        const std::uint32_t auth = c.auth(s.u8());
-        auto [p, n] = s.bytes(s.u16());
-        if ((op & 7) == 3) {
-          c.call(proc, auth, p, n);
-        } else {
-          std::vector<std::uint8_t> args = root;
-          args.insert(args.end(), p, p + n);
-          c.call(proc, auth, args.data(), args.size());
-        }
-        break;
-      }
-      case 4: {
-        auto [p, n] = s.bytes(s.u16());
-        c.raw(p, n);
-        break;
-      }
-      case 5: c.sync(); break;
-      case 6: c.close(); break;
-    }
-  }
-  for (Client& c : clients) c.close();
+  auto finished = std::make_shared<Signal>();
+  auto driver = std::make_shared<Driver>(std::vector<std::uint8_t>(data, data + size), finished);
+  sfs_fuzz::runtime().cpucb(asmp::Closure([driver] { driver->step(); }, Driver::kDriver));
+  finished->wait_for(1, "the script to run to its end");
   server.wait_closed();
   return 0;
 }
