@@ -14,7 +14,7 @@
 // Per input: connect, send it all, close our sending side, read whatever
 // the server answers until it closes, and wait until the server has
 // finished with the connection. Crashes, sanitizer reports, leaks and a
-// server that never closes (10 s) are failures.
+// server that never closes (30 s) are failures.
 #include <sys/socket.h>
 #include <unistd.h>
 

@@ -21,6 +21,11 @@
 
 namespace sfs_fuzz {
 
+// How long a wait may last before it counts as a hang. Generous: the
+// runtime's thread shares two cores with another fuzzer and, on a
+// developer's machine, with builds; a real hang lasts forever.
+inline constexpr int kHangSeconds = 30;
+
 inline asmp::Runtime& runtime() {
   static asmp::Runtime* rt = [] {
     auto* r = new asmp::Runtime(asmp::RuntimeOptions{.threads = 1});
@@ -38,11 +43,11 @@ class Signal {
     ++count_;
     cv_.notify_all();
   }
-  // Waits until raised `n` times in all. A wait that lasts 10 s is a hang
-  // in the code under test: abort, so that libFuzzer saves the input.
+  // Waits until raised `n` times in all. A wait that lasts kHangSeconds is
+  // a hang in the code under test: abort, so that libFuzzer saves the input.
   void wait_for(std::size_t n, const char* what) {
     std::unique_lock lk(mu_);
-    if (!cv_.wait_for(lk, std::chrono::seconds(10), [&] { return count_ >= n; })) {
+    if (!cv_.wait_for(lk, std::chrono::seconds(kHangSeconds), [&] { return count_ >= n; })) {
       std::fprintf(stderr, "fuzz: gave up waiting for %s\n", what);
       std::abort();
     }

@@ -64,7 +64,7 @@ class FuzzServer {
       std::abort();
     }
     // A server that neither reads nor closes is a hang: see recv_all.
-    timeval limit{10, 0};
+    timeval limit{kHangSeconds, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     ++opened_;
@@ -77,7 +77,7 @@ class FuzzServer {
     while ((n = ::recv(fd, sink, sizeof sink, 0)) > 0) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      std::fprintf(stderr, "fuzz: the server kept the connection open for 10 s after our end closed\n");
+      std::fprintf(stderr, "fuzz: the server kept the connection open for 30 s after our end closed\n");
       std::abort();
     }
   }

@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   runtime();  // before anything takes the current runtime
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) std::abort();
-  timeval limit{10, 0};  // a client that neither reads nor closes is a hang
+  timeval limit{sfs_fuzz::kHangSeconds, 0};  // a client that neither reads nor closes is a hang
   ::setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   ::setsockopt(sv[1], SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   auto table = std::make_shared<sfsclient::InodeTable>();
@@ -96,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   while ((n = ::recv(sv[1], sink, sizeof sink, 0)) > 0) {
   }
   if (n < 0) {
-    std::fprintf(stderr, "fuzz: the client kept its connection open for 10 s after ours closed\n");
+    std::fprintf(stderr, "fuzz: the client kept its connection open for 30 s after ours closed\n");
     std::abort();
   }
   ::close(sv[1]);

@@ -71,13 +71,13 @@ start() {  # target: runs it in the background; its pid is appended to running
   local t=$1 dir="$work/$1"
   rm -f "$dir"/rc "$dir"/log
   mkdir -p "$dir/corpus"
-  # -timeout: one input running 25 s is a hang (the harnesses give up
-  # waiting after 10 s by themselves). `timeout` is a last resort should
+  # -timeout: one input running 60 s is a hang (the harnesses give up
+  # waiting after 30 s by themselves). `timeout` is a last resort should
   # libFuzzer itself not stop; exec makes the pid we keep its own, and it
   # passes a TERM from stop_all on to the fuzzer.
   # shellcheck disable=SC2046
   (cd "$dir" && exec timeout -k 10 $((secs + 120)) "$build/proto/fuzz/${t}_fuzz" $(flags_for "$t") \
-      -max_total_time="$secs" -timeout=25 -rss_limit_mb=2560 -print_final_stats=1 \
+      -max_total_time="$secs" -timeout=60 -rss_limit_mb=2560 -print_final_stats=1 \
       -artifact_prefix="$dir/" corpus "$here/corpus/$t") >"$dir/log" 2>&1 &
   running+=($!)
 }

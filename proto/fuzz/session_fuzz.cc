@@ -25,7 +25,7 @@
 // writes scripts.)
 //
 // Properties: no crash, leak or hang (every call answered or failed within
-// 10 s; every connection closed in the end); every reply the server sends
+// 30 s; every connection closed in the end); every reply the server sends
 // decodes with sfs_nfs.x's result routine for its procedure (unless a raw
 // message may have taken the call's xid).
 #include <arpa/inet.h>
@@ -235,14 +235,14 @@ class Driver : public std::enable_shared_from_this<Driver> {
     rpc::Auth cred = auth_number ? sfs::auth_number_cred(auth_number) : rpc::Auth::none();
     rpc::CallOptions co;
     co.auth = &cred;
-    co.timeout = std::chrono::seconds(10);
+    co.timeout = std::chrono::seconds(sfs_fuzz::kHangSeconds);
     ++pending_;
     c.session->connection()->call(
         SFS_NFS_PROG, SFS_NFS_V3, proc, xdr_raw, &raw, xres, res.get(),
         rpc::CallDone(
             [self = shared_from_this(), res, xres, strict = !c.raw_sent](rpc::RpcStatus st) {
               if (st.error == rpc::RpcError::kTimeout) {
-                std::fprintf(stderr, "fuzz: a call was not answered in 10 s\n");
+                std::fprintf(stderr, "fuzz: a call was not answered in 30 s\n");
                 std::abort();
               }
               if (strict && st.error == rpc::RpcError::kDecodeResult) {
