@@ -8,7 +8,7 @@
 #   proto/fuzz/run.sh [SECONDS] [TARGET...]
 #   TARGET: record handshake login connect session nfs_args handle config
 #           invalidate (not run by default: an open finding, see
-#           proto/fuzz/corpus-crashes/README.md, fails every run)
+#           proto/fuzz/corpus-crashes/README.md, fails most runs)
 #
 # Seeds come from proto/fuzz/corpus/<target>/ and are only read; new inputs
 # go to a scratch corpus under $FUZZ_WORK (default /tmp/sfs-fuzz), kept
