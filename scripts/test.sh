@@ -3,7 +3,8 @@
 #   1. the whole CTest suite, plain (build/)
 #   2. the same suite under ThreadSanitizer (build-tsan/)
 #   3. the same suite under AddressSanitizer + UBSan (build-asan/)
-#   4. the libFuzzer targets, each for $SFS_FUZZ_SECONDS (default 60) seconds
+#   4. the libFuzzer targets, each for $SFS_FUZZ_SECONDS (default 60) seconds,
+#      two at a time (proto/fuzz/run.sh)
 # Exits non-zero on the first failure. Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,7 +74,7 @@ run_suite tsan build-tsan thread
 run_suite asan build-asan address
 
 if [ -x proto/fuzz/run.sh ]; then
-  echo "=== [fuzz] libFuzzer targets, ${SFS_FUZZ_SECONDS:-60} s each"
+  echo "=== [fuzz] libFuzzer targets, ${SFS_FUZZ_SECONDS:-60} s each, two at a time"
   bash proto/fuzz/run.sh "${SFS_FUZZ_SECONDS:-60}"
 fi
 

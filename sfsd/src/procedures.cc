@@ -144,10 +144,14 @@ void FileServer::do_readlink(const std::shared_ptr<Req>& r) {
 void FileServer::do_write(const std::shared_ptr<Req>& r) {
   const auto* a = r->call.args<sfs_WRITE3args>();
   if (a->count != a->data.data_len) return send_status(r, SFS_NFS3ERR_INVAL);
+  // Any number decodes as stable_how (sfs::fs::wire_value); the backend
+  // gets only RFC 1813's three.
+  const std::uint32_t stable = sfs::fs::wire_value(a->stable);
+  if (stable > SFS_FILE_SYNC) return send_status(r, SFS_NFS3ERR_INVAL);
   const nfs::FileHandle fh = fh_of(a->file);
   nfs::Buffer data = nfs::Buffer::copy_of(
       std::as_bytes(std::span<const char>(a->data.data_val, a->data.data_len)));
-  backend_->write(r->cred, fh, a->offset, std::move(data), static_cast<nfs::StableHow>(a->stable),
+  backend_->write(r->cred, fh, a->offset, std::move(data), static_cast<nfs::StableHow>(stable),
                   on_shared<nfs::WriteOk>([this, r, fh](nfs::Result<nfs::WriteOk> res) {
                     auto out = std::make_shared<ReplyOf<sfs_WRITE3res>>();
                     out->res.status = status_of(res.error, true);
@@ -221,10 +225,12 @@ void FileServer::do_symlink(const std::shared_ptr<Req>& r) {
 void FileServer::do_mknod(const std::shared_ptr<Req>& r) {
   const auto* a = r->call.args<sfs_MKNOD3args>();
   const nfs::FileHandle dir = fh_of(a->where.dir);
-  const auto type = static_cast<nfs::FileType>(a->what.type);
+  // Any number decodes here (the union's default arm): read it as one.
+  const std::uint32_t wire_type = sfs::fs::wire_value(a->what.type);
+  const auto type = static_cast<nfs::FileType>(wire_type);
   nfs::SetAttr attr;
   std::uint32_t major = 0, minor = 0;
-  switch (a->what.type) {
+  switch (wire_type) {
     case SFS_NF3CHR:
     case SFS_NF3BLK:
       attr = sfs::fs::from_sattr(a->what.sfs_mknoddata3_u.device.dev_attributes);

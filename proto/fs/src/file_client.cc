@@ -18,13 +18,14 @@ bool_t xdr_read_view(XDR* x, ReadView* v) {
   return TRUE;
 }
 
-rpc::Program callback_program(FileClientOptions& o) {
+}  // namespace
+
+rpc::Program callback_program(FileClientOptions::OnInvalidate on_inval) {
   rpc::Program p;
   p.iface = rpc::Interface{SFS_NFSCB_PROG,
                            SFS_NFSCB_V1,
                            {rpc::proc(xdr_void, xdr_void), rpc::proc(xdr_sfs_INVALIDATE3args, xdr_void)}};
   p.flavors = {AUTH_NONE};
-  auto on_inval = o.on_invalidate;
   p.dispatch = [on_inval](rpc::Call c) {
     if (c.proc() != SFS_NFSCBPROC_INVALIDATE || !on_inval) return c.reply(nullptr);
     const auto* a = c.args<sfs_INVALIDATE3args>();
@@ -36,8 +37,6 @@ rpc::Program callback_program(FileClientOptions& o) {
   };
   return p;
 }
-
-}  // namespace
 
 FileClient::FileClient(SecureSession s, FileClientOptions o) : session_(std::move(s)), opts_(std::move(o)) {}
 
@@ -54,7 +53,7 @@ void FileClient::connect(FileClientOptions opts, ConnectDone done) {
   so.transport = opts.transport;
   so.handshake_timeout = opts.connect_timeout;
   so.log = opts.log;
-  so.programs.push_back(callback_program(opts));
+  so.programs.push_back(callback_program(opts.on_invalidate));
   auto closed = std::make_shared<std::atomic<bool>>(false);
   so.on_close = [closed, user = opts.on_close](const std::string& why) {
     closed->store(true);

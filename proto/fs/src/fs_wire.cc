@@ -24,7 +24,7 @@ void fill_fattr(sfs_fattr3& out, const nfs::Attr& a, std::uint64_t change, std::
 
 nfs::Attr from_fattr(const sfs_fattr3& f) {
   nfs::Attr a;
-  a.type = static_cast<nfs::FileType>(f.type);
+  a.type = static_cast<nfs::FileType>(wire_value(f.type));  // the server's: any number
   a.mode = f.mode;
   a.nlink = f.nlink;
   a.uid = f.uid;
@@ -71,10 +71,14 @@ nfs::SetAttr from_sattr(const sfs_sattr3& s) {
   if (s.uid.set_it) a.uid = s.uid.sfs_set_uid3_u.uid;
   if (s.gid.set_it) a.gid = s.gid.sfs_set_gid3_u.gid;
   if (s.size.set_it) a.size = s.size.sfs_set_size3_u.size;
-  a.atime_how = static_cast<nfs::TimeHow>(s.atime.set_it);
-  if (s.atime.set_it == SFS_SET_TO_CLIENT_TIME) a.atime = from_time(s.atime.sfs_set_atime_u.atime);
-  a.mtime_how = static_cast<nfs::TimeHow>(s.mtime.set_it);
-  if (s.mtime.set_it == SFS_SET_TO_CLIENT_TIME) a.mtime = from_time(s.mtime.sfs_set_mtime_u.mtime);
+  // An unknown time_how decoded through the union's void arm: no time.
+  const auto how = [](std::uint32_t v) {
+    return v <= SFS_SET_TO_CLIENT_TIME ? static_cast<nfs::TimeHow>(v) : nfs::TimeHow::kDontChange;
+  };
+  a.atime_how = how(wire_value(s.atime.set_it));
+  if (a.atime_how == nfs::TimeHow::kClientTime) a.atime = from_time(s.atime.sfs_set_atime_u.atime);
+  a.mtime_how = how(wire_value(s.mtime.set_it));
+  if (a.mtime_how == nfs::TimeHow::kClientTime) a.mtime = from_time(s.mtime.sfs_set_mtime_u.mtime);
   return a;
 }
 

@@ -137,10 +137,16 @@ struct FileClientOptions {
   // from any thread: a client whose caches take time to clear (the kernel's)
   // answers once they are clear. Runs on the connection's color.
   using Invalidated = std::function<void()>;
-  std::function<void(const Handle& fh, std::uint64_t change, Invalidated done)> on_invalidate;
+  using OnInvalidate = std::function<void(const Handle& fh, std::uint64_t change, Invalidated done)>;
+  OnInvalidate on_invalidate;
   std::function<void(const std::string& why)> on_close;
   LogSink log = log_to_stderr;
 };
+
+// The program a client serves to its server (SFS_NFSCB: NULL and
+// INVALIDATE, which runs on_inval). FileClient::connect installs it; it is
+// public so that a harness can serve it on a connection of its own.
+rpc::Program callback_program(FileClientOptions::OnInvalidate on_inval);
 
 class FileClient : public std::enable_shared_from_this<FileClient> {
  public:

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "asmp/nfs.h"
 #include "sfs/sfs_nfs.h"
@@ -18,6 +20,20 @@
 namespace sfs::fs {
 
 namespace nfs = asmp::nfs;
+
+// The number in an enum field that came from a peer. xdr_enum accepts any
+// 32-bit value, and a union whose default arm is void (sattr3's times,
+// mknoddata3) lets any discriminant through; loading a value outside the
+// enumerators as the C++ enum type is undefined behaviour (UBSan's
+// -fsanitize=enum, found by nfs_args_fuzz). So decoded enums are read as
+// numbers and checked before they become values.
+template <class E>
+std::uint32_t wire_value(const E& field) {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(std::uint32_t));
+  std::uint32_t v;
+  std::memcpy(&v, &field, sizeof v);
+  return v;
+}
 
 // nfsstat3 values are RFC 1813's on both sides.
 inline sfs_nfsstat3 to_wire(nfs::Status s) { return static_cast<sfs_nfsstat3>(s); }
