@@ -137,6 +137,14 @@ HandshakeAdmission::Verdict HandshakeAdmission::enter(const std::string& source,
   if (!s) return Verdict::kTooManySources;
   if (limits_.max_in_progress_per_source && s->in_progress >= limits_.max_in_progress_per_source)
     return Verdict::kTooManyFromSource;
+  if (limits_.per_source_per_second > 0) {
+    refill(*s, now);
+    if (s->tokens < 1) {
+      if (s->last_busy != asmp::Clock::time_point{} && now - s->last_busy < std::chrono::seconds(1))
+        return Verdict::kRateLimited;
+      s->last_busy = now;
+    }
+  }
   ++s->in_progress;
   ++in_progress_;
   return Verdict::kOk;

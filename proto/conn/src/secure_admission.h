@@ -39,11 +39,15 @@ std::shared_ptr<asmp::rpc::RecordFilter> make_prehandshake_gate(
 // handshake; never per record).
 class HandshakeAdmission {
  public:
-  enum class Verdict { kOk, kTooManyInProgress, kTooManyFromSource, kTooManySources };
+  enum class Verdict { kOk, kTooManyInProgress, kTooManyFromSource, kTooManySources, kRateLimited };
   explicit HandshakeAdmission(const HandshakeLimits& limits) : limits_(limits) {}
 
   // At accept: counts one more connection in its handshake from `source`,
-  // unless that goes over a limit.
+  // unless that goes over a limit. A source whose bucket is empty is
+  // refused here (kRateLimited), before a transport exists, except one
+  // connection a second, which goes on to be told SFS_CONNECT_BUSY: a
+  // flood then costs the server about what it costs the attacker, and a
+  // legitimate client over its rate still gets a reason.
   Verdict enter(const std::string& source, asmp::Clock::time_point now);
   // Once per entered connection, when it leaves the handshake (open,
   // failed, or closed).
@@ -59,6 +63,7 @@ class HandshakeAdmission {
     double tokens = 0;
     asmp::Clock::time_point refilled{};
     std::size_t in_progress = 0;
+    asmp::Clock::time_point last_busy{};  // last connection let through to hear BUSY
   };
   // Under mu_: the source's entry (created with a full bucket), or null if
   // the table is full of sources that are not idle.

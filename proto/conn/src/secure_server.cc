@@ -259,6 +259,14 @@ void SecureServer::serve_fd(int fd) {
     case HandshakeAdmission::Verdict::kTooManyFromSource:
       return refuse_at_accept(fd, peer, "too many handshakes in progress from " + source + " (limit " +
                                             std::to_string(shared_->opts.handshake_limits.max_in_progress_per_source) + ")");
+    case HandshakeAdmission::Verdict::kRateLimited:
+      // Counted with the BUSY answers: the same limit, refused earlier.
+      shared_->handshakes_rate_limited.fetch_add(1, std::memory_order_relaxed);
+      shared_->log_limited("connection from " + peer + " refused: over " +
+                           std::to_string(shared_->opts.handshake_limits.per_source_per_second) +
+                           " handshakes a second from " + source);
+      ::close(fd);
+      return;
     case HandshakeAdmission::Verdict::kTooManySources:
       return refuse_at_accept(fd, peer, "too many client addresses handshaking at once (limit " +
                                             std::to_string(shared_->opts.handshake_limits.max_sources) + ")");
