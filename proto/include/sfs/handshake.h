@@ -89,7 +89,7 @@ struct ConnectContext {
   std::uint32_t port = 0;
   std::string hostid;
 };
-// The prologue's bytes (docs/protocol.md 3.1): "sfs handshake v2" ||
+// The prologue's bytes (docs/protocol.md 3, "Prologue"): "sfs handshake v2" ||
 // u8 type 1 || u8 version || u32 release || u32 len || host || u32 port ||
 // u32 len || hostid.
 Bytes handshake_prologue(const ConnectContext& clear);

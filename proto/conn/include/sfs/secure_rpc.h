@@ -10,7 +10,10 @@
 //     on up to N workers; it shares nothing with other connections and
 //     takes no lock). A record that fails (altered, replayed, reordered,
 //     truncated, oversized, exhausted) makes it log the reason and return
-//     false, and the transport closes the connection.
+//     false, and the transport closes the connection. It also runs the
+//     in-band rekey with a fresh DH (docs/protocol.md 4.1): the client's
+//     filter starts one per ChannelOptions::rekey_after_*, the server's
+//     answers; control records ride in front of ordinary ones.
 //   - secure_connect(): TCP to the server, SFS_CONNECT carrying handshake
 //     message 1 in the clear, reply with message 2 in the clear; the client
 //     checks it (HOSTID included) and turns its filter on in the reply's
