@@ -82,6 +82,14 @@ bool DirectionState::advance_epoch() {
   return aead != nullptr;
 }
 
+bool DirectionState::replace_key(const AeadKey& k) {
+  if (dead) return false;
+  key = k;
+  aead = make_aead(alg, impl, key);
+  if (!aead) kill(ChannelError::kCryptoFailure);
+  return !dead;
+}
+
 SealState::SealState(AeadAlg alg, AeadImpl impl, const AeadKey& key, const ChannelConfig& config)
     : s_(alg, impl, key, config) {}
 

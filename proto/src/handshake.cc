@@ -13,7 +13,7 @@ namespace {
 
 // [Noise] 8: protocol name; [Noise] 6: the prologue both sides mix in first.
 constexpr std::string_view kProtocolName = "Noise_NX_25519_ChaChaPoly_BLAKE2b";
-constexpr std::string_view kPrologue = "sfs handshake v1";
+constexpr std::string_view kPrologueLabel = "sfs handshake v2";
 constexpr std::string_view kServerSignatureTag = "sfs server handshake v1";
 constexpr std::string_view kClientToServerTag = "sfs c2s v1";
 constexpr std::string_view kServerToClientTag = "sfs s2c v1";
@@ -23,9 +23,9 @@ constexpr std::size_t kServerPayloadBytes = 1 + kKeyBytes + kSignatureBytes;
 constexpr std::size_t kMessage2Body =
     2 + noise::kDhLen + (noise::kDhLen + noise::kTagLen) + (kServerPayloadBytes + noise::kTagLen);
 
-void start_noise(noise::SymmetricState& ss) {
+void start_noise(noise::SymmetricState& ss, const ConnectContext& clear) {
   noise::initialize_symmetric(ss, kProtocolName);
-  noise::mix_hash(ss, as_bytes(kPrologue));
+  noise::mix_hash(ss, handshake_prologue(clear));
 }
 
 Bytes frame(const Bytes& body) {
@@ -71,6 +71,16 @@ SessionKeys derive_session(const noise::SymmetricState& ss, AeadAlg alg) {
   noise::split(ss, k1, k2);
   keys.client_to_server = bind_key(k1, kClientToServerTag, keys.session_id);
   keys.server_to_client = bind_key(k2, kServerToClientTag, keys.session_id);
+  // The rekey chain: from ck (which the record keys came from only through
+  // Split) and h, under a tag of its own, so it is independent of both
+  // record keys.
+  constexpr std::string_view kChainTag = "sfs rekey chain v1";
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, ss.ck.data(), ss.ck.size(), keys.rekey_chain.size());
+  crypto_generichash_update(&st, as_bytes(kChainTag).data(), kChainTag.size());
+  crypto_generichash_update(&st, keys.session_id.data(), keys.session_id.size());
+  crypto_generichash_final(&st, keys.rekey_chain.data(), keys.rekey_chain.size());
+  sodium_memzero(&st, sizeof st);
   sodium_memzero(k1.data(), k1.size());
   sodium_memzero(k2.data(), k2.size());
   return keys;
@@ -104,6 +114,24 @@ void random_ephemeral(Key32& secret) {
 SessionKeys::~SessionKeys() {
   sodium_memzero(client_to_server.data(), client_to_server.size());
   sodium_memzero(server_to_client.data(), server_to_client.size());
+  sodium_memzero(rekey_chain.data(), rekey_chain.size());
+}
+
+Bytes handshake_prologue(const ConnectContext& clear) {
+  // Fixed-size fields and 32-bit lengths: one byte string per context, so
+  // no two contexts hash alike. Message 1's type and version are in here
+  // because they are not otherwise hashed (Noise hashes tokens and payload).
+  WireWriter w;
+  w.bytes(as_bytes(kPrologueLabel));
+  w.u8(kMsgClientHello);
+  w.u8(kHandshakeVersion);
+  w.u32(clear.release);
+  w.u32(static_cast<std::uint32_t>(clear.host.size()));
+  w.bytes(as_bytes(clear.host));
+  w.u32(clear.port);
+  w.u32(static_cast<std::uint32_t>(clear.hostid.size()));
+  w.bytes(as_bytes(clear.hostid));
+  return w.buffer();
 }
 
 std::vector<AeadAlg> default_cipher_offer() {
@@ -154,12 +182,12 @@ Error ClientHandshake::fail(std::string why) {
   return make_error(std::move(why));
 }
 
-Result<Bytes> ClientHandshake::start() {
+Result<Bytes> ClientHandshake::start(const ConnectContext& clear) {
   if (stage_ != Stage::kInit) return fail("handshake: start() called twice");
   if (config_.offer.empty() || config_.offer.size() > kMaxCipherOffer)
     return fail("handshake: the cipher offer must name 1 to 8 ciphers");
   ensure_sodium();
-  start_noise(ss_);
+  start_noise(ss_, clear);
   crypto_scalarmult_base(e_public_.data(), e_secret_.data());
 
   WireWriter body;
@@ -269,7 +297,7 @@ ServerHandshake::ServerHandshake(const ServerKey& key, ServerHandshakeConfig con
 
 ServerHandshake::~ServerHandshake() { sodium_memzero(e_secret_.data(), e_secret_.size()); }
 
-ServerResult ServerHandshake::respond(ByteSpan message1) {
+ServerResult ServerHandshake::respond(ByteSpan message1, const ConnectContext& clear) {
   ServerResult out;
   const auto fail = [&](std::string why, Bytes reply = {}) {
     sodium_memzero(e_secret_.data(), e_secret_.size());
@@ -287,10 +315,13 @@ ServerResult ServerHandshake::respond(ByteSpan message1) {
   if (!r.ok() || type != kMsgClientHello) return fail("first message is not a client hello");
   if (version != kHandshakeVersion)
     return fail("client speaks handshake version " + std::to_string(version),
-                refusal("unsupported handshake version; this server speaks version 1"));
+                refusal("unsupported handshake version; this server speaks version " +
+                        std::to_string(kHandshakeVersion)));
 
   noise::SymmetricState ss;
-  start_noise(ss);
+  // Type and version were checked equal to ours, so the prologue's copy of
+  // them is what the client sent.
+  start_noise(ss, clear);
   // [Noise] 7.4 NX, message 1: "-> e".
   ByteSpan re = r.bytes(noise::kDhLen);
   if (!r.ok()) return fail("client hello truncated");

@@ -179,6 +179,16 @@ const std::vector<Setting>& settings() {
        [](std::string_view v, Config& c) {
          return parse_uint<std::size_t>(v, c.max_connections_per_source);
        }},
+      {"handshakes_per_source", "N", "handshakes a second per client address (default 20; 0: no limit)",
+       [](std::string_view v, Config& c) { return parse_uint<unsigned>(v, c.handshakes_per_source); }},
+      {"handshake_burst_per_source", "N", "handshakes at once per client address (default 64)",
+       [](std::string_view v, Config& c) { return parse_uint<unsigned>(v, c.handshake_burst_per_source); }},
+      {"max_handshakes_in_progress", "N", "connections still in their handshake (default 256; 0: no limit)",
+       [](std::string_view v, Config& c) { return parse_uint<std::size_t>(v, c.max_handshakes_in_progress); }},
+      {"max_handshakes_in_progress_per_source", "N", "the same per client address (default 64; 0: no limit)",
+       [](std::string_view v, Config& c) {
+         return parse_uint<std::size_t>(v, c.max_handshakes_in_progress_per_source);
+       }},
       {"idle_timeout", "DURATION", "close a connection idle this long (default 15m; 0: never)",
        [](std::string_view v, Config& c) { return parse_duration(v, c.idle_timeout); }},
       {"handshake_timeout", "DURATION", "close a connection without a handshake by then (default 10s)",

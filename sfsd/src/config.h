@@ -51,6 +51,11 @@ struct Config {
   std::uint32_t anonymous_gid = 65534;
   std::size_t max_connections = 1024;
   std::size_t max_connections_per_source = 256;
+  // sfs::HandshakeLimits (docs/security.md, "Before the handshake").
+  unsigned handshakes_per_source = 20;  // a second, and the burst below
+  unsigned handshake_burst_per_source = 64;
+  std::size_t max_handshakes_in_progress = 256;
+  std::size_t max_handshakes_in_progress_per_source = 64;
   std::chrono::milliseconds idle_timeout{15 * 60 * 1000};
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds progress_timeout{30000};

@@ -253,6 +253,10 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
               so.progress_timeout = cfg.progress_timeout;
               so.max_connections = cfg.max_connections;
               so.max_connections_per_source = cfg.max_connections_per_source;
+              so.handshake_limits.per_source_per_second = cfg.handshakes_per_source;
+              so.handshake_limits.per_source_burst = cfg.handshake_burst_per_source;
+              so.handshake_limits.max_in_progress = cfg.max_handshakes_in_progress;
+              so.handshake_limits.max_in_progress_per_source = cfg.max_handshakes_in_progress_per_source;
               so.allow_anonymous = cfg.allow_anonymous;
               so.max_calls_in_progress = cfg.max_calls_per_connection;
               so.max_failed_logins = cfg.max_failed_logins;

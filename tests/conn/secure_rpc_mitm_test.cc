@@ -16,7 +16,9 @@
 namespace sfs::test {
 namespace {
 
-enum class Attack { kNone, kFlipBit, kReplay, kReorder, kTruncate };
+// kEditHostId, kEditPort: edit a clear field of SFS_CONNECT's call (record
+// 0, client to server), which the handshake's prologue binds.
+enum class Attack { kNone, kFlipBit, kReplay, kReorder, kTruncate, kEditHostId, kEditPort };
 
 const char* attack_name(Attack a) {
   switch (a) {
@@ -25,6 +27,8 @@ const char* attack_name(Attack a) {
     case Attack::kReplay: return "replay";
     case Attack::kReorder: return "reorder";
     case Attack::kTruncate: return "truncate";
+    case Attack::kEditHostId: return "edit_hostid";
+    case Attack::kEditPort: return "edit_port";
   }
   return "?";
 }
@@ -165,6 +169,18 @@ class MitmProxy {
             out = rec;
             break;
           }
+          case Attack::kEditHostId:
+          case Attack::kEditPort: {
+            // Record mark (4), call header (40: AUTH_NONE), release (4),
+            // host (length word + padded bytes), port (4), hostid.
+            const std::size_t host_at = 4 + 40 + 4;
+            const std::size_t host_len = be32(rec, host_at);
+            const std::size_t port_at = host_at + 4 + ((host_len + 3) & ~std::size_t{3});
+            if (attack_ == Attack::kEditPort) rec[port_at + 3] = static_cast<char>(rec[port_at + 3] ^ 1);
+            else rec[port_at + 4 + 4] = rec[port_at + 4 + 4] == 'a' ? 'b' : 'a';  // still base32
+            out = rec;
+            break;
+          }
           case Attack::kNone:
             break;
         }
@@ -178,6 +194,12 @@ class MitmProxy {
       if (!out.empty() && !write_all(d.to, out)) return false;
     }
     return true;
+  }
+
+  static std::size_t be32(const std::string& s, std::size_t at) {
+    return (std::size_t{static_cast<unsigned char>(s[at])} << 24) |
+           (std::size_t{static_cast<unsigned char>(s[at + 1])} << 16) |
+           (std::size_t{static_cast<unsigned char>(s[at + 2])} << 8) | static_cast<unsigned char>(s[at + 3]);
   }
 
   std::uint16_t upstream_;
@@ -287,6 +309,39 @@ TEST_P(SecureRpcMitmTest, TamperedStreamClosesTheConnection) {
     EXPECT_NE(closed->why.find("failed: record"), std::string::npos) << closed->why;
     EXPECT_TRUE(client_log.contains("secure channel with server")) << client_log.all();
   }
+}
+
+// The clear fields of SFS_CONNECT are in the handshake's prologue: a man in
+// the middle who edits one (here against a server that does not check
+// HOSTIDs itself, so only the binding can catch it) makes the client's
+// check of message 2 fail, and no session comes up.
+TEST(SecureRpcMitm, EditingAClearConnectFieldFailsTheHandshake) {
+  RunningRuntime run(2);
+  for (Attack attack : {Attack::kEditHostId, Attack::kEditPort}) {
+    TestSecureServer server([](SecureServerOptions& o) { o.refuse_other_hostids = false; });
+    MitmProxy proxy(server.port(), attack, true, 0);
+    SecureConnectOptions o;
+    o.server = server.name();
+    o.port = proxy.port();
+    o.color = 51;
+    LogCapture client_log;
+    o.log = client_log.sink();
+    auto s = connect_sync(o);
+    EXPECT_TRUE(proxy.attacked()) << attack_name(attack);
+    ASSERT_FALSE(s.ok()) << attack_name(attack) << ": the edited handshake succeeded";
+    EXPECT_NE(s.error().find("failed authentication"), std::string::npos) << s.error();
+    EXPECT_EQ(server.server->stats().logins, 0u);
+  }
+  // Control: the same proxy without an edit lets the handshake through.
+  TestSecureServer server([](SecureServerOptions& o) { o.refuse_other_hostids = false; });
+  MitmProxy proxy(server.port(), Attack::kNone, true, 0);
+  SecureConnectOptions o;
+  o.server = server.name();
+  o.port = proxy.port();
+  o.color = 51;
+  auto s = connect_sync(o);
+  ASSERT_TRUE(s.ok()) << s.error();
+  s.value().close();
 }
 
 INSTANTIATE_TEST_SUITE_P(

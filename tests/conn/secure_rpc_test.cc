@@ -212,7 +212,9 @@ TEST_F(SecureRpcTest, CallsInTheClearBeforeTheHandshakeCloseTheConnection) {
   int sum = 0;
   auto st = call_sync(conn, SFSTEST_ADD, rpc::as_xdrproc(xdr_sfstest_pair), &p, rpc::as_xdrproc(xdr_int), &sum);
   EXPECT_EQ(st.error, rpc::RpcError::kConnectionLost) << st.message();
-  EXPECT_TRUE(server.log.contains("before the secure channel is up")) << server.log.all();
+  // The pre-handshake gate refuses it before the RPC layer sees it.
+  EXPECT_TRUE(server.log.contains("only SFS_CONNECT is served before the handshake")) << server.log.all();
+  EXPECT_EQ(server.server->stats().prehandshake_rejected, 1u);
 }
 
 TEST_F(SecureRpcTest, ASilentClientIsClosedAfterTheHandshakeTimeout) {
@@ -331,7 +333,12 @@ TEST_F(SecureRpcTest, LoginRefusalsSayWhy) {
 }
 
 TEST_F(SecureRpcTest, HundredConcurrentHandshakesAllSucceed) {
-  TestSecureServer server;
+  // All 100 come from 127.0.0.1: room for them in the per-source handshake
+  // limits (tested in secure_prehandshake_test.cc).
+  TestSecureServer server([](SecureServerOptions& o) {
+    o.handshake_limits.per_source_burst = 100;
+    o.handshake_limits.max_in_progress_per_source = 100;
+  });
   constexpr int kConns = 100;
   std::atomic<int> ok{0}, failed{0};
   std::mutex mu;

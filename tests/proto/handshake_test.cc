@@ -221,7 +221,7 @@ Bytes forge_message2(ByteSpan message1, const ServerPublicKey& claimed, const Ke
                      const ServerKey& signer) {
   noise::SymmetricState ss;
   noise::initialize_symmetric(ss, "Noise_NX_25519_ChaChaPoly_BLAKE2b");
-  noise::mix_hash(ss, as_bytes("sfs handshake v1"));
+  noise::mix_hash(ss, handshake_prologue({}));
   const ByteSpan body = message1.subspan(4);
   const ByteSpan re = body.subspan(2, 32);
   noise::mix_hash(ss, re);
@@ -338,7 +338,7 @@ TEST(Handshake, MalformedClientHellosAreCleanErrors) {
     EXPECT_FALSE(r.error.empty()) << "case " << i;
   }
   b = good;
-  b[5] = 2;  // unknown version: refused with a reply saying why
+  b[5] = 1;  // an older version: refused with a reply saying why
   ServerHandshake s(key);
   ServerResult r = s.respond(b);
   EXPECT_FALSE(r.keys.has_value());
@@ -384,33 +384,81 @@ TEST(Handshake, MisuseOfCallOrderIsAnError) {
   EXPECT_FALSE(c4.start().ok());
 }
 
+// What secure_connect sends beside message 1 for the vector's name.
+ConnectContext vector_context() {
+  return {1, "sfs.example.org", 4000, "hu2wplgqvkirijt7f3lvvxgaeo6ed2ww"};
+}
+
+TEST(Handshake, PrologueEncodingIsFrozen) {
+  // docs/protocol.md 3.1: label, type, version, release, host, port, hostid.
+  EXPECT_EQ(hex_encode(handshake_prologue({1, "ab", 4000, "xyz"})),
+            "7366732068616e647368616b65207632" "0102" "00000001" "00000002" "6162"
+            "00000fa0" "00000003" "78797a");
+}
+
+// A man in the middle who edits any clear field of SFS_CONNECT (so that the
+// server sees another context than the client hashed) makes the handshake
+// fail at the client, and no keys come out on both sides.
+TEST(Handshake, EditedClearFieldsFailTheHandshake) {
+  const ServerKey& key = vector_server_key();
+  const ConnectContext sent = vector_context();
+  std::vector<ConnectContext> edited(6, sent);
+  edited[0].release = 2;
+  edited[1].host = "sfs.example.net";
+  edited[2].port = 4001;
+  edited[3].hostid[0] = 'a';
+  edited[4].host += '\0';  // lengths are hashed: no two contexts collide
+  edited[5] = ConnectContext{};
+  for (std::size_t i = 0; i < edited.size(); ++i) {
+    ClientHandshake c(client_config(key.public_key()));
+    ServerHandshake s(key);
+    auto m1 = c.start(sent);
+    ASSERT_TRUE(m1.ok());
+    ServerResult sr = s.respond(m1.value(), edited[i]);
+    ASSERT_TRUE(sr.keys.has_value()) << sr.error;  // the server cannot tell
+    auto cr = c.finish(sr.reply);
+    ASSERT_FALSE(cr.ok()) << "case " << i;
+    EXPECT_NE(cr.error().find("failed authentication"), std::string::npos) << cr.error();
+  }
+  // Control: the same context on both sides succeeds.
+  ClientHandshake c(client_config(key.public_key()));
+  ServerHandshake s(key);
+  auto cr = c.finish(s.respond(c.start(sent).value(), sent).reply);
+  EXPECT_TRUE(cr.ok()) << cr.error();
+}
+
 TEST(Handshake, FrozenTranscriptVector) {
   // docs/protocol.md, "Handshake": server key from secrets 00..1f / 20..3f,
   // client ephemeral 40..5f, server ephemeral 60..7f, default offer, name
-  // @sfs.example.org%4000,hu2wplgqvkirijt7f3lvvxgaeo6ed2ww.
+  // @sfs.example.org%4000,hu2wplgqvkirijt7f3lvvxgaeo6ed2ww, and the clear
+  // SFS_CONNECT fields secure_connect sends for that name.
   const ServerKey& key = vector_server_key();
   ClientHandshake c(client_config(key.public_key()), counting_key(0x40));
   ServerHandshake s(key, {}, counting_key(0x60));
-  const Bytes m1 = c.start().value();
+  const Bytes m1 = c.start(vector_context()).value();
   EXPECT_EQ(hex_encode(m1),
-            "00000025010179a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a020102");
-  ServerResult sr = s.respond(m1);
+            "00000025010279a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a020102");
+  ServerResult sr = s.respond(m1, vector_context());
   ASSERT_TRUE(sr.keys.has_value()) << sr.error;
   EXPECT_EQ(hex_encode(sr.reply),
-            "000000c30201675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52f3276557e"
-            "1bdc2fed77495ce2c68bdc9016ff6f35c8fcefb504572e5f932af123e48f20561d594e8573957b008a23"
-            "bffe7e08c1b7b31c9e968813cd33c01c9097bee46d69a98db85a788966d5795fc6c3fbd659756089b660"
-            "460b157e546482f6dfcd265484010ca49eb19d053ea2c3dc42be8383972ce760578b88b42116702b1069"
-            "652e128346daa4e20340fee04297801c3991eefd1b1a23b2090fde0ddda0a0");
+            "000000c30202675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52f3276557e"
+            "1bdc2fed77495ce2c68bdc9016ff6f35c8fcefb504572e5f932af123d7d0b88464c17003e226f873414f"
+            "510a7e08c1b7b31c9e968813cd33c01c9097bee46d69a98db85a788966d5795fc6c3fb31012b6ee14141"
+            "0eaac156dc26fdd62d72940fbe5863df455beafd6beb65e7df8dfbe5395bd75103512a58523c35dd173e"
+            "8d97fe092b70265ee33f33b1c2a3824fdb797933a7a93236a733b09e3d35fe");
   auto cr = c.finish(sr.reply);
   ASSERT_TRUE(cr.ok()) << cr.error();
   EXPECT_EQ(hex_encode(cr.value().keys.session_id),
-            "59de969d96486abbda1ed022ad12405e665624c004f3f25b403504892e5fb74d"
-            "98a98826f6d7e7b469cce98cd5513caf0a3e99fb9f416b546b3274c33b089f78");
+            "3e502b1d73776440457ccdf42b59eeffbdddb92798fefda63002c747c5f1daba"
+            "f979bdac141251809f6bdab2af60c2e122db195285c4568ac46e8678edbb1367");
   EXPECT_EQ(hex_encode(cr.value().keys.client_to_server),
-            "a49ec6721792978c129ab47cdc0ad33558b2d7a1442a40eae2a9548679855552");
+            "e312bad59427e679241c2860a1e883687190cc7732bd33680c5fdf111d4d0ffb");
   EXPECT_EQ(hex_encode(cr.value().keys.server_to_client),
-            "3fa2e556630e333f6cc5cbbd041d197712ed58f9d28f21f592db08dc058f7aaf");
+            "edc9d64e3dc9a06574ae71cfb0d03bdba8e44e2218444aa4107ab2c631aa2384");
+  EXPECT_EQ(hex_encode(cr.value().keys.rekey_chain),
+            "ca7f8803d73dc47c552d4138cc17b0d6ce20a4fd0a330e6a91f3fba6b112a6b9"
+            "19ada8d34452c8bcdf7f5f1c73eefd98630a90cdbd5a86b6b2ffd39f7d95f187");
+  EXPECT_EQ(hex_encode(sr.keys->rekey_chain), hex_encode(cr.value().keys.rekey_chain));
 }
 
 TEST(Handshake, HundredConcurrentHandshakes) {

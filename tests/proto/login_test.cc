@@ -311,7 +311,7 @@ namespace {
 
 TEST(LoginVector, FrozenRequest) {
   // docs/protocol.md, "Login": user seed 80..9f, "alice", seqno 1, the
-  // session id of the handshake vector.
+  // session id of the handshake vector of handshake version 1.
   const UserKey alice = UserKey::from_seed(test::counting_key(0x80));
   const SessionId sid = test::to_array<64>(test::unhex(
       "59de969d96486abbda1ed022ad12405e665624c004f3f25b403504892e5fb74d"

@@ -109,10 +109,11 @@ TEST_F(HostileTest, AClientThatNeverReadsItsRepliesCannotGrowTheServer) {
 TEST_F(HostileTest, ASlowLorisIsClosedAndCostsNothingMeanwhile) {
   start({"--progress-timeout", "1s", "--handshake-timeout", "60s"});
   if (IsSkipped()) return;
-  // A record mark announcing a 1 MiB record, then a byte every 100 ms.
+  // A record mark announcing a 2000-byte record (a larger one is refused at
+  // once before the handshake), then a byte every 100 ms.
   const int fd = raw_connect(server_.port());
   ASSERT_GE(fd, 0);
-  const unsigned char mark[4] = {0x80, 0x10, 0x00, 0x00};
+  const unsigned char mark[4] = {0x80, 0x00, 0x07, 0xd0};
   ASSERT_EQ(::write(fd, mark, 4), 4);
   const auto t0 = std::chrono::steady_clock::now();
   bool closed = false;

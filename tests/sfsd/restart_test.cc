@@ -179,6 +179,12 @@ TEST_F(RestartTest, SighupReloadsUsersWithoutDroppingConnections) {
 
 TEST_F(RestartTest, TwoHundredClientsEachWriteReadAndCheckTheirOwnFile) {
   constexpr int kClients = 200;
+  // 200 clients from one address within seconds exceed the default
+  // per-source handshake rate (64, then 20 a second: docs/security.md),
+  // which is not what this test is about.
+  ASSERT_EQ(server_.stop_sfsd(), 0) << server_.sfsd().errors();
+  std::string why;
+  ASSERT_TRUE(server_.start_sfsd(&why, {"--handshakes-per-source", "0"})) << why;
   auto c0 = client(1);
   ASSERT_TRUE(c0);
   const std::uint32_t root = login(*c0, server_.user("root"));

@@ -158,6 +158,11 @@ class Transport : public std::enable_shared_from_this<Transport> {
   // call. Calling it from the record handler switches exactly at that
   // record's boundary.
   void set_filter(std::shared_ptr<RecordFilter> filter);
+  // Replaces TransportOptions::max_record for records whose first fragment
+  // header is read after the call (same boundary rule as set_filter), e.g.
+  // a server that accepts only small records until a handshake is done.
+  // On the transport's color only.
+  void set_max_record(std::size_t max_record) { max_record_ = max_record; }
 
   // Queues one record. Any thread. Dropped if the transport is closed or
   // closing (close_after_flush).
@@ -233,6 +238,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   const TransportOptions opts_;
 
   // Everything below: on color_ only.
+  std::size_t max_record_;  // opts_.max_record until set_max_record
   std::shared_ptr<RecordFilter> filter_;
   RecordHandler on_record_;
   CloseHandler on_close_;

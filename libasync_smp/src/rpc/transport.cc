@@ -234,7 +234,7 @@ std::shared_ptr<Transport> Transport::create(int fd, color_t color, TransportOpt
 }
 
 Transport::Transport(int fd, color_t color, TransportOptions opts)
-    : fd_(fd), rt_(&default_runtime()), color_(color), opts_(opts) {
+    : fd_(fd), rt_(&default_runtime()), color_(color), opts_(opts), max_record_(opts.max_record) {
   if (opts_.max_fragment == 0 || opts_.max_fragment > 0x7fffffff)
     throw std::invalid_argument("asmp::rpc::Transport: max_fragment must be in [1, 2^31-1]");
   int fl = ::fcntl(fd_, F_GETFL);
@@ -526,7 +526,7 @@ bool Transport::take_header(std::size_t in_chunk) {
   std::size_t len = word & ~kLastFragment;
   // RFC 5531 11: the record is the concatenation of its fragments; the
   // limit is on the record, so check the sum before allocating anything.
-  if (len > opts_.max_record || record_.size() + len > opts_.max_record) {
+  if (len > max_record_ || record_.size() + len > max_record_) {
     shutdown(CloseReason::kRecordTooLarge, 0);
     return false;
   }

@@ -216,16 +216,19 @@ void secure_connect(SecureConnectOptions opts, Callback<void(Result<SecureSessio
               return;
             }
             d->conn = std::move(conn);
+            d->host = d->opts.server.location.host;
+            d->hostid = format_hostid(d->opts.server.hostid);
+            // The prologue holds exactly the clear fields sent below, so a
+            // man in the middle who edits one fails the handshake.
             d->hs.emplace(ClientHandshakeConfig{d->opts.server, d->opts.offer});
-            auto m1 = d->hs->start();
+            auto m1 = d->hs->start(
+                ConnectContext{SFS_RELEASE, d->host, d->opts.server.location.port, d->hostid});
             if (!m1.ok()) {
               d->conn->close();
               d->finish(make_error(m1.error()));
               return;
             }
             d->hello.assign(m1.value().begin() + kHandshakeFrameHeader, m1.value().end());
-            d->host = d->opts.server.location.host;
-            d->hostid = format_hostid(d->opts.server.hostid);
             d->arg.release = SFS_RELEASE;
             d->arg.host = d->host.data();
             d->arg.port = d->opts.server.location.port;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <sodium.h>
+
 #include "secure_internal.h"
 #include "sfs/encoding.h"
 #include "sfs/sfs_connect.h"
@@ -19,9 +21,15 @@ void log_to_stderr(const std::string& line) { std::fprintf(stderr, "sfs: %s\n", 
 // ---- SecureRecordFilter --------------------------------------------------------
 
 SecureRecordFilter::SecureRecordFilter(SecureChannel channel, AeadAlg alg, std::string peer,
-                                       LogSink log)
-    : channel_(std::move(channel)), alg_(alg), peer_(std::move(peer)),
-      log_(log ? std::move(log) : LogSink(log_to_stderr)) {}
+                                       LogSink log, RekeyOptions rekey)
+    : rekey_(rekey), since_(std::chrono::steady_clock::now()), channel_(std::move(channel)),
+      alg_(alg), peer_(std::move(peer)), log_(log ? std::move(log) : LogSink(log_to_stderr)) {}
+
+SecureRecordFilter::~SecureRecordFilter() {
+  mine_.wipe();
+  if (next_) next_->wipe();
+  sodium_memzero(rekey_.chain.data(), rekey_.chain.size());
+}
 
 namespace {
 
@@ -42,29 +50,154 @@ bool SecureRecordFilter::fail(ChannelError e, const char* direction, std::uint64
   return false;
 }
 
+// A control record that authenticated but breaks the state machine: the
+// peer holds the keys, so this is a bug or a hostile peer; either way the
+// connection ends.
+bool SecureRecordFilter::fail_rekey(const std::string& why, std::uint64_t seq) {
+  if (failure_ == ChannelError::kOk) {
+    failure_ = ChannelError::kMalformed;
+    failure_message_ = "secure channel with " + peer_ + ": incoming record " + std::to_string(seq) +
+                       " failed: " + why + "; closing the connection";
+    log_(failure_message_);
+  }
+  return false;
+}
+
+std::optional<ControlMessage> SecureRecordFilter::next_control() {
+  switch (stage_) {
+    case RekeyStage::kIdle: {
+      if (rekey_.role != Role::kClient) return std::nullopt;
+      const bool by_count = rekey_.after_records && records_since_ >= rekey_.after_records;
+      const bool by_time = rekey_.after_time.count() > 0 &&
+                           std::chrono::steady_clock::now() - since_ >= rekey_.after_time;
+      if (!by_count && !by_time) return std::nullopt;
+      mine_ = make_ephemeral();
+      stage_ = RekeyStage::kAwaitAck;
+      return ControlMessage{ControlKind::kRekey, mine_.public_key};
+    }
+    case RekeyStage::kAckPending:
+      return ControlMessage{ControlKind::kRekeyAck, mine_.public_key};
+    case RekeyStage::kDonePending:
+      return ControlMessage{ControlKind::kRekeyDone, {}};
+    case RekeyStage::kAwaitAck:
+    case RekeyStage::kAwaitDone:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+bool SecureRecordFilter::sent_control(const ControlMessage& m) {
+  if (m.kind == ControlKind::kRekey) return true;
+  // ACK (server) or DONE (client): the control record was the last one
+  // under the old send key.
+  const bool client = rekey_.role == Role::kClient;
+  if (!channel_.send.replace_key(client ? next_->client_to_server : next_->server_to_client))
+    return false;
+  if (client) {
+    rekey_.chain = next_->chain;
+    next_->wipe();
+    next_.reset();
+    stage_ = RekeyStage::kIdle;
+    records_since_ = 0;
+    since_ = std::chrono::steady_clock::now();
+    rekeys_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    stage_ = RekeyStage::kAwaitDone;
+  }
+  return true;
+}
+
+bool SecureRecordFilter::received_control(const ControlMessage& m, std::uint64_t seq) {
+  const bool client = rekey_.role == Role::kClient;
+  if (!client && m.kind == ControlKind::kRekey && stage_ == RekeyStage::kIdle) {
+    mine_ = make_ephemeral();
+    next_ = derive_rekey(rekey_.chain, mine_.secret, m.key, m.key, mine_.public_key);
+    mine_.wipe();  // the public half stays for the ACK
+    if (!next_) return fail_rekey("rekey with an invalid ephemeral key", seq);
+    stage_ = RekeyStage::kAckPending;
+    return true;
+  }
+  if (client && m.kind == ControlKind::kRekeyAck && stage_ == RekeyStage::kAwaitAck) {
+    next_ = derive_rekey(rekey_.chain, mine_.secret, m.key, mine_.public_key, m.key);
+    mine_.wipe();
+    if (!next_) return fail_rekey("rekey answer with an invalid ephemeral key", seq);
+    // The server switched right after its ACK: so does our receive key.
+    if (!channel_.receive.replace_key(next_->server_to_client))
+      return fail(ChannelError::kCryptoFailure, "incoming", seq);
+    stage_ = RekeyStage::kDonePending;
+    return true;
+  }
+  if (!client && m.kind == ControlKind::kRekeyDone && stage_ == RekeyStage::kAwaitDone) {
+    if (!channel_.receive.replace_key(next_->client_to_server))
+      return fail(ChannelError::kCryptoFailure, "incoming", seq);
+    rekey_.chain = next_->chain;
+    next_->wipe();
+    next_.reset();
+    stage_ = RekeyStage::kIdle;
+    rekeys_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  return fail_rekey("unexpected rekey message (kind " + std::to_string(static_cast<int>(m.kind)) + ")",
+                    seq);
+}
+
 bool SecureRecordFilter::seal(rpc::RecordBuf& record) {
+  if (failure_ != ChannelError::kOk) return false;  // failure is final, in both directions
   const std::size_t n = record.size();
-  const std::uint64_t seq = channel_.send.sequence();
+  ++records_since_;
+  std::optional<ControlMessage> ctl = next_control();
+  std::uint8_t ctl_plain[kControlMaxPlaintext];
+  const std::size_t ctl_n = ctl ? encode_control(*ctl, ctl_plain) : 0;
+  const std::size_t ctl_sealed = ctl ? SealState::sealed_size(ctl_n) : 0;
   // Sealed into a fresh buffer (recycled per thread by RecordBuf) rather
   // than in place: the record must grow by 4 bytes at the front, and moving
   // the body costs as much as encrypting out of place.
-  rpc::RecordBuf out(SealState::sealed_size(n));
-  out.resize(SealState::sealed_size(n));
+  rpc::RecordBuf out(ctl_sealed + SealState::sealed_size(n));
+  out.resize(ctl_sealed + SealState::sealed_size(n));
+  if (ctl) {
+    const std::uint64_t seq = channel_.send.sequence();
+    RecordResult r = channel_.send.seal({ctl_plain, ctl_n}, bytes_of(out).first(ctl_sealed));
+    if (!r.ok()) return fail(r.error, "outgoing", seq);
+    if (!sent_control(*ctl)) return fail(ChannelError::kCryptoFailure, "outgoing", seq);
+  }
+  const std::uint64_t seq = channel_.send.sequence();
   RecordResult r = channel_.send.seal({reinterpret_cast<const std::uint8_t*>(record.data()), n},
-                                      bytes_of(out));
+                                      bytes_of(out).subspan(ctl_sealed));
   if (!r.ok()) return fail(r.error, "outgoing", seq);
-  out.resize(r.bytes);
+  out.resize(ctl_sealed + r.bytes);
   record = std::move(out);
   return true;
 }
 
 bool SecureRecordFilter::open(rpc::RecordBuf& record) {
-  const std::uint64_t seq = channel_.receive.sequence();
-  if (record.size() < kRecordOverhead) return fail(ChannelError::kMalformed, "incoming", seq);
-  rpc::RecordBuf out(record.size() - kRecordOverhead);
-  out.resize(record.size() - kRecordOverhead);
-  RecordResult r = channel_.receive.open(
-      {reinterpret_cast<const std::uint8_t*>(record.data()), record.size()}, bytes_of(out));
+  if (failure_ != ChannelError::kOk) return false;
+  ++records_since_;
+  std::span<const std::uint8_t> in{reinterpret_cast<const std::uint8_t*>(record.data()), record.size()};
+  std::uint64_t seq = channel_.receive.sequence();
+  if (in.size() < kRecordOverhead) return fail(ChannelError::kMalformed, "incoming", seq);
+  RecordResult first = channel_.receive.record_size(in);
+  if (!first.ok()) return fail(first.error, "incoming", seq);
+  std::size_t skip = 0;
+  if (first.bytes < in.size()) {
+    // A control record before the data record (docs/protocol.md 4.1).
+    if (first.bytes > SealState::sealed_size(kControlMaxPlaintext))
+      return fail_rekey("a record followed by another that is not a control message", seq);
+    std::uint8_t plain[kControlMaxPlaintext];
+    RecordResult r = channel_.receive.open(in.first(first.bytes), plain);
+    if (!r.ok()) return fail(r.error, "incoming", seq);
+    auto m = decode_control({plain, r.bytes});
+    if (!m) return fail_rekey("malformed control message", seq);
+    if (!received_control(*m, seq)) return false;
+    skip = first.bytes;
+    seq = channel_.receive.sequence();
+    RecordResult second = channel_.receive.record_size(in.subspan(skip));
+    if (!second.ok()) return fail(second.error, "incoming", seq);
+    if (second.bytes != in.size() - skip)
+      return fail_rekey("a control message must be followed by exactly one record", seq);
+  }
+  rpc::RecordBuf out(in.size() - skip - kRecordOverhead);
+  out.resize(in.size() - skip - kRecordOverhead);
+  RecordResult r = channel_.receive.open(in.subspan(skip), bytes_of(out));
   if (!r.ok()) return fail(r.error, "incoming", seq);
   out.resize(r.bytes);
   record = std::move(out);
@@ -83,8 +216,14 @@ std::shared_ptr<rpc::RecordFilter> make_filter(const SessionKeys& keys, Role rol
                                                const ChannelOptions& o, std::string peer,
                                                const LogSink& log,
                                                std::shared_ptr<SecureRecordFilter>* plain) {
+  RekeyOptions rk;
+  rk.role = role;
+  rk.chain = keys.rekey_chain;
+  rk.after_records = o.rekey_after_records;
+  rk.after_time = o.rekey_after_time;
   auto f = std::make_shared<SecureRecordFilter>(make_channel(keys, role, o.impl, o.config),
-                                                keys.alg, std::move(peer), log);
+                                                keys.alg, std::move(peer), log, rk);
+  sodium_memzero(rk.chain.data(), rk.chain.size());
   *plain = f;
   if (o.wrap_filter) return o.wrap_filter(f);
   return f;

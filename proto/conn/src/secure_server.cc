@@ -16,9 +16,6 @@
 // The client's reply callback has the connection's color, so the connection
 // runs it inside its own record handler, and set_filter() there switches
 // before the next record is read.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,7 +25,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "secure_internal.h"
+#include "secure_server_conn.h"
 #include "sfs/encoding.h"
 #include "sfs/sfs_connect.h"
 #include "sfs/sfs_login.h"
@@ -40,145 +37,9 @@ using asmp::Closure;
 using asmp::color_t;
 using namespace conn_detail;
 
-struct SecureServer::Shared {
-  SecureServerOptions opts;  // opts.users: read and replaced on the shared color only
-  std::atomic<std::uint64_t> accepted{0}, established{0}, handshake_failures{0}, logins{0},
-      login_refusals{0}, filter_rejections{0}, refused_over_limit{0}, idle_closed{0},
-      logins_revoked{0}, stalled_closed{0};
-  std::atomic<std::uint64_t> next_conn_id{0};
-  std::atomic<std::int64_t> last_limit_log_s{-1};
-  // On the shared color: every connection whose auth table may exist.
-  std::unordered_map<std::uint64_t, std::weak_ptr<Conn>> live;
-  // The user database now (read on connection colors, replaced by set_users).
-  std::atomic<std::shared_ptr<const UserDb>> users;
-  LogLimiter refusal_log{5};  // login refusals logged per second
-  void log(const std::string& s) const { opts.log ? opts.log(s) : log_to_stderr(s); }
-};
-
-struct SecureServer::Conn {
-  enum class Stage { kHello, kOpen, kFailed };
-  std::shared_ptr<Shared> shared;
-  std::uint64_t id = 0;
-  std::string peer;    // address:port
-  std::string source;  // address (the per-source limit's key)
-  bool gone = false;   // closed (under the server's mu_)
-  unsigned failed_logins = 0;  // on the connection's color
-  // On the connection's color.
-  Stage stage = Stage::kHello;
-  std::shared_ptr<SecureRecordFilter> filter;
-  SessionId session_id{};  // written before the filter goes on, then read-only
-  asmp::Clock::time_point last_call{};
-  // On the shared color.
-  std::optional<AuthTable> auth;
-
-  // A call that may only come after the handshake; false: connection closed.
-  bool require_open(const rpc::Call& c) {
-    if (stage == Stage::kOpen) {
-      last_call = asmp::Clock::now();
-      return true;
-    }
-    shared->log("connection from " + peer + ": call to program " + std::to_string(c.prog()) +
-                " before the secure channel is up; closing");
-    c.connection()->close();
-    return false;
-  }
-};
-
 namespace {
 
 using Conn = SecureServer::Conn;
-
-void reply_connect_error(rpc::Call& c, sfs_connect_stat st, const std::string& reason) {
-  sfs_connect_res res{};
-  res.status = st;
-  std::string r = reason.substr(0, SFS_MAXREASON);
-  res.sfs_connect_res_u.reason = r.data();
-  c.reply(&res);
-}
-
-void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
-  auto& sh = *sc->shared;
-  if (c.proc() == SFS_CONNECT_NULL) {
-    c.reply(nullptr);
-    return;
-  }
-  if (sc->stage != Conn::Stage::kHello) {
-    sh.log("connection from " + sc->peer + ": second SFS_CONNECT; closing");
-    c.connection()->close();
-    return;
-  }
-  auto fail = [&](sfs_connect_stat st, const std::string& why) {
-    sc->stage = Conn::Stage::kFailed;
-    sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
-    sh.log("handshake with " + sc->peer + " failed: " + why);
-    std::shared_ptr<rpc::Connection> conn = c.connection();
-    reply_connect_error(c, st, why);
-    // The refusal reaches the client, then the connection goes: nothing
-    // else can happen on it.
-    conn->close_after_flush(std::chrono::seconds(2));
-  };
-  const auto* a = c.args<sfs_connect_arg>();
-  if (a->release != SFS_RELEASE)
-    return fail(SFS_CONNECT_BADVERSION, "client release " + std::to_string(a->release) +
-                                            " is not supported (this server speaks release " +
-                                            std::to_string(SFS_RELEASE) + ")");
-  const ServerKey& key = *sh.opts.key;
-  if (sh.opts.refuse_other_hostids) {
-    Location loc{a->host ? a->host : "", static_cast<std::uint16_t>(a->port)};
-    auto want = parse_hostid(a->hostid ? a->hostid : "");
-    bool ok = want.ok() && a->port > 0 && a->port < 65536 && check_host(loc.host).ok() &&
-              equal_ct(compute_hostid(loc, key.public_key()), want.value());
-    if (!ok)
-      // The client's strings are unauthenticated: printable only.
-      return fail(SFS_CONNECT_NOSUCHHOST,
-                  "this server does not serve HOSTID " + printable_text(a->hostid ? a->hostid : "", 64) +
-                      " at " + printable_text(loc.host, 255) + ":" + std::to_string(a->port) +
-                      " (its key has another HOSTID there)");
-  }
-  if (a->hello.hello_len > kMaxHandshakeBody)
-    return fail(SFS_CONNECT_BADHELLO, "handshake message too long");
-  Bytes frame = frame_of(a->hello.hello_val, a->hello.hello_len);
-  ServerHandshake hs(key, sh.opts.handshake);
-  ServerResult r = hs.respond(frame);
-  if (!r.keys) {
-    if (r.reply.size() > kHandshakeFrameHeader) {
-      // A refusal message (3.4) the client will report.
-      sc->stage = Conn::Stage::kFailed;
-      sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
-      sh.log("handshake with " + sc->peer + " refused: " + r.error);
-      sfs_connect_res res{};
-      res.status = SFS_CONNECT_OK;
-      res.sfs_connect_res_u.ok.release = SFS_RELEASE;
-      res.sfs_connect_res_u.ok.hello.hello_len =
-          static_cast<u_int>(r.reply.size() - kHandshakeFrameHeader);
-      res.sfs_connect_res_u.ok.hello.hello_val =
-          reinterpret_cast<char*>(r.reply.data() + kHandshakeFrameHeader);
-      std::shared_ptr<rpc::Connection> conn = c.connection();
-      c.reply(&res);
-      conn->close_after_flush(std::chrono::seconds(2));
-      return;
-    }
-    return fail(SFS_CONNECT_BADHELLO, r.error);
-  }
-  std::shared_ptr<SecureRecordFilter> plain;
-  auto filter = make_filter(*r.keys, Role::kServer, sh.opts.channel, "client " + sc->peer,
-                            sh.opts.log, &plain);
-  sc->session_id = r.keys->session_id;
-  sfs_connect_res res{};
-  res.status = SFS_CONNECT_OK;
-  res.sfs_connect_res_u.ok.release = SFS_RELEASE;
-  res.sfs_connect_res_u.ok.hello.hello_len = static_cast<u_int>(r.reply.size() - kHandshakeFrameHeader);
-  res.sfs_connect_res_u.ok.hello.hello_val = reinterpret_cast<char*>(r.reply.data() + kHandshakeFrameHeader);
-  std::shared_ptr<rpc::Connection> conn = c.connection();
-  // The boundary: on the connection's color, reply() queues the reply now,
-  // in the clear; everything after set_filter is sealed.
-  c.reply(&res);
-  conn->transport()->set_filter(filter);
-  sc->filter = plain;
-  sc->stage = Conn::Stage::kOpen;
-  sc->last_call = asmp::Clock::now();
-  sh.established.fetch_add(1, std::memory_order_relaxed);
-}
 
 void reply_login(rpc::Call& call, Bytes& reply) {
   sfs_login_msg res{};
@@ -293,26 +154,6 @@ void serve_as_user(const std::shared_ptr<Conn>& sc, const SecureProgram& prog, r
       sc->shared->opts.shared_color));
 }
 
-// "address:port" of the socket's peer; *address gets the address alone.
-std::string peer_of(int fd, std::string* address) {
-  sockaddr_storage ss{};
-  socklen_t sl = sizeof ss;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return "?";
-  char buf[INET6_ADDRSTRLEN] = "?";
-  std::uint16_t port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-    ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-    port = ntohs(in->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &in->sin6_addr, buf, sizeof buf);
-    port = ntohs(in->sin6_port);
-  }
-  *address = buf;
-  return std::string(buf) + ":" + std::to_string(port);
-}
-
 // Watches an open connection on its color (where last_call lives): closes
 // it once it has made no call for idle_timeout, or when a record has been
 // arriving for longer than progress_timeout (a peer trickling bytes to hold
@@ -359,6 +200,7 @@ std::shared_ptr<SecureServer> SecureServer::create(SecureServerOptions opts) {
 SecureServer::SecureServer(SecureServerOptions opts)
     : shared_(std::make_shared<Shared>()), rt_(&asmp::default_runtime()) {
   shared_->opts = std::move(opts);
+  shared_->admission = std::make_unique<HandshakeAdmission>(shared_->opts.handshake_limits);
   shared_->users.store(shared_->opts.users);
 }
 
@@ -397,15 +239,45 @@ bool SecureServer::admit(const std::string& source) {
   return true;
 }
 
+void SecureServer::refuse_at_accept(int fd, const std::string& peer, const std::string& why) {
+  shared_->refused_handshakes_in_progress.fetch_add(1, std::memory_order_relaxed);
+  shared_->log_limited("connection from " + peer + " refused: " + why);
+  ::close(fd);
+}
+
 void SecureServer::serve_fd(int fd) {
   std::string source;
   std::string peer = peer_of(fd, &source);
+  // Handshakes in progress first: a connection refused there costs no more
+  // than this (no transport, no color).
+  switch (shared_->admission->enter(source, asmp::Clock::now())) {
+    case HandshakeAdmission::Verdict::kOk:
+      break;
+    case HandshakeAdmission::Verdict::kTooManyInProgress:
+      return refuse_at_accept(fd, peer, "too many handshakes in progress (limit " +
+                                            std::to_string(shared_->opts.handshake_limits.max_in_progress) + ")");
+    case HandshakeAdmission::Verdict::kTooManyFromSource:
+      return refuse_at_accept(fd, peer, "too many handshakes in progress from " + source + " (limit " +
+                                            std::to_string(shared_->opts.handshake_limits.max_in_progress_per_source) + ")");
+    case HandshakeAdmission::Verdict::kRateLimited:
+      // Counted with the BUSY answers: the same limit, refused earlier.
+      shared_->handshakes_rate_limited.fetch_add(1, std::memory_order_relaxed);
+      shared_->log_limited("connection from " + peer + " refused: over " +
+                           std::to_string(shared_->opts.handshake_limits.per_source_per_second) +
+                           " handshakes a second from " + source);
+      ::close(fd);
+      return;
+    case HandshakeAdmission::Verdict::kTooManySources:
+      return refuse_at_accept(fd, peer, "too many client addresses handshaking at once (limit " +
+                                            std::to_string(shared_->opts.handshake_limits.max_sources) + ")");
+  }
   bool admitted;
   {
     std::lock_guard lk(mu_);
     admitted = admit(source);
   }
   if (!admitted) {
+    shared_->admission->leave(source);
     shared_->refused_over_limit.fetch_add(1, std::memory_order_relaxed);
     const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
                            asmp::Clock::now().time_since_epoch()).count();
@@ -425,6 +297,7 @@ void SecureServer::serve_fd(int fd) {
   sc->id = shared_->next_conn_id.fetch_add(1, std::memory_order_relaxed) + 1;
   sc->peer = std::move(peer);
   sc->source = std::move(source);
+  sc->in_handshake = true;
 
   // Per-connection program table: each dispatch holds its Conn.
   auto progs = std::make_shared<rpc::Programs>();
@@ -459,7 +332,18 @@ void SecureServer::serve_fd(int fd) {
     progs->add(std::move(p));
   }
 
-  auto t = rpc::Transport::create(fd, color, shared_->opts.transport);
+  // Until the handshake: records no larger than SFS_CONNECT's, and only an
+  // SFS_CONNECT call gets through (the gate), so nothing else is ever
+  // answered in the clear. Both are set before the transport starts reading
+  // (Connection::create), so no record is read without them.
+  rpc::TransportOptions to = shared_->opts.transport;
+  if (const std::size_t cap = shared_->opts.handshake_limits.max_record; cap && cap < to.max_record)
+    to.max_record = cap;
+  auto t = rpc::Transport::create(fd, color, to);
+  t->set_filter(make_prehandshake_gate([sh = shared_, peer = sc->peer](const std::string& what) {
+    sh->prehandshake_rejected.fetch_add(1, std::memory_order_relaxed);
+    sh->log_limited("connection from " + peer + " sent " + what + " before the handshake; closing");
+  }));
   rpc::ConnectionOptions co;
   co.programs = std::move(progs);
   co.max_calls_in_progress = shared_->opts.max_calls_in_progress;
@@ -471,6 +355,7 @@ void SecureServer::serve_fd(int fd) {
       sc->shared->log("connection from " + sc->peer + " closed: " + close_text(why, err, sc->filter.get()));
     }
     sc->filter.reset();
+    sc->leave_handshake();
     if (auto s = weak.lock()) {
       std::lock_guard lk(s->mu_);
       sc->gone = true;
@@ -577,6 +462,9 @@ SecureServerStats SecureServer::stats() const {
   s.idle_closed = shared_->idle_closed.load(r);
   s.logins_revoked = shared_->logins_revoked.load(r);
   s.stalled_closed = shared_->stalled_closed.load(r);
+  s.handshakes_rate_limited = shared_->handshakes_rate_limited.load(r);
+  s.refused_handshakes_in_progress = shared_->refused_handshakes_in_progress.load(r);
+  s.prehandshake_rejected = shared_->prehandshake_rejected.load(r);
   return s;
 }
 

@@ -89,6 +89,10 @@ struct DirectionState {
   ~DirectionState();
   // Ratchets until the key matches seq's epoch. False on library failure.
   bool advance_epoch();
+  // Installs a key from an in-band rekey (rekey.h) for the records from seq
+  // on; the old key is wiped. The sequence and epoch go on counting. False
+  // on library failure (then dead).
+  bool replace_key(const AeadKey& k);
   ChannelError kill(ChannelError why);
 };
 
@@ -116,6 +120,7 @@ class SealState {
   std::uint64_t sequence() const { return s_.seq; }
   bool dead() const { return s_.dead; }
   AeadImpl impl() const { return s_.impl; }
+  bool replace_key(const AeadKey& k) { return s_.replace_key(k); }
 
  private:
   RecordResult seal_body(std::span<const std::uint8_t> plaintext,
@@ -148,6 +153,7 @@ class OpenState {
   std::uint64_t sequence() const { return s_.seq; }
   bool dead() const { return s_.dead; }
   AeadImpl impl() const { return s_.impl; }
+  bool replace_key(const AeadKey& k) { return s_.replace_key(k); }
 
  private:
   ChannelError check_length(std::uint32_t length);

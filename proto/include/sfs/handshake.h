@@ -5,7 +5,10 @@
 //         -> e                    (payload: the client's cipher offer)
 //         <- e, ee, s, es         (payload: chosen cipher, server Ed25519
 //                                  key, Ed25519 signature of the transcript)
-//     with prologue "sfs handshake v1". ee gives forward secrecy; es means
+//     with a prologue (handshake_prologue) that holds the fields SFS_CONNECT
+//     carries in the clear beside message 1 and message 1's type and
+//     version, so a change to any of them in transit fails the handshake.
+//     ee gives forward secrecy; es means
 //     only the holder of the server's X25519 private key can derive the
 //     keys. The offer is hashed into h, which is the associated data of
 //     every encrypted field of message 2, so an edited offer (downgrade)
@@ -37,7 +40,8 @@
 
 namespace sfs {
 
-inline constexpr std::uint8_t kHandshakeVersion = 1;
+// 2: the prologue binds SFS_CONNECT's clear fields (1 had a constant one).
+inline constexpr std::uint8_t kHandshakeVersion = 2;
 inline constexpr std::uint8_t kMsgClientHello = 1;
 inline constexpr std::uint8_t kMsgServerHello = 2;
 inline constexpr std::uint8_t kMsgRefusal = 3;
@@ -54,6 +58,9 @@ struct SessionKeys {
   AeadKey client_to_server{};
   AeadKey server_to_client{};
   SessionId session_id{};
+  // Secret input of the first in-band rekey (rekey.h):
+  // BLAKE2b-512(key = Noise ck after message 2, "sfs rekey chain v1" || h).
+  noise::Hash rekey_chain{};
 
   SessionKeys() = default;
   SessionKeys(const SessionKeys&) = default;
@@ -72,6 +79,20 @@ SecureChannel make_channel(const SessionKeys& keys, Role role,
 // Body length of a handshake frame from its 4 header bytes; refuses a body
 // larger than kMaxHandshakeBody.
 Result<std::size_t> handshake_body_size(ByteSpan header);
+
+// What SFS_CONNECT sends in the clear beside handshake message 1
+// (sfs_connect_arg): both sides hash exactly these values into the
+// prologue, the client what it sent, the server what it received.
+struct ConnectContext {
+  std::uint32_t release = 0;
+  std::string host;
+  std::uint32_t port = 0;
+  std::string hostid;
+};
+// The prologue's bytes (docs/protocol.md 3, "Prologue"): "sfs handshake v2" ||
+// u8 type 1 || u8 version || u32 release || u32 len || host || u32 port ||
+// u32 len || hostid.
+Bytes handshake_prologue(const ConnectContext& clear);
 
 std::vector<AeadAlg> default_cipher_offer();  // ChaCha20-Poly1305, then AES-256-GCM
 // Both, the faster on this CPU first (faster_aead()): what clients offer.
@@ -96,8 +117,9 @@ class ClientHandshake {
   ClientHandshake(const ClientHandshake&) = delete;
   ClientHandshake& operator=(const ClientHandshake&) = delete;
 
-  // Message 1, framed (header included). Call once.
-  Result<Bytes> start();
+  // Message 1, framed (header included). Call once. `clear`: the fields
+  // that will travel beside it (secure_connect fills them in).
+  Result<Bytes> start(const ConnectContext& clear = {});
   // Consumes message 2, framed. On success the handshake is complete. Any
   // failure is final.
   Result<ClientResult> finish(ByteSpan message2);
@@ -137,8 +159,9 @@ class ServerHandshake {
   ServerHandshake(const ServerHandshake&) = delete;
   ServerHandshake& operator=(const ServerHandshake&) = delete;
 
-  // Consumes message 1 (framed) and produces the reply. Call once.
-  ServerResult respond(ByteSpan message1);
+  // Consumes message 1 (framed) and produces the reply. Call once. `clear`:
+  // the fields received beside it, which the client hashed too.
+  ServerResult respond(ByteSpan message1, const ConnectContext& clear = {});
 
  private:
   const ServerKey& key_;

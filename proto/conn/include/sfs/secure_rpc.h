@@ -10,7 +10,10 @@
 //     on up to N workers; it shares nothing with other connections and
 //     takes no lock). A record that fails (altered, replayed, reordered,
 //     truncated, oversized, exhausted) makes it log the reason and return
-//     false, and the transport closes the connection.
+//     false, and the transport closes the connection. It also runs the
+//     in-band rekey with a fresh DH (docs/protocol.md 4.1): the client's
+//     filter starts one per ChannelOptions::rekey_after_*, the server's
+//     answers; control records ride in front of ordinary ones.
 //   - secure_connect(): TCP to the server, SFS_CONNECT carrying handshake
 //     message 1 in the clear, reply with message 2 in the clear; the client
 //     checks it (HOSTID included) and turns its filter on in the reply's
@@ -22,8 +25,11 @@
 //   - SecureServer: accepts, gives each connection a color of its own
 //     (1, 2, ...), answers SFS_CONNECT under that color, turns the filter on
 //     right after queueing the (clear) reply, then serves SFS_LOGIN and the
-//     given programs. Anything but SFS_CONNECT before the handshake, or a
-//     second SFS_CONNECT, closes the connection. Auth tables (one per
+//     given programs. Before the handshake a gate filter passes only an
+//     SFS_CONNECT call, of at most HandshakeLimits::max_record bytes;
+//     anything else closes the connection with no reply, and so does a
+//     second SFS_CONNECT. HandshakeLimits bounds the handshakes in progress
+//     and their rate per source. Auth tables (one per
 //     connection) and the user database lookups run under the shared color
 //     (0); programs that want the caller's identity are dispatched there.
 //     A connection that has not completed the handshake within
@@ -39,6 +45,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -50,6 +57,7 @@
 #include "sfs/keys.h"
 #include "sfs/login.h"
 #include "sfs/names.h"
+#include "sfs/rekey.h"
 #include "sfs/result.h"
 
 namespace sfs {
@@ -60,17 +68,34 @@ void log_to_stderr(const std::string& line);
 
 // ---- the record filter ---------------------------------------------------------
 
+// The in-band rekey with a fresh DH a filter takes part in
+// (docs/protocol.md 4.1). Only the client starts one; the server answers.
+struct RekeyOptions {
+  Role role = Role::kClient;
+  noise::Hash chain{};  // SessionKeys::rekey_chain
+  // Client: start a rekey once this many records have gone either way since
+  // the last one (0: never on count), or this long after it (<= 0: never
+  // on time).
+  std::uint64_t after_records = 0;
+  std::chrono::milliseconds after_time{0};
+};
+
 class SecureRecordFilter : public asmp::rpc::RecordFilter {
  public:
   // `alg` is the channel's AEAD; `peer` names the other end in log lines
   // ("server 127.0.0.1:4000").
   SecureRecordFilter(SecureChannel channel, AeadAlg alg, std::string peer,
-                     LogSink log = log_to_stderr);
+                     LogSink log = log_to_stderr, RekeyOptions rekey = {});
+  ~SecureRecordFilter() override;
 
-  // Plaintext record -> section 4 record (u32 L || ciphertext || tag).
+  // Plaintext record -> section 4 record (u32 L || ciphertext || tag),
+  // preceded by a control record when a rekey message is due.
   bool seal(asmp::rpc::RecordBuf& record) override;
-  // Section 4 record -> plaintext; false (and a log line) if not authentic.
+  // Section 4 record(s) -> plaintext; false (and a log line) if not
+  // authentic, or a control record breaks the rekey state machine.
   bool open(asmp::rpc::RecordBuf& record) override;
+  // Rekeys completed (each side counts its own). Any thread.
+  std::uint64_t rekeys() const { return rekeys_.load(std::memory_order_relaxed); }
 
   // Why the filter refused a record (kOk if it has not). On the
   // transport's color, e.g. in the close handler.
@@ -81,6 +106,27 @@ class SecureRecordFilter : public asmp::rpc::RecordFilter {
 
  private:
   bool fail(ChannelError e, const char* direction, std::uint64_t seq);
+  bool fail_rekey(const std::string& why, std::uint64_t seq);
+  // The control message to send before the next record, if any.
+  std::optional<ControlMessage> next_control();
+  // After it went out: the send key switches for ACK and DONE.
+  bool sent_control(const ControlMessage& m);
+  bool received_control(const ControlMessage& m, std::uint64_t seq);
+
+  // Rekey state (docs/protocol.md 4.1). Client: kIdle -> kAwaitAck (REKEY
+  // sent) -> kDonePending (ACK received, receive key switched) -> kIdle
+  // (DONE sent, send key switched). Server: kIdle -> kAckPending (REKEY
+  // received) -> kAwaitDone (ACK sent, send key switched) -> kIdle (DONE
+  // received, receive key switched).
+  enum class RekeyStage : std::uint8_t { kIdle, kAwaitAck, kDonePending, kAckPending, kAwaitDone };
+  RekeyOptions rekey_;
+  RekeyStage stage_ = RekeyStage::kIdle;
+  Ephemeral mine_;                // this side's ephemeral of the rekey in progress
+  Key32 peer_public_{};           // the other side's (server: the client's)
+  std::optional<RekeyKeys> next_; // keys derived, not yet all installed
+  std::uint64_t records_since_ = 0;
+  std::chrono::steady_clock::time_point since_;
+  std::atomic<std::uint64_t> rekeys_{0};
 
   SecureChannel channel_;
   AeadAlg alg_;
@@ -94,6 +140,12 @@ class SecureRecordFilter : public asmp::rpc::RecordFilter {
 struct ChannelOptions {
   AeadImplChoice impl = AeadImplChoice::kAuto;  // kAuto: the faster one here
   ChannelConfig config;
+  // The client starts a rekey with a fresh DH after this many records (in
+  // both directions together) or this long since the handshake or the last
+  // rekey, whichever comes first (docs/protocol.md 4.1; WireGuard's
+  // REKEY_AFTER_TIME is 2 minutes). Tests lower the count. 0: never.
+  std::uint64_t rekey_after_records = std::uint64_t{1} << 30;
+  std::chrono::milliseconds rekey_after_time{120000};
   // Test hook: wraps the filter before it is installed (e.g. to observe
   // which worker runs the crypto). Null: installed as is.
   std::function<std::shared_ptr<asmp::rpc::RecordFilter>(std::shared_ptr<asmp::rpc::RecordFilter>)>
@@ -190,6 +242,30 @@ struct SecureProgram {
   std::vector<std::uint32_t> open_procs;
 };
 
+// What a client may cost a server before its handshake is done
+// (docs/security.md, "Before the handshake", gives each default's reason).
+struct HandshakeLimits {
+  // Per source (an IPv4 address, or an IPv6 /64): SFS_CONNECTs answered
+  // with public-key work, a token bucket refilled at this rate holding at
+  // most `per_source_burst` (at least 1). An SFS_CONNECT finding it empty
+  // is answered SFS_CONNECT_BUSY, before any DH, and the connection closed.
+  // <= 0: no rate limit.
+  double per_source_per_second = 20;
+  unsigned per_source_burst = 64;
+  // Connections accepted whose handshake has not yet succeeded or failed,
+  // in all and per source; one more is closed at accept. 0: no limit.
+  std::size_t max_in_progress = 256;
+  std::size_t max_in_progress_per_source = 64;
+  // Sources remembered (buckets and counts); when it is full of sources
+  // that are not idle, connections from new sources are closed at accept.
+  std::size_t max_sources = 16384;
+  // Largest record accepted before the handshake (SFS_CONNECT's call with
+  // the largest host, HOSTID and hello is 1404 bytes); a larger one closes
+  // the connection from its record mark alone. After the handshake
+  // transport.max_record applies.
+  std::size_t max_record = 2048;
+};
+
 struct SecureServerOptions {
   std::shared_ptr<const ServerKey> key;
   std::shared_ptr<const UserDb> users;  // null: every login is refused
@@ -219,6 +295,7 @@ struct SecureServerOptions {
   // A connection whose logins fail this many times is closed (each failed
   // login costs the server a signature check). 0: never.
   unsigned max_failed_logins = 8;
+  HandshakeLimits handshake_limits;
   asmp::color_t shared_color = 0;  // auth tables, uid map
   // Per connection: calls being handled (beyond it the connection is not
   // read until half have been answered), and transport limits (among them
@@ -242,6 +319,12 @@ struct SecureServerStats {
   std::uint64_t idle_closed = 0;        // closed by idle_timeout
   std::uint64_t logins_revoked = 0;     // by set_users()
   std::uint64_t stalled_closed = 0;     // closed by progress_timeout
+  // Handshake limits (HandshakeLimits): SFS_CONNECTs answered BUSY (rate),
+  // connections closed at accept (too many in progress), and connections
+  // whose records before the handshake were not an SFS_CONNECT call.
+  std::uint64_t handshakes_rate_limited = 0;
+  std::uint64_t refused_handshakes_in_progress = 0;
+  std::uint64_t prehandshake_rejected = 0;
 };
 
 class SecureServer : public std::enable_shared_from_this<SecureServer> {
@@ -275,6 +358,8 @@ class SecureServer : public std::enable_shared_from_this<SecureServer> {
  private:
   explicit SecureServer(SecureServerOptions opts);
   void serve_fd(int fd);
+  // Closes a connection at accept because of a HandshakeLimits limit.
+  void refuse_at_accept(int fd, const std::string& peer, const std::string& why);
   void close_listener();  // on the shared color
   // Under mu_: room for one more connection from `source`? Counts it if so.
   bool admit(const std::string& source);
