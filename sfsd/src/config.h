@@ -61,6 +61,7 @@ struct Config {
   std::size_t max_queued_bytes_per_connection = 16u << 20;
   std::chrono::milliseconds drain_timeout{10000};
   LogLevel log_level = LogLevel::kInfo;
+  std::string user;                     // drop to this user after start (privileges.h); "" = stay
 };
 
 // What the command line asked for besides settings.
