@@ -55,9 +55,16 @@ std::optional<Bytes> base32_decode(std::string_view text) {
   out.reserve(text.size() * 5 / 8);
   std::uint32_t acc = 0;
   int bits = 0;
+  // The text may be a secret key: a refusal must not leave the bytes
+  // decoded so far in freed memory.
+  const auto refuse = [&]() -> std::optional<Bytes> {
+    sodium_memzero(out.data(), out.size());
+    sodium_memzero(&acc, sizeof acc);
+    return std::nullopt;
+  };
   for (char c : text) {
     const int v = base32_value(c);
-    if (v < 0) return std::nullopt;
+    if (v < 0) return refuse();
     acc = (acc << 5) | static_cast<std::uint32_t>(v);
     bits += 5;
     if (bits >= 8) {
@@ -67,7 +74,7 @@ std::optional<Bytes> base32_decode(std::string_view text) {
     }
   }
   // Leftover bits must be zero: one text form per byte string.
-  if (acc != 0) return std::nullopt;
+  if (acc != 0) return refuse();
   return out;
 }
 

@@ -20,6 +20,7 @@ namespace {
 constexpr std::string_view kServerHeader = "sfs-server-key v1";
 constexpr std::string_view kUserHeader = "sfs-user-key v1";
 constexpr std::size_t kMaxKeyFileBytes = 4096;
+constexpr std::size_t kKeyFileReserve = 1024;  // a key file is under 400 characters
 
 static_assert(crypto_scalarmult_BYTES == kKeyBytes);
 static_assert(crypto_scalarmult_SCALARBYTES == kKeyBytes);
@@ -36,8 +37,12 @@ struct WipeOnExit {
 
 std::optional<Key32> decode_key32(std::string_view b32) {
   if (b32.size() != base32_length(kKeyBytes)) return std::nullopt;
-  auto raw = base32_decode(b32);
-  if (!raw || raw->size() != kKeyBytes) return std::nullopt;
+  auto raw = base32_decode(b32);  // wipes its own buffer when it fails
+  if (!raw) return std::nullopt;
+  if (raw->size() != kKeyBytes) {
+    sodium_memzero(raw->data(), raw->size());
+    return std::nullopt;
+  }
   Key32 k;
   std::memcpy(k.data(), raw->data(), kKeyBytes);
   sodium_memzero(raw->data(), raw->size());
@@ -180,23 +185,35 @@ std::string format_server_public_key(const ServerPublicKey& key) {
   return "x25519:" + base32_encode(key.x25519) + " ed25519:" + base32_encode(key.ed25519);
 }
 
+// Appends "name base32(secret)" without leaving an unwiped temporary copy.
+// The caller reserves room first (kKeyFileReserve) so appending never moves
+// the text and leaves a copy behind.
+static void append_secret(std::string& s, std::string_view name, const Key32& secret) {
+  std::string b32 = base32_encode(secret);
+  s += name;
+  s += b32;
+  wipe_string(b32);
+}
+
 std::string format_key_file(const ServerKey& key) {
   std::string s;
+  s.reserve(kKeyFileReserve);
   s += kServerHeader;
   s += "\n# SFS server private key. Keep secret (mode 0600).\n# public ";
   s += format_server_public_key(key.public_key());
-  s += "\nx25519-secret " + base32_encode(key.x25519_secret());
-  s += "\ned25519-seed " + base32_encode(key.ed25519_seed());
+  append_secret(s, "\nx25519-secret ", key.x25519_secret());
+  append_secret(s, "\ned25519-seed ", key.ed25519_seed());
   s += "\n";
   return s;
 }
 
 std::string format_key_file(const UserKey& key) {
   std::string s;
+  s.reserve(kKeyFileReserve);
   s += kUserHeader;
   s += "\n# SFS user private key. Keep secret (mode 0600).\n# public ";
   s += format_user_public_key(key.public_key());
-  s += "\ned25519-seed " + base32_encode(key.ed25519_seed());
+  append_secret(s, "\ned25519-seed ", key.ed25519_seed());
   s += "\n";
   return s;
 }
@@ -208,6 +225,15 @@ Result<KeyFile> parse_key_file(std::string_view text, std::string_view what) {
   // Split into lines; the first non-comment line is the header.
   std::optional<KeyKind> kind;
   std::optional<Key32> x25519, ed_seed;
+  // Every return below, error or not, leaves no copy of the secrets here.
+  struct WipeSecrets {
+    std::optional<Key32>& a;
+    std::optional<Key32>& b;
+    ~WipeSecrets() {
+      if (a) sodium_memzero(a->data(), a->size());
+      if (b) sodium_memzero(b->data(), b->size());
+    }
+  } wipe_secrets{x25519, ed_seed};
   std::size_t line_no = 0;
   std::size_t pos = 0;
   while (pos < text.size()) {
@@ -257,8 +283,6 @@ Result<KeyFile> parse_key_file(std::string_view text, std::string_view what) {
     if (!ed_seed) return make_error(where + ": user key file lacks ed25519-seed");
     out.user.emplace(UserKey::from_seed(*ed_seed));
   }
-  if (x25519) sodium_memzero(x25519->data(), x25519->size());
-  if (ed_seed) sodium_memzero(ed_seed->data(), ed_seed->size());
   return out;
 }
 
@@ -270,8 +294,10 @@ Status write_key_file(const std::string& path, const UserKey& key) {
   return write_secret_file(path, format_key_file(key));
 }
 
-Result<KeyFile> read_key_file(const std::string& path) {
-  auto text = read_secret_file(path, kMaxKeyFileBytes);
+Result<KeyFile> read_key_file(const std::string& path, std::vector<uid_t> owners) {
+  FileRules rules;
+  rules.owners = std::move(owners);
+  auto text = read_checked_file(path, kMaxKeyFileBytes, rules);
   if (!text) return make_error(text.error());
   WipeOnExit wipe{text.value()};
   return parse_key_file(text.value(), path);

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
+
+#include "sfs/secret_file.h"
 
 namespace sfs {
 
@@ -200,6 +203,18 @@ UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnosti
   const auto report = [&](std::size_t line, std::string msg) {
     if (diagnostics) diagnostics->push_back({line, std::move(msg)});
   };
+  // A key listed twice is an error, not "first wins": which identity the
+  // administrator meant is unknown, so neither line grants anything.
+  std::map<Key32, std::size_t> first_line;
+  std::set<Key32> duplicated;
+  const auto listed_before = [&](const Key32& k, std::size_t line) {
+    auto [it, fresh] = first_line.emplace(k, line);
+    if (fresh) return false;
+    duplicated.insert(k);
+    report(line, "key already listed on line " + std::to_string(it->second) +
+                     "; neither line is used (list each key once)");
+    return true;
+  };
   std::size_t line_no = 0;
   std::size_t pos = 0;
   while (pos < text.size()) {
@@ -240,10 +255,7 @@ UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnosti
         report(line_no, "host line: a name, then uid and gid ranges like 1000-60000");
         continue;
       }
-      if (db.hosts_.count(h.key.ed25519) || db.by_key_.count(h.key.ed25519)) {
-        report(line_no, "key already listed; line ignored");
-        continue;
-      }
+      if (listed_before(h.key.ed25519, line_no)) continue;
       db.hosts_.emplace(h.key.ed25519, std::move(h));
       continue;
     }
@@ -292,43 +304,27 @@ UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnosti
       report(line_no, "supplementary groups must be up to 16 comma-separated decimal gids");
       continue;
     }
-    if (db.hosts_.count(e.key.ed25519)) {
-      report(line_no, "key already listed as a host; line ignored");
-      continue;
-    }
-    if (db.by_key_.count(e.key.ed25519)) {
-      report(line_no, "key already listed for user \"" + db.by_key_[e.key.ed25519].name +
-                          "\"; line ignored");
-      continue;
-    }
+    if (listed_before(e.key.ed25519, line_no)) continue;
     db.by_key_.emplace(e.key.ed25519, std::move(e));
+  }
+  for (const Key32& k : duplicated) {
+    db.by_key_.erase(k);
+    db.hosts_.erase(k);
   }
   return db;
 }
 
-Result<UserDb> UserDb::load(const std::string& path, std::vector<DbDiagnostic>* diagnostics) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return make_error("cannot open user database " + path + ": " + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return make_error("cannot read user database " + path + ": " + std::strerror(err));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    if (text.size() > kMaxDbBytes) {
-      ::close(fd);
-      return make_error("user database " + path + " is larger than 64 MiB");
-    }
-  }
-  ::close(fd);
-  return parse(text, diagnostics);
+Result<UserDb> UserDb::load(const std::string& path, std::vector<DbDiagnostic>* diagnostics,
+                            std::vector<uid_t> owners) {
+  // Not secret, but it says who may log in as whom: refused if anyone but
+  // its owners could have written it (secret_file.h).
+  FileRules rules;
+  rules.what = "user database";
+  rules.secret = false;
+  rules.owners = std::move(owners);
+  auto text = read_checked_file(path, kMaxDbBytes, rules);
+  if (!text) return make_error(text.error());
+  return parse(text.value(), diagnostics);
 }
 
 const UserEntry* UserDb::find(const UserPublicKey& key) const {

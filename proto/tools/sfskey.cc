@@ -7,6 +7,10 @@
 //   sfskey show FILE [--location HOST:PORT]
 //       prints the public key; for a server key with --location, also the
 //       HOSTID and the self-certifying name @HOST%PORT,HOSTID.
+//   sfskey revoke --key FILE --location HOST:PORT -o OUT
+//       writes a revocation certificate for the server key in FILE at
+//       HOST:PORT (docs/sfsclient.md, "Revocation")
+//   sfskey check-revocation FILE    verifies a certificate, prints its name
 //   sfskey add [FILE] [--name NAME] [--server @NAME]
 //       reads your key file (yours, mode 0600; default ~/.sfs/identity)
 //       and hands the key to your running sfsagent (docs/agent.md)
@@ -36,6 +40,7 @@
 #include "sfs/keys.h"
 #include "sfs/login.h"
 #include "sfs/names.h"
+#include "sfs/revocation.h"
 
 namespace {
 
@@ -43,6 +48,9 @@ constexpr const char* kUsage =
     "usage: sfskey gen --server -o FILE\n"
     "       sfskey gen --user [-o FILE]          (default ~/.sfs/identity)\n"
     "       sfskey show FILE [--location HOST:PORT]\n"
+    "       sfskey revoke --key FILE --location HOST:PORT -o OUT\n"
+    "                                           revocation certificate for a server key\n"
+    "       sfskey check-revocation FILE        verify one; print the name it revokes\n"
     "       sfskey add [FILE] [--name NAME] [--server @NAME]\n"
     "                                           give your key to your sfsagent\n"
     "                                           (default FILE ~/.sfs/identity)\n"
@@ -160,6 +168,46 @@ int show(const std::vector<std::string_view>& args) {
   return 0;
 }
 
+// ---- revocation -------------------------------------------------------------
+
+int revoke(const std::vector<std::string_view>& args) {
+  std::string key_file, location, out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string* slot = args[i] == "--key" ? &key_file
+                        : args[i] == "--location" ? &location
+                        : args[i] == "-o" ? &out
+                                          : nullptr;
+    if (!slot) return usage_error("unknown argument \"" + std::string(args[i]) + "\" to revoke");
+    if (i + 1 == args.size()) return usage_error(std::string(args[i]) + " needs a value");
+    *slot = std::string(args[++i]);
+  }
+  if (key_file.empty() || location.empty() || out.empty())
+    return usage_error("revoke needs --key FILE, --location HOST:PORT and -o OUT");
+  auto loc = sfs::parse_location(location);
+  if (!loc) return fail(loc.error());
+  auto kf = sfs::read_key_file(key_file);
+  if (!kf) return fail(kf.error());
+  if (!kf.value().server) return fail(key_file + " is a user key; revoke takes a server key");
+  const sfs::Revocation r = sfs::make_revocation(*kf.value().server, loc.value());
+  // Not secret, but never overwrite a file: write_secret_file's O_EXCL,
+  // then readable by all (it is meant to be handed out).
+  if (sfs::Status s = sfs::write_secret_file(out, sfs::format_revocation(r), "revocation certificate"); !s)
+    return fail(s.error());
+  ::chmod(out.c_str(), 0644);
+  std::printf("wrote revocation certificate for %s to %s\n"
+              "clients refuse this name once the file is in their revocation directory\n",
+              sfs::format_name(r.name).c_str(), out.c_str());
+  return 0;
+}
+
+int check_revocation(const std::vector<std::string_view>& args) {
+  if (args.size() != 1) return usage_error("check-revocation takes one FILE");
+  auto r = sfs::read_revocation(std::string(args[0]));
+  if (!r) return fail(r.error());
+  std::printf("valid revocation of %s\nhostid %s\n", sfs::format_name(r.value().name).c_str(),
+              sfs::format_hostid(r.value().name.hostid).c_str());
+  return 0;
+}
 
 // ---- the agent ----------------------------------------------------------------
 
@@ -300,6 +348,8 @@ int main(int argc, char** argv) {
   std::vector<std::string_view> args(argv + 2, argv + argc);
   if (cmd == "gen") return gen(args);
   if (cmd == "show") return show(args);
+  if (cmd == "revoke") return revoke(args);
+  if (cmd == "check-revocation") return check_revocation(args);
   if (cmd == "add") return add(args);
   if (cmd == "list") return list(args);
   if (cmd == "delete") return del(args);

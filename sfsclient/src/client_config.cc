@@ -8,6 +8,8 @@
 #include <optional>
 #include <sstream>
 
+#include "sfs/secret_file.h"
+
 namespace sfsclient {
 
 namespace {
@@ -78,6 +80,14 @@ const std::vector<Setting>& settings() {
          c.host_key = std::string(v);
          return std::nullopt;
        }},
+      {"revoked_dir", "DIR",
+       "revocation certificates (sfskey revoke): servers they name are refused with EACCES, at "
+       "mount and reconnect; \"none\" turns checking off (default /etc/sfs/revoked)",
+       [](std::string_view v, ClientConfig& c) -> Err {
+         if (v.empty() || (v != "none" && v[0] != '/')) return "must be an absolute path or none";
+         c.revoked_dir = v == "none" ? std::string() : std::string(v);
+         return std::nullopt;
+       }},
       {"pid_file", "FILE", "write the daemon's pid here",
        [](std::string_view v, ClientConfig& c) -> Err {
          c.pid_file = std::string(v);
@@ -125,11 +135,14 @@ sfs::Result<ClientInvocation> parse_client_command_line(const std::vector<std::s
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--config") {
       if (i + 1 == args.size()) return sfs::make_error("--config needs a file name");
-      std::ifstream f(args[i + 1]);
-      if (!f) return sfs::make_error("cannot read config file " + args[i + 1] + ": " + std::strerror(errno));
-      std::ostringstream ss;
-      ss << f.rdbuf();
-      if (auto st = parse_client_config_text(ss.str(), args[i + 1], inv.config); !st)
+      // It names the host key and the revocation directory: refused if
+      // anyone but root or us could have written it (sfs/secret_file.h).
+      sfs::FileRules rules;
+      rules.what = "config file";
+      rules.secret = false;
+      auto text = sfs::read_checked_file(args[i + 1], 1u << 20, rules);
+      if (!text) return sfs::make_error(text.error());
+      if (auto st = parse_client_config_text(text.value(), args[i + 1], inv.config); !st)
         return sfs::make_error(st.error());
     }
   }

@@ -21,6 +21,7 @@ struct ClientConfig {
   std::string log_file = "/var/log/sfsclient.log";
   std::string pid_file;
   std::string host_key;  // a trusted client host's key (off when empty)
+  std::string revoked_dir = "/etc/sfs/revoked";  // revocation certificates (sfs/revocation.h)
 };
 
 struct ClientInvocation {

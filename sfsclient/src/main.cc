@@ -151,6 +151,7 @@ int do_mount(ClientConfig cfg) {
   fo.timeout = cfg.timeout;
   fo.hard = cfg.hard;
   fo.log = log;
+  fo.revoked_dir = cfg.revoked_dir;
   // Agents: the registration socket every user's sfsagent connects to.
   auto made = sfsclient::make_agent_signer(cfg, rt, fo.color, log);
   if (!made.ok()) {

@@ -3,6 +3,8 @@
 
 #include <cerrno>
 
+#include "sfs/revocation.h"
+
 namespace sfsclient {
 
 using asmp::Closure;
@@ -22,8 +24,34 @@ void ServerMount::start(std::function<void(int, const std::string&)> done) {
   connect();
 }
 
+// A revoked HOSTID is refused before any packet goes out, on the first
+// mount and on every reconnect, so a certificate dropped into the directory
+// takes effect the next time the connection is made.
+bool ServerMount::refuse_if_revoked() {
+  if (opts_.revoked_dir.empty()) return false;
+  auto found = sfs::find_revocation(opts_.revoked_dir, name_.hostid,
+                                    [this](const std::string& w) { opts_.log("sfsclient: " + w); });
+  std::string why;
+  if (!found) why = found.error() + "; refusing every server until it can be read";  // fail closed
+  else if (found.value()) why = "revoked by the certificate " + *found.value();
+  else return false;
+  opts_.log("sfsclient: refusing " + name_text_ + ": " + why);
+  if (start_done_) {
+    auto done = std::move(start_done_);
+    start_done_ = nullptr;
+    done(EACCES, why);
+    return true;
+  }
+  closed_ = true;
+  closed_errno_ = EACCES;
+  for (auto& w : waiting_) w.fail(EACCES);
+  waiting_.clear();
+  return true;
+}
+
 void ServerMount::connect() {
   if (connecting_ || client_ || closed_) return;
+  if (refuse_if_revoked()) return;
   connecting_ = true;
   const std::uint64_t gen = ++generation_;
   sfs::fs::FileClientOptions o;
@@ -139,7 +167,7 @@ void ServerMount::on_lost(std::uint64_t generation, const std::string& why) {
 
 void ServerMount::run(uid_t uid, Run fn, Fail fail) {
   Waiter w{uid, std::move(fn), std::move(fail), asmp::Clock::now() + opts_.timeout};
-  if (closed_) return w.fail(ESTALE);
+  if (closed_) return w.fail(closed_errno_);
   if (!client_) {
     waiting_.push_back(std::move(w));
     arm_expiry();

@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -50,6 +51,9 @@ struct ServerMountOptions {
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{5000};
   sfs::LogSink log = sfs::log_to_stderr;
+  // Revocation certificates (sfs/revocation.h); empty: none checked. A
+  // revoked HOSTID fails with EACCES at mount and at every reconnect.
+  std::string revoked_dir;
 };
 
 class ServerMount : public std::enable_shared_from_this<ServerMount> {
@@ -90,6 +94,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   };
 
   void connect();
+  bool refuse_if_revoked();  // true: refused (callers told), do not connect
   void on_connected(sfs::Result<std::shared_ptr<sfs::fs::FileClient>> r);
   void on_lost(std::uint64_t generation, const std::string& why);
   void dispatch(Waiter w);
@@ -111,6 +116,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   std::uint64_t connections_ = 0;
   bool connecting_ = false;
   bool closed_ = false;
+  int closed_errno_ = ESTALE;  // what calls get once closed_ (EACCES: revoked)
   std::chrono::milliseconds backoff_{0};
   std::function<void(int, const std::string&)> start_done_;
   std::deque<Waiter> waiting_;                 // for a connection

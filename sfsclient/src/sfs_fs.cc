@@ -227,6 +227,7 @@ void SfsFs::mount_server(fuse_req_t req, const std::string& text) {
   so.timeout = opts_.timeout;
   so.hard = opts_.hard;
   so.log = opts_.log;
+  so.revoked_dir = opts_.revoked_dir;
   auto s = std::make_shared<ServerMount>(
       id, name.value(), so, signer_,
       [this](ServerId sid, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done) {

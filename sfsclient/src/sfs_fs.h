@@ -40,6 +40,7 @@ struct FsOptions {
   std::size_t max_uncommitted = 64 << 20;  // per open file, then COMMIT
   std::size_t max_write_behind = 16 << 20; // per open file: writes answered before the server has them
   sfs::LogSink log = sfs::log_to_stderr;
+  std::string revoked_dir;  // ServerMountOptions::revoked_dir
 };
 
 struct FsStats {

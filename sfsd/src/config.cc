@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "sfs/names.h"
+#include "sfs/secret_file.h"
 
 namespace sfsd {
 
@@ -221,6 +222,14 @@ const std::vector<Setting>& settings() {
          if (c.max_queued_bytes_per_connection < (2u << 20)) return "must be at least 2097152 (two 1 MiB replies)";
          return std::nullopt;
        }},
+      {"user", "NAME",
+       "started as root, run as this user once the keys are read, keeping only the right to bind "
+       "reserved ports (default: stay as started, with a warning if that is root)",
+       [](std::string_view v, Config& c) -> Err {
+         if (v.empty() || v.size() > 32) return "expected a user name or uid";
+         c.user = std::string(v);
+         return std::nullopt;
+       }},
       {"drain_timeout", "DURATION", "on SIGTERM, wait this long for calls in flight (default 10s)",
        [](std::string_view v, Config& c) { return parse_duration(v, c.drain_timeout); }},
       {"data_cache", "BYTES",
@@ -317,12 +326,14 @@ sfs::Status parse_config_text(std::string_view text, const std::string& name, Co
 }
 
 sfs::Status parse_config_file(const std::string& path, Config& cfg) {
-  std::ifstream in(path);
-  if (!in) return sfs::make_error("cannot read config file " + path + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().size() > (1u << 20)) return sfs::make_error("config file " + path + " is over 1 MiB");
-  return parse_config_text(ss.str(), path, cfg);
+  // The config names the keys and the user database: refused if anyone but
+  // root or us could have written it (sfs/secret_file.h).
+  sfs::FileRules rules;
+  rules.what = "config file";
+  rules.secret = false;
+  auto text = sfs::read_checked_file(path, 1u << 20, rules);
+  if (!text) return sfs::make_error(text.error());
+  return parse_config_text(text.value(), path, cfg);
 }
 
 sfs::Result<Invocation> parse_command_line(const std::vector<std::string>& args) {

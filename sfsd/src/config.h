@@ -69,6 +69,7 @@ struct Config {
   std::size_t data_cache = 256u << 20;   // bytes of file data kept (data_cache.h); 0: off
   std::chrono::milliseconds data_cache_revalidate{1000};
   std::string cpu_report;               // "" = no per-color CPU accounting (cpu_report.h)
+  std::string user;                     // drop to this user after start (privileges.h); "" = stay
 };
 
 // What the command line asked for besides settings.

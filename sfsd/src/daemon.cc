@@ -5,6 +5,8 @@
 #include "daemon.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include "file_server.h"
 #include "handle_seal.h"
 #include "nfs_backend.h"
+#include "privileges.h"
 #include "sfs/keys.h"
 #include "sfs/names.h"
 #include "sfs/secure_rpc.h"
@@ -26,6 +29,8 @@ namespace {
 using asmp::Closure;
 
 struct Loaded {
+  std::optional<ServiceUser> user;  // the `user` setting, resolved
+  std::vector<uid_t> owners;        // who may own the files we read
   std::shared_ptr<const sfs::ServerKey> key;
   std::shared_ptr<const sfs::UserDb> users;
   std::shared_ptr<const HandleSealer> sealer;
@@ -33,10 +38,11 @@ struct Loaded {
   sfs::SelfCertName name;
 };
 
-sfs::Result<std::shared_ptr<const sfs::UserDb>> load_users(const std::string& path) {
+sfs::Result<std::shared_ptr<const sfs::UserDb>> load_users(const std::string& path,
+                                                          const std::vector<uid_t>& owners) {
   if (path.empty()) return std::shared_ptr<const sfs::UserDb>(std::make_shared<sfs::UserDb>(sfs::UserDb::parse("", nullptr)));
   std::vector<sfs::DbDiagnostic> diags;
-  auto db = sfs::UserDb::load(path, &diags);
+  auto db = sfs::UserDb::load(path, &diags, owners);
   if (!db) return sfs::make_error(db.error());
   // A line sfsd cannot use is an error here, not a skipped user: the
   // administrator meant something by it.
@@ -45,8 +51,9 @@ sfs::Result<std::shared_ptr<const sfs::UserDb>> load_users(const std::string& pa
   return std::shared_ptr<const sfs::UserDb>(std::make_shared<sfs::UserDb>(std::move(db.value())));
 }
 
-sfs::Result<std::shared_ptr<const HandleSealer>> load_sealer(const Config& cfg) {
-  auto keys = load_or_create_handle_keys(cfg.handle_keys);
+sfs::Result<std::shared_ptr<const HandleSealer>> load_sealer(const Config& cfg,
+                                                            const std::vector<uid_t>& owners) {
+  auto keys = load_or_create_handle_keys(cfg.handle_keys, owners);
   if (!keys) return sfs::make_error(keys.error());
   return std::shared_ptr<const HandleSealer>(std::make_shared<HandleSealer>(keys.value(), cfg.handle_key_grace));
 }
@@ -54,15 +61,21 @@ sfs::Result<std::shared_ptr<const HandleSealer>> load_sealer(const Config& cfg) 
 sfs::Result<Loaded> load(const Config& cfg) {
   if (sfs::Status s = validate(cfg); !s) return sfs::make_error(s.error());
   Loaded l;
-  auto kf = sfs::read_key_file(cfg.server_key);
+  if (!cfg.user.empty()) {
+    auto u = lookup_service_user(cfg.user);
+    if (!u) return sfs::make_error(u.error());
+    l.user = u.value();
+    l.owners = {0, ::geteuid(), u.value().uid};
+  }
+  auto kf = sfs::read_key_file(cfg.server_key, l.owners);
   if (!kf) return sfs::make_error(kf.error());
   if (!kf.value().server)
     return sfs::make_error(cfg.server_key + " is a user key; sfsd needs a server key (sfskey gen --server)");
   l.key = std::make_shared<const sfs::ServerKey>(std::move(*kf.value().server));
-  auto users = load_users(cfg.users);
+  auto users = load_users(cfg.users, l.owners);
   if (!users) return sfs::make_error(users.error());
   l.users = users.value();
-  auto sealer = load_sealer(cfg);
+  auto sealer = load_sealer(cfg, l.owners);
   if (!sealer) return sfs::make_error(sealer.error());
   l.sealer = sealer.value();
   auto url = parse_backend_url(cfg.backend);
@@ -94,6 +107,38 @@ class Logger {
   mutable std::mutex mu_;
 };
 
+// Runs before the runtime starts any thread (privileges.h says why). The
+// server key was read as root and is not readable by the user; the files
+// SIGHUP rereads (user database, handle keys) must be, so they are read
+// again here as the user: a setup that would fail at the first SIGHUP
+// fails at start instead.
+sfs::Status become_service_user(const Config& cfg, Loaded& l, const Logger& log) {
+  if (!l.user) {
+    if (::geteuid() == 0)
+      log(LogLevel::kWarn, "running as root: set `user` (e.g. user sfsd) so that a flaw in sfsd does not "
+                           "give away the machine (docs/sfsd.md, \"Privileges\")");
+    return {};
+  }
+  const ServiceUser& u = *l.user;
+  // sfsd's own state: the handle key file becomes the user's, so that SIGHUP
+  // can reread it and --rotate-handle-key (as root) keeps that owner.
+  struct stat st;
+  if (::geteuid() == 0 && u.uid != 0 && ::lstat(cfg.handle_keys.c_str(), &st) == 0 && st.st_uid != u.uid &&
+      ::lchown(cfg.handle_keys.c_str(), u.uid, u.gid) != 0)
+    return sfs::make_error("cannot give the handle key file " + cfg.handle_keys + " to user " + u.name + ": " +
+                           std::strerror(errno));
+  if (sfs::Status s = drop_privileges(u); !s) return s;
+  auto users = load_users(cfg.users, l.owners);
+  if (!users)
+    return sfs::make_error("as user " + u.name + ", SIGHUP could not reread the user database: " + users.error());
+  auto sealer = load_sealer(cfg, l.owners);
+  if (!sealer)
+    return sfs::make_error("as user " + u.name + ", SIGHUP could not reread the handle keys: " + sealer.error());
+  log(LogLevel::kInfo, "running as user " + u.name + " (uid " + std::to_string(u.uid) +
+                           "), keeping only CAP_NET_BIND_SERVICE");
+  return {};
+}
+
 }  // namespace
 
 sfs::Status check_config(const Config& cfg, std::string* name_out) {
@@ -111,6 +156,10 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
     return 1;
   }
   Loaded l = std::move(loaded.value());
+  if (sfs::Status s = become_service_user(cfg, l, log); !s) {
+    log(LogLevel::kError, "cannot start: " + s.error());
+    return 1;
+  }
 
   asmp::RuntimeOptions ro;
   ro.threads = cfg.threads;
@@ -205,7 +254,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
     wait_drained(asmp::Clock::now() + cfg.drain_timeout);
   };
   auto reload = [&] {
-    auto users = load_users(cfg.users);
+    auto users = load_users(cfg.users, l.owners);
     if (!users) {
       log(LogLevel::kError, "SIGHUP: keeping the old user database: " + users.error());
     } else if (server) {
@@ -213,7 +262,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
         log(LogLevel::kInfo, "SIGHUP: user database reloaded; " + std::to_string(revoked) + " login(s) revoked");
       });
     }
-    auto sealer = load_sealer(cfg);
+    auto sealer = load_sealer(cfg, l.owners);
     if (!sealer) log(LogLevel::kError, "SIGHUP: keeping the old handle keys: " + sealer.error());
     else if (files) files->set_sealer(sealer.value());
   };

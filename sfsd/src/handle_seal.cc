@@ -114,7 +114,7 @@ HandleKeys::~HandleKeys() {
   for (HandleKey& k : keys) sodium_memzero(k.secret.data(), k.secret.size());
 }
 
-sfs::Result<HandleKeys> load_or_create_handle_keys(const std::string& path) {
+sfs::Result<HandleKeys> load_or_create_handle_keys(const std::string& path, std::vector<uid_t> owners) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
     HandleKeys k;
@@ -123,15 +123,19 @@ sfs::Result<HandleKeys> load_or_create_handle_keys(const std::string& path) {
       return sfs::make_error(s.error());
     return k;
   }
-  auto text = sfs::read_secret_file(path, kMaxFileBytes, "handle key file");
+  sfs::FileRules rules;
+  rules.what = "handle key file";
+  rules.owners = std::move(owners);
+  auto text = sfs::read_checked_file(path, kMaxFileBytes, rules);
   if (!text) return sfs::make_error(text.error());
   auto keys = parse_keys(text.value(), path);
   sfs::wipe_string(text.value());
   return keys;
 }
 
-sfs::Result<std::uint8_t> rotate_handle_keys(const std::string& path, std::chrono::seconds grace) {
-  auto old = load_or_create_handle_keys(path);
+sfs::Result<std::uint8_t> rotate_handle_keys(const std::string& path, std::chrono::seconds grace,
+                                             std::vector<uid_t> owners) {
+  auto old = load_or_create_handle_keys(path, std::move(owners));
   if (!old) return sfs::make_error(old.error());
   HandleKeys next;
   std::uint8_t id = static_cast<std::uint8_t>(old.value().keys.front().id + 1);

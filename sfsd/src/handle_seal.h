@@ -25,6 +25,8 @@
 // never on color 0).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -53,11 +55,13 @@ struct HandleKeys {
 };
 
 // Reads the key file; creates it with one fresh key if it does not exist.
-sfs::Result<HandleKeys> load_or_create_handle_keys(const std::string& path);
+// owners: who may own the file (sfs/secret_file.h; default root or us);
+// sfsd passes its `user` too, who owns the file once sfsd drops to it.
+sfs::Result<HandleKeys> load_or_create_handle_keys(const std::string& path, std::vector<uid_t> owners = {});
 // Puts a new key first (its id one past the newest), drops keys whose grace
 // has passed, and replaces the file atomically. Returns the new key's id.
-sfs::Result<std::uint8_t> rotate_handle_keys(const std::string& path,
-                                             std::chrono::seconds grace);
+sfs::Result<std::uint8_t> rotate_handle_keys(const std::string& path, std::chrono::seconds grace,
+                                             std::vector<uid_t> owners = {});
 
 class HandleSealer {
  public:

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "handle_seal.h"
+#include "privileges.h"
 
 int main(int argc, char** argv) {
   // 1 MiB buffers (READ and WRITE data, records) come and go all the time:
@@ -33,7 +34,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "sfsd: --rotate-handle-key needs handle_keys (in --config or --handle-keys)\n");
       return 2;
     }
-    auto id = sfsd::rotate_handle_keys(in.config.handle_keys, in.config.handle_key_grace);
+    auto owners = sfsd::trusted_owners(in.config.user);
+    if (!owners) {
+      std::fprintf(stderr, "sfsd: %s\n", owners.error().c_str());
+      return 1;
+    }
+    auto id = sfsd::rotate_handle_keys(in.config.handle_keys, in.config.handle_key_grace, owners.value());
     if (!id) {
       std::fprintf(stderr, "sfsd: %s\n", id.error().c_str());
       return 1;

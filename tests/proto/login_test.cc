@@ -229,7 +229,10 @@ TEST(HostLogin, RootOnlyWhenTheRangeSaysSoAndBadLinesAreReported) {
   ASSERT_EQ(diags.size(), 3u);
   EXPECT_EQ(diags[0].line, 2u);
   AuthTable t(session(3));
-  auto r = t.login(db, encode_host_login_request(host, 0, 0, {}, session(3), 1));
+  // A key on two lines is an error: neither line lets the host in.
+  EXPECT_FALSE(t.login(db, encode_host_login_request(host, 0, 0, {}, session(3), 1)).auth);
+  const UserDb one = UserDb::parse("host " + k + " admin 0-0 0-0\n", nullptr);
+  auto r = t.login(one, encode_host_login_request(host, 0, 0, {}, session(3), 2));
   ASSERT_TRUE(r.auth) << r.refusal;
   EXPECT_EQ(r.auth->uid, 0u);
   EXPECT_TRUE(decode_host_login_request(Bytes{3, 1, 0}).ok() == false);
@@ -276,9 +279,10 @@ TEST(UserDb, MalformedLinesAreReportedAndSkipped) {
   std::vector<std::size_t> lines;
   for (const auto& d : diags) lines.push_back(d.line);
   EXPECT_EQ(lines, (std::vector<std::size_t>{4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15}));
-  EXPECT_EQ(db.size(), 3u);
-  ASSERT_NE(db.find(a.public_key()), nullptr);
-  EXPECT_EQ(db.find(a.public_key())->name, "alice");  // the first line wins
+  EXPECT_EQ(db.size(), 2u);
+  // A key on two lines is an error: neither alice nor alice2 gets in.
+  EXPECT_EQ(db.find(a.public_key()), nullptr);
+  EXPECT_NE(diags[7].message.find("line 3"), std::string::npos) << diags[7].message;
   ASSERT_NE(db.find(b.public_key()), nullptr);
   EXPECT_EQ(db.find(b.public_key())->groups, (std::vector<std::uint32_t>{1, 2}));
   ASSERT_NE(db.find(c.public_key()), nullptr);

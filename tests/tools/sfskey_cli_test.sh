@@ -49,6 +49,25 @@ must_fail "refuses a key file others can read" "chmod 600" "$SFSKEY" show "$dir/
 printf 'garbage\n' > "$dir/bad.key"; chmod 600 "$dir/bad.key"
 must_fail "refuses a malformed key file" "" "$SFSKEY" show "$dir/bad.key"
 must_fail "no command" "usage" "$SFSKEY"
+# A FIFO planted at the path: refused at once (timeout: the old open() hung).
+mkfifo -m 600 "$dir/fifo.key"
+must_fail "refuses a FIFO without hanging" "not a regular file" timeout 10 "$SFSKEY" show "$dir/fifo.key"
+ln -s "$dir/server.key" "$dir/link.key"
+must_fail "refuses a symlink" "symbolic link" "$SFSKEY" show "$dir/link.key"
+
+# Revocation certificates: made from the server key, verified against the
+# HOSTID alone; an altered one is refused.
+check "revoke" "$SFSKEY" revoke --key "$dir/server.key" --location 127.0.0.1:4000 -o "$dir/revoked"
+check "  the certificate names the server" grep -qF "name $name4000" "$dir/revoked"
+check "check-revocation accepts it" "$SFSKEY" check-revocation "$dir/revoked"
+check "  and prints the HOSTID" grep -qF "$hostid4000" <<<"$("$SFSKEY" check-revocation "$dir/revoked")"
+sed "s/^name .*/name @127.0.0.1%4001,$hostid4001/" "$dir/revoked" > "$dir/moved"
+must_fail "a certificate moved to another name is refused" "bad signature" "$SFSKEY" check-revocation "$dir/moved"
+awk '/^signature /{c=substr($2,10,1); $2=substr($2,1,9) (c=="a"?"b":"a") substr($2,11)} {print}' "$dir/revoked" > "$dir/forged"
+must_fail "a certificate with an altered signature is refused" "bad signature" "$SFSKEY" check-revocation "$dir/forged"
+must_fail "revoke will not overwrite" "refusing to overwrite" "$SFSKEY" revoke --key "$dir/server.key" --location 127.0.0.1:4000 -o "$dir/revoked"
+"$SFSKEY" gen --user -o "$dir/user2.key" >/dev/null
+must_fail "revoke needs a server key" "user key" "$SFSKEY" revoke --key "$dir/user2.key" --location 127.0.0.1:4000 -o "$dir/r2"
 
 if [ "$fails" -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
 echo "all sfskey checks passed"

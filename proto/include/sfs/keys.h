@@ -18,11 +18,14 @@
 //     shared between threads by this library.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sfs/encoding.h"
 #include "sfs/result.h"
@@ -126,7 +129,10 @@ Result<KeyFile> parse_key_file(std::string_view text, std::string_view what);
 // Creates `path` with mode 0600, failing if it exists (O_EXCL, O_NOFOLLOW).
 Status write_key_file(const std::string& path, const ServerKey& key);
 Status write_key_file(const std::string& path, const UserKey& key);
-// Reads a private key file; refuses one that group or others can read.
-Result<KeyFile> read_key_file(const std::string& path);
+// Reads a private key file under the rules of secret_file.h: a regular
+// file (no symlink, no FIFO), owned by `owners` (default root or the
+// effective uid), that group and others can neither read nor write, in
+// directories only its owners can write.
+Result<KeyFile> read_key_file(const std::string& path, std::vector<uid_t> owners = {});
 
 }  // namespace sfs

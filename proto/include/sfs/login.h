@@ -15,11 +15,14 @@
 //   - The user database is a text file, one user per line:
 //         ed25519:<base32 key> <name> <uid> <gid> [<gid>,<gid>,...]
 //     '#' starts a comment. A malformed line is reported with its line
-//     number and skipped; the rest still load.
+//     number and skipped; the rest still load. A key listed on two lines is
+//     reported and neither line is used.
 //   - AuthTable is per connection and not thread-safe: the server keeps it
 //     under color 0 with the uid map. UserDb is immutable once built and
 //     may be shared (read-only) by any thread.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <map>
@@ -117,7 +120,10 @@ class UserDb {
   // Parses the whole text; malformed lines go to `diagnostics` (if given)
   // and are skipped.
   static UserDb parse(std::string_view text, std::vector<DbDiagnostic>* diagnostics);
-  static Result<UserDb> load(const std::string& path, std::vector<DbDiagnostic>* diagnostics);
+  // Reads path under the rules of secret_file.h (not secret, but refused if
+  // anyone but `owners`, default root or the effective uid, could write it).
+  static Result<UserDb> load(const std::string& path, std::vector<DbDiagnostic>* diagnostics,
+                             std::vector<uid_t> owners = {});
 
   const UserEntry* find(const UserPublicKey& key) const;
   const HostEntry* find_host(const UserPublicKey& key) const;

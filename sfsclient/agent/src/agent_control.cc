@@ -24,12 +24,6 @@ namespace {
 
 constexpr std::size_t kMaxKeyFileBytes = 4096;  // docs/protocol.md, "Keys"
 
-std::string mode_text(mode_t m) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
-  return buf;
-}
-
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::string(v) : std::string();
@@ -67,50 +61,19 @@ Result<std::string> local_user_name() {
 }
 
 Result<UserKey> read_own_user_key(const std::string& path, uid_t owner) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT)
+  // The key must be the caller's own: a file someone else owns or could
+  // write might hold a key they know (secret_file.h has the rules).
+  FileRules rules;
+  rules.owners = {owner};
+  auto text = read_checked_file(path, kMaxKeyFileBytes, rules);
+  if (!text) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT)
       return make_error("no key file " + path + "; create one with: sfskey gen --user -o " + path);
-    if (err == EACCES)
-      return make_error("cannot read key file " + path +
-                        ": permission denied (is it yours? ls -l " + path + ")");
-    return make_error("cannot open key file " + path + ": " + errno_text(err));
+    return make_error(text.error());
   }
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return make_error("key file " + path + " is not a regular file");
-  }
-  if (st.st_uid != owner) {
-    ::close(fd);
-    return make_error("key file " + path + " belongs to uid " + std::to_string(st.st_uid) +
-                      ", not to you (uid " + std::to_string(owner) +
-                      "); use a key of your own, or have root run: chown " + std::to_string(owner) +
-                      " " + path);
-  }
-  if ((st.st_mode & 077) != 0) {
-    ::close(fd);
-    return make_error("key file " + path + " is accessible by group or others (mode " +
-                      mode_text(st.st_mode) + "); run chmod 600 " + path);
-  }
-  std::string text(kMaxKeyFileBytes + 1, '\0');
-  std::size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      wipe_string(text);
-      return make_error("cannot read key file " + path + ": " + errno_text(err));
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  auto kf = parse_key_file(std::string_view(text).substr(0, got), path);
-  wipe_string(text);
+  auto kf = parse_key_file(text.value(), path);
+  wipe_string(text.value());
   if (!kf) return make_error(kf.error());
   if (kf.value().kind != KeyKind::kUser || !kf.value().user)
     return make_error(path + " holds a server key, not a user key");

@@ -9,8 +9,9 @@
 //       identity        ~/.sfs/identity
 //     ~ is $HOME if it is set and absolute, else the password database's.
 //   - read_own_user_key() reads a user key file only if it is a regular
-//     file owned by `owner` that nobody else may access; it opens the file
-//     once and checks what it opened (no window between check and read).
+//     file (not a symlink or FIFO) owned by `owner` that nobody else may
+//     access, in directories only `owner` or root can write; it opens the
+//     file once and checks what it opened (secret_file.h).
 //   - ControlClient is blocking and meant for command-line tools. It talks
 //     only to a socket served by the caller's own uid (SO_PEERCRED): a key
 //     is never sent to someone else's process. Every wait is bounded.
