@@ -22,6 +22,7 @@
 #include <functional>
 #include <vector>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -74,6 +75,13 @@ struct Inode {
   unsigned writes_in_flight = 0;
   std::uint64_t pending_end = 0;  // highest offset + length among them
   std::vector<std::function<void()>> write_waiters;
+  // The server may carry out calls in flight in any order (ganesha runs
+  // them on several threads), so two writes that overlap are never in
+  // flight together: `writing` holds the [begin, end) of the writes sent,
+  // `overlapping` the writes (counted in writes_in_flight) waiting, in
+  // order, for an overlapping one to be answered.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> writing;
+  std::deque<std::pair<std::pair<std::uint64_t, std::uint64_t>, std::function<void()>>> overlapping;
 };
 
 class InodeTable {

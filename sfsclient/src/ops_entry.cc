@@ -417,8 +417,17 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
   if (parent == FUSE_ROOT_ID || newparent == FUSE_ROOT_ID) return (void)fuse_reply_err(req, EPERM);
   if (from->server != to->server) return (void)fuse_reply_err(req, EXDEV);
   const Handle ffh = from->fh, tfh = to->fh;
-  call<SFS_NFSPROC3_RENAME>(
-      req, from->server,
+  // Lost with the connection (EIO): the server may have renamed or not.
+  // The kernel kept both names as they were; make it ask again.
+  auto unknown = [this, req, parent, newparent, name, newname](int err) {
+    if (driver_) {
+      driver_->inval_entry(parent, name);
+      driver_->inval_entry(newparent, newname);
+    }
+    fuse_reply_err(req, err);
+  };
+  call_as<SFS_NFSPROC3_RENAME>(
+      fuse_req_ctx(req)->uid, from->server,
       [ffh, tfh, name, newname](sfs_RENAME3args& a) {
         a.from.dir = FileClient::wire(ffh);
         a.from.name = const_cast<char*>(name.c_str());
@@ -441,10 +450,15 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
         forget_name(*t, newname);
         if (moved) {
           if (Inode* m = inodes_.find(moved)) m->attr_until = Clock::time_point{};  // ctime changed
+          // The kernel moves its entry to the new name and keeps it: note it
+          // here too, so that a lost connection or an INVALIDATE of the
+          // directory drops it (a forgotten one stayed, stale, after the
+          // server renamed it away: tests/faults).
+          t->children[newname] = moved;
         }
         fuse_reply_err(req, 0);
       },
-      false);
+      unknown, false);
 }
 
 void SfsFs::statfs(fuse_req_t req, fuse_ino_t ino) {

@@ -22,6 +22,7 @@
 // what they were at the last close.
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "sfs_fs_call.h"
@@ -216,19 +217,45 @@ void SfsFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
   after_writes(ino, [a] { a->go(); });
 }
 
+namespace {
+
+using Extent = std::pair<std::uint64_t, std::uint64_t>;  // [begin, end)
+
+bool overlaps_any(const std::vector<Extent>& sent, const Extent& e) {
+  for (const auto& s : sent)
+    if (s.first < e.second && e.first < s.second) return true;
+  return false;
+}
+
+// A write was answered: forget its extent, and send the waiting writes
+// that overlap nothing in flight any more, in the order they came.
+void end_extent(Inode& in, const Extent& e) {
+  if (auto it = std::find(in.writing.begin(), in.writing.end(), e); it != in.writing.end()) in.writing.erase(it);
+  while (!in.overlapping.empty() && !overlaps_any(in.writing, in.overlapping.front().first)) {
+    auto next = std::move(in.overlapping.front());
+    in.overlapping.pop_front();
+    in.writing.push_back(next.first);
+    next.second();  // may answer at once (server gone) and come back here
+  }
+}
+
+}  // namespace
+
 void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<std::string> data,
                        bool stable, std::function<void(int)> done) {
   const std::size_t size = data->size();
   const fuse_ino_t ino = f->ino;
+  const Extent extent{off, off + size};
   if (Inode* in = inodes_.find(ino)) {
     ++in->writes_in_flight;
     in->pending_end = std::max(in->pending_end, off + size);
   }
   f->bytes_in_flight += size;
   // Runs once, on the metadata color, whatever happened.
-  auto finish = [this, f, ino, size, done](int err) {
+  auto finish = [this, f, ino, size, extent, done](int err) {
     f->bytes_in_flight -= size;
     if (err && !f->error) f->error = err;
+    if (Inode* in = inodes_.find(ino)) end_extent(*in, extent);
     if (Inode* in = inodes_.find(ino); in && in->writes_in_flight && --in->writes_in_flight == 0) {
       in->pending_end = 0;
       auto waiters = std::move(in->write_waiters);
@@ -243,37 +270,46 @@ void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, st
     done(err);
   };
   const Handle fh = f->fh;
-  call_as<SFS_NFSPROC3_WRITE>(
-      f->uid, f->server,
-      [fh, off, data, stable](sfs_WRITE3args& a) {
-        a.file = FileClient::wire(fh);
-        a.offset = off;
-        a.count = static_cast<u_int>(data->size());
-        a.stable = stable ? SFS_FILE_SYNC : SFS_UNSTABLE;
-        a.data.data_len = static_cast<u_int>(data->size());
-        a.data.data_val = data->data();
-      },
-      [this, f, off, data, finish](sfs::fs::Reply<sfs_WRITE3res> r, Clock::time_point sent) {
-        Inode* in = inodes_.find(f->ino);
-        if (r->status != SFS_NFS3_OK) {
-          if (in) note_wcc(*in, r->sfs_WRITE3res_u.resfail.file_wcc, sent);
-          return finish(errno_of(r->status));
-        }
-        const auto& ok = r->sfs_WRITE3res_u.resok;
-        if (in) note_wcc(*in, ok.file_wcc, sent);
-        if (ok.count < data->size()) return finish(EIO);  // the server took less: never silently
-        if (ok.committed != SFS_FILE_SYNC) {
-          const std::string verf(ok.verf, sizeof ok.verf);
-          if (f->uncommitted.empty() && f->verf.empty()) f->verf = verf;
-          // A new verifier: the server lost what it had not committed; the
-          // next commit writes everything again (see the top).
-          else if (verf != f->verf) f->verf = "changed";
-          f->uncommitted.push_back({off, data});
-          f->uncommitted_bytes += data->size();
-        }
-        finish(0);
-      },
-      finish);
+  auto send = [this, f, fh, off, data, stable, finish] {
+    call_as<SFS_NFSPROC3_WRITE>(
+        f->uid, f->server,
+        [fh, off, data, stable](sfs_WRITE3args& a) {
+          a.file = FileClient::wire(fh);
+          a.offset = off;
+          a.count = static_cast<u_int>(data->size());
+          a.stable = stable ? SFS_FILE_SYNC : SFS_UNSTABLE;
+          a.data.data_len = static_cast<u_int>(data->size());
+          a.data.data_val = data->data();
+        },
+        [this, f, off, data, finish](sfs::fs::Reply<sfs_WRITE3res> r, Clock::time_point sent) {
+          Inode* in = inodes_.find(f->ino);
+          if (r->status != SFS_NFS3_OK) {
+            if (in) note_wcc(*in, r->sfs_WRITE3res_u.resfail.file_wcc, sent);
+            return finish(errno_of(r->status));
+          }
+          const auto& ok = r->sfs_WRITE3res_u.resok;
+          if (in) note_wcc(*in, ok.file_wcc, sent);
+          if (ok.count < data->size()) return finish(EIO);  // the server took less: never silently
+          if (ok.committed != SFS_FILE_SYNC) {
+            const std::string verf(ok.verf, sizeof ok.verf);
+            if (f->uncommitted.empty() && f->verf.empty()) f->verf = verf;
+            // A new verifier: the server lost what it had not committed; the
+            // next commit writes everything again (see the top).
+            else if (verf != f->verf) f->verf = "changed";
+            f->uncommitted.push_back({off, data});
+            f->uncommitted_bytes += data->size();
+          }
+          finish(0);
+        },
+        finish);
+  };
+  // Behind an overlapping write in flight (or one already waiting): later.
+  if (Inode* in = inodes_.find(ino); in && (!in->overlapping.empty() || overlaps_any(in->writing, extent))) {
+    in->overlapping.emplace_back(extent, std::move(send));
+    return;
+  }
+  if (Inode* in = inodes_.find(ino)) in->writing.push_back(extent);
+  send();
 }
 
 void SfsFs::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
