@@ -188,6 +188,7 @@ void ServerMount::dispatch(Waiter w) {
   const bool first = l.waiting.empty();
   const uid_t uid = w.uid;
   l.waiting.push_back(std::move(w));
+  arm_expiry();
   if (first) login(uid);
 }
 
@@ -251,21 +252,44 @@ void ServerMount::arm_expiry() {
 
 void ServerMount::expire_waiters() {
   const auto now = asmp::Clock::now();
-  std::deque<Waiter> keep;
-  for (auto& w : waiting_) {
-    if (w.deadline <= now) w.fail(EIO);
-    else keep.push_back(std::move(w));
+  // Both queues: calls waiting for a connection, and calls waiting for their
+  // user's login (an agent that never answers must not hold them forever).
+  // Taken out first: a failure may queue a new call (a write waiting behind
+  // this one) into them.
+  std::deque<Waiter> expired, all;
+  all.swap(waiting_);
+  for (auto& w : all) {
+    if (w.deadline <= now) expired.push_back(std::move(w));
+    else waiting_.push_back(std::move(w));
   }
-  waiting_.swap(keep);
-  if (!waiting_.empty()) arm_expiry();
+  for (auto& [uid, l] : logins_) {
+    decltype(l.waiting) keep;
+    for (auto& w : l.waiting) {
+      if (w.deadline <= now) expired.push_back(std::move(w));
+      else keep.push_back(std::move(w));
+    }
+    l.waiting.swap(keep);
+  }
+  for (auto& w : expired) w.fail(EIO);
+  if (!waiting_.empty() || any_login_waiting()) arm_expiry();
+}
+
+bool ServerMount::any_login_waiting() const {
+  for (const auto& [uid, l] : logins_)
+    if (!l.waiting.empty()) return true;
+  return false;
 }
 
 void ServerMount::close() {
   closed_ = true;
   if (client_) client_->close();
   client_.reset();
-  for (auto& w : waiting_) w.fail(EIO);
-  waiting_.clear();
+  std::deque<Waiter> all;
+  all.swap(waiting_);
+  for (auto& [uid, l] : logins_)
+    for (auto& w : l.waiting) all.push_back(std::move(w));
+  logins_.clear();
+  for (auto& w : all) w.fail(EIO);
 }
 
 }  // namespace sfsclient

@@ -99,6 +99,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   void on_lost(std::uint64_t generation, const std::string& why);
   void dispatch(Waiter w);
   void login(uid_t uid);
+  bool any_login_waiting() const;
   void expire_waiters();
   void arm_expiry();
 

@@ -57,9 +57,14 @@ class ConnectionsTest : public ::testing::Test {
     }
     std::string why;
     if (!server_.setup(&why)) GTEST_SKIP() << why;
-    // All the connections come from 127.0.0.1: one source.
+    // All the connections come from 127.0.0.1: one source, so its
+    // per-source limits (connections, and the handshake rate that stops a
+    // flood of handshakes from one address) are raised to let 500 in.
     const std::string room = std::to_string(count_ + 64);
-    ASSERT_TRUE(server_.start_sfsd(&why, {"--max-connections", room, "--max-connections-per-source", room})) << why;
+    ASSERT_TRUE(server_.start_sfsd(&why, {"--max-connections", room, "--max-connections-per-source", room,
+                                          "--handshakes-per-source", "0", "--max-handshakes-in-progress-per-source",
+                                          room, "--max-handshakes-in-progress", room}))
+        << why;
   }
 
   // A client as an ordinary user would be one: connect, log in, create,
