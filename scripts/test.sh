@@ -72,19 +72,54 @@ run_suite() {  # name build-dir sanitizer [ctest selection...]
 }
 
 # The fault suite (label `faults`, tests/faults/README.md) takes minutes:
-# only the plain build runs it. FaultsTest itself is left out until the
-# close() hang it found after an sfsd SIGKILL is fixed (issue 11); the 500
-# connections test runs.
-run_suite plain build "" -E '^FaultsTest[.]'
+# only the plain build runs it.
+run_suite plain build ""
 # Left out under ThreadSanitizer until understood (issue 11): with 200
 # clients only ~70 complete under TSan's slowdown, and the lease test fails
 # now and then (it passes alone); both pass in the plain and ASan builds.
 run_suite tsan build-tsan thread -LE faults \
   -E '^(RestartTest[.]TwoHundredClientsEachWriteReadAndCheckTheirOwnFile|LeaseTest[.]NoReplyAfterAnInvalidateCarriesALeaseOnOlderAttributes)$'
-# Left out under ASan+UBSan until fixed (issue 11): after the EMFILE
-# backoff, closing a not-yet-handshaken connection trips UBSan ("invalid
-# vptr" of the filter's shared_ptr control block in Transport::shutdown).
-run_suite asan build-asan address -LE faults -E '^HostileTest[.]OutOfFileDescriptorsTheServerWaitsInsteadOfSpinning$'
+# The tests that run a process out of file descriptors run apart under
+# ASan+UBSan. UBSan's vptr check tests that a vtable is readable by writing
+# it into a fresh pipe (sanitizer_common's IsAccessibleMemoryRange); with no
+# descriptor left pipe() fails, and every virtual call made meanwhile (a
+# thread starting, a shared_ptr released) is reported as "invalid vptr"
+# with "<memory cannot be printed>". (Its log_path cannot help: opening the
+# log needs a descriptor too.) So here the vptr check, built recoverable
+# (CMakeLists.txt; every other check aborts), reports without halting, and
+# the run fails if the tests fail, if ASan reports anything (it still
+# aborts: a really stale vptr is a use after free, which ASan catches when
+# the vptr is loaded), or if the output holds any UBSan report other than
+# that artefact. A daemon's own stderr goes to its test's log, so there
+# only ASan's abort is seen.
+emfile_tests='^(Acceptor[.].*|HostileTest[.]OutOfFileDescriptorsTheServerWaitsInsteadOfSpinning)$'
+run_suite asan build-asan address -LE faults -E "$emfile_tests"
+run_emfile_asan() {
+  local log=build-asan/ctest-emfile.log rc=0
+  echo "=== [asan-emfile] ctest, UBSan not halting"
+  UBSAN_OPTIONS="halt_on_error=0 print_stacktrace=0" \
+    ctest --test-dir build-asan -V --timeout 600 -R "$emfile_tests" >"$log" 2>&1 || rc=$?
+  grep -E 'tests passed|Passed|Failed' "$log" || true
+  leftovers asan-emfile || rc=1
+  local errors unprintable
+  errors=$(grep -c 'runtime error:' "$log" || true)
+  unprintable=$(grep -c '<memory cannot be printed>' "$log" || true)
+  if [ "$errors" -ne "$unprintable" ]; then
+    echo "=== [asan-emfile] a UBSan report other than the pipe-less vptr check:" >&2
+    grep -A3 'runtime error:' "$log" >&2
+    rc=1
+  fi
+  echo "=== [asan-emfile] $unprintable vptr check(s) made without a free descriptor (the known artefact)"
+  local line
+  line=$(grep -E '^[0-9]+% tests passed' "$log" | tail -n 1 || true)
+  if [ -z "$line" ] || [ "$rc" -ne 0 ]; then
+    cat "$log" >&2
+    echo "=== [asan-emfile] FAILED"
+    exit 1
+  fi
+  total_pass=$((total_pass + $(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")))
+}
+run_emfile_asan
 
 if [ -x proto/fuzz/run.sh ]; then
   echo "=== [fuzz] libFuzzer targets, ${SFS_FUZZ_SECONDS:-60} s each, two at a time"
