@@ -181,13 +181,7 @@ bool start_servers(const Env& env, const ServerConfig& cfg, unsigned run_no, Ser
     }
     std::string name = c.first_line(std::chrono::seconds(20));
     if (name.empty() || name[0] != '@') {
-      std::string text;
-      if (std::FILE* f = std::fopen(log.c_str(), "r")) {
-        char buf[4096];
-        text.assign(buf, std::fread(buf, 1, sizeof buf, f));
-        std::fclose(f);
-      }
-      *err = "sfsd did not start (" + log + "):\n" + text;
+      *err = "sfsd did not start (" + log + "):\n" + read_head(log, 4096);
       return false;
     }
     s->pids.push_back(c.pid());

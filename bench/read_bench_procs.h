@@ -122,16 +122,20 @@ inline SchedInfo sched_info(pid_t pid) {
 struct ColorCpu {
   double color0 = -1, connections = -1, backend = -1, overhead = -1;
 };
-ColorCpu read_color_cpu(pid_t pid, const std::string& path) {
-  auto slurp = [&] {
-    std::string text;
-    if (std::FILE* f = std::fopen(path.c_str(), "r")) {
-      char buf[1024];
-      text.assign(buf, std::fread(buf, 1, sizeof buf, f));
-      std::fclose(f);
-    }
-    return text;
-  };
+// The first `max` bytes of a file ("" if it cannot be read).
+inline std::string read_head(const std::string& path, std::size_t max) {
+  std::string text(max, '\0');
+  std::size_t n = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    n = std::fread(text.data(), 1, max, f);
+    std::fclose(f);
+  }
+  text.resize(n);
+  return text;
+}
+
+inline ColorCpu read_color_cpu(pid_t pid, const std::string& path) {
+  auto slurp = [&] { return read_head(path, 1024); };
   const std::string before = slurp();
   ColorCpu c;
   if (::kill(pid, SIGUSR1) != 0) return c;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 
+#include "sfs/lines.h"
 #include "sfs/secret_file.h"
 
 namespace sfs {
@@ -53,13 +54,10 @@ Result<Revocation> parse_revocation(std::string_view text, std::string_view what
   std::optional<SelfCertName> name;
   std::optional<Key32> x, ed;
   std::optional<Signature> sig;
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    ++line_no;
-    const std::string at = where + ":" + std::to_string(line_no) + ": ";
+  LineCursor lines(text);
+  std::string_view line;
+  while (lines.next(&line)) {
+    const std::string at = where + ":" + std::to_string(lines.number()) + ": ";
     if (line.empty() || line[0] == '#') continue;
     if (!header) {
       if (line != kHeader)

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "sfs/names.h"
+#include "sfs/lines.h"
 #include "sfs/secret_file.h"
 
 namespace sfsd {
@@ -301,17 +302,14 @@ sfs::Result<BackendUrl> parse_backend_url(std::string_view url) {
 
 sfs::Status parse_config_text(std::string_view text, const std::string& name, Config& cfg) {
   Config next = cfg;
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    ++line_no;
+  sfs::LineCursor lines(text);
+  std::string_view line;
+  while (lines.next(&line)) {
     if (const std::size_t hash = line.find('#'); hash != std::string_view::npos)
       line = line.substr(0, hash);
     line = trim(line);
     if (line.empty()) continue;
-    const std::string where = name + ":" + std::to_string(line_no) + ": ";
+    const std::string where = name + ":" + std::to_string(lines.number()) + ": ";
     std::size_t sp = line.find_first_of(" \t");
     std::string_view key = line.substr(0, sp);
     std::string_view value = sp == std::string_view::npos ? std::string_view{} : trim(line.substr(sp));

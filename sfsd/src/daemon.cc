@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <mutex>
 
 #include "cpu_report.h"
@@ -27,6 +28,19 @@ namespace sfsd {
 namespace {
 
 using asmp::Closure;
+
+// Polls left() every 20 ms on color 0 until it is 0 or the deadline has
+// passed, then calls done() with what is still left.
+void poll_until_zero(asmp::Runtime& rt, std::function<std::size_t()> left, asmp::Clock::time_point deadline,
+                     std::function<void(std::size_t)> done) {
+  const std::size_t n = left();
+  if (n == 0 || asmp::Clock::now() >= deadline) return done(n);
+  rt.delaycb(std::chrono::milliseconds(20), Closure(
+                                                [&rt, left = std::move(left), deadline, done = std::move(done)] {
+                                                  poll_until_zero(rt, left, deadline, done);
+                                                },
+                                                0));
+}
 
 struct Loaded {
   std::optional<ServiceUser> user;  // the `user` setting, resolved
@@ -220,38 +234,31 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   // (a 1 MiB READ to a slow reader): each connection sends what it holds
   // before it closes, for up to kFlush; then sfsd stops.
   constexpr std::chrono::milliseconds kFlush{3000};
-  std::function<void(asmp::Clock::time_point)> wait_flushed = [&](asmp::Clock::time_point deadline) {
-    if (!server || server->connections() == 0 || asmp::Clock::now() >= deadline) {
-      if (server && server->connections())
-        log(LogLevel::kWarn, std::to_string(server->connections()) + " connection(s) did not take their replies in " +
-                                 std::to_string(kFlush.count()) + " ms; closing");
-      return rt.stop(exit_code);
-    }
-    rt.delaycb(std::chrono::milliseconds(20), Closure([&, deadline] { wait_flushed(deadline); }, 0));
-  };
   auto finish_drain = [&] {
     report_cpu();  // while the workers run: their CPU clocks end with them
     if (files) files->stop();
     if (server) server->close(kFlush);
     // +100 ms: the flush timers close the stragglers themselves first.
-    rt.delaycb(std::chrono::milliseconds(20),
-               Closure([&] { wait_flushed(asmp::Clock::now() + kFlush + std::chrono::milliseconds(100)); }, 0));
-  };
-  std::function<void(asmp::Clock::time_point)> wait_drained = [&](asmp::Clock::time_point deadline) {
-    if (!files || files->stats().in_flight == 0 || asmp::Clock::now() >= deadline) {
-      if (files && files->stats().in_flight)
-        log(LogLevel::kWarn, "drain timeout: " + std::to_string(files->stats().in_flight) +
-                                 " calls still in flight; closing");
-      return finish_drain();
-    }
-    rt.delaycb(std::chrono::milliseconds(20), Closure([&, deadline] { wait_drained(deadline); }, 0));
+    poll_until_zero(
+        rt, [&]() -> std::size_t { return server ? server->connections() : 0; },
+        asmp::Clock::now() + kFlush + std::chrono::milliseconds(100), [&](std::size_t left) {
+          if (left)
+            log(LogLevel::kWarn, std::to_string(left) + " connection(s) did not take their replies in " +
+                                     std::to_string(kFlush.count()) + " ms; closing");
+          rt.stop(exit_code);
+        });
   };
   auto drain = [&](const char* why) {
     if (draining) return;
     draining = true;
     log(LogLevel::kInfo, std::string(why) + ": draining (no new connections; answering calls in flight)");
     if (server) server->stop_accepting();
-    wait_drained(asmp::Clock::now() + cfg.drain_timeout);
+    poll_until_zero(
+        rt, [&]() -> std::size_t { return files ? files->stats().in_flight : 0; },
+        asmp::Clock::now() + cfg.drain_timeout, [&](std::size_t left) {
+          if (left) log(LogLevel::kWarn, "drain timeout: " + std::to_string(left) + " calls still in flight; closing");
+          finish_drain();
+        });
   };
   auto reload = [&] {
     auto users = load_users(cfg.users, l.owners);

@@ -201,7 +201,7 @@ TEST_F(RestartTest, TwoHundredClientsEachWriteReadAndCheckTheirOwnFile) {
     ASSERT_TRUE(c) << "client " << i;
     clients.push_back(c);
   }
-  std::atomic<int> good{0};
+  std::atomic<int> good{0}, failed_create{0}, failed_write{0}, failed_read{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
@@ -210,14 +210,26 @@ TEST_F(RestartTest, TwoHundredClientsEachWriteReadAndCheckTheirOwnFile) {
         const std::string name = "client-" + std::to_string(i);
         const std::string data = pattern(32 * 1024 + i, static_cast<unsigned>(i));
         auto f = create(c, 0, c.root().fh, name);
-        if (!f || write(c, 0, *f, 0, data) != SFS_NFS3_OK) continue;
+        if (!f) {
+          ++failed_create;
+          continue;
+        }
+        if (write(c, 0, *f, 0, data) != SFS_NFS3_OK) {
+          ++failed_write;
+          continue;
+        }
         auto back = read(c, 0, *f, 0, 1 << 20);
-        if (back && *back == data) ++good;
+        if (back && *back == data)
+          ++good;
+        else
+          ++failed_read;
       }
     });
   }
   for (auto& th : threads) th.join();
-  EXPECT_EQ(good.load(), kClients);
+  EXPECT_EQ(good.load(), kClients) << "failed: " << failed_create.load() << " creates, " << failed_write.load()
+                                   << " writes, " << failed_read.load() << " reads; sfsd said:\n"
+                                   << server_.sfsd().errors();
   for (auto& c : clients) c->close();
   c0->close();
 }
