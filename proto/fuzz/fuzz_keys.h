@@ -53,10 +53,19 @@ inline sfsd::HandleKeys handle_keys(std::initializer_list<std::uint8_t> ids) {
   return k;
 }
 
-// What sfsd in fuzz_server.h seals with: key 1 alone.
+// What sfsd in fuzz_server.h is given: key 1 alone. It binds it to its
+// export's root (HandleSealer::bound_to), so handles meant for it are sealed
+// with root_sealer() below.
 inline std::shared_ptr<const sfsd::HandleSealer> fuzz_sealer() {
   static const auto s =
       std::make_shared<const sfsd::HandleSealer>(handle_keys({1}), std::chrono::hours(24), at(kKeyEpoch));
+  return s;
+}
+
+// fuzz_sealer() bound to the export whose root handle is `root` (the fake
+// backend's handle 1).
+inline std::shared_ptr<const sfsd::HandleSealer> root_sealer(const asmp::nfs::FileHandle& root) {
+  static const auto s = fuzz_sealer()->bound_to(root);
   return s;
 }
 

@@ -195,7 +195,8 @@ Bytes args_of(std::uint32_t proc, const Bytes& h, Names& n) {
 }
 
 const Bytes& root_sealed() {
-  static const Bytes r = sfs_fuzz::fuzz_sealer()->seal(sfs_fuzz::FakeBackend::handle(1));
+  static const Bytes r =
+      sfs_fuzz::root_sealer(sfs_fuzz::FakeBackend::handle(1))->seal(sfs_fuzz::FakeBackend::handle(1));
   return r;
 }
 

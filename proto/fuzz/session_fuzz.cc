@@ -72,7 +72,7 @@ bool_t xdr_raw(XDR* x, ...) {
 }
 
 std::vector<std::uint8_t> root_handle_xdr() {
-  const std::vector<std::uint8_t> h = sfs_fuzz::fuzz_sealer()->seal(sfs_fuzz::FakeBackend::handle(1));
+  const std::vector<std::uint8_t> h = sfs_fuzz::root_sealer(sfs_fuzz::FakeBackend::handle(1))->seal(sfs_fuzz::FakeBackend::handle(1));
   std::vector<std::uint8_t> out(4 + sfs::fs::xdr_pad(h.size()), 0);
   const std::uint32_t len = htonl(static_cast<std::uint32_t>(h.size()));
   std::memcpy(out.data(), &len, 4);

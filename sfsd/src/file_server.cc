@@ -160,7 +160,7 @@ FileServer::FileServer(FileServerOptions opts, std::shared_ptr<Backend> backend,
       backend_(std::move(backend)),
       root_(std::move(root)),
       rt_(asmp::default_runtime()),
-      sealer_(std::move(sealer)),
+      sealer_(sealer->bound_to(root_)),
       cache_(std::make_shared<DataCache>(opts_.data_cache_bytes, opts_.data_cache_revalidate)),
       leases_(opts_.max_leases_per_connection) {
   randombytes_buf(verf_key_.data(), verf_key_.size());
@@ -201,8 +201,9 @@ std::shared_ptr<const HandleSealer> FileServer::sealer() const {
 }
 
 void FileServer::set_sealer(std::shared_ptr<const HandleSealer> s) {
+  auto bound = s->bound_to(root_);
   std::lock_guard lk(sealer_mu_);
-  sealer_ = std::move(s);
+  sealer_ = std::move(bound);
 }
 
 void FileServer::fail_closed(std::string why) {

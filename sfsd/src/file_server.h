@@ -77,6 +77,8 @@ class FileServer : public std::enable_shared_from_this<FileServer> {
   // SecureServerOptions::on_close (on the shared color).
   void connection_closed(std::uint64_t conn_id);
   // Replaces the handle keys (any thread; later calls use the new ones).
+  // Like the sealer given to create(), it is bound to the export's root
+  // here (HandleSealer::bound_to).
   void set_sealer(std::shared_ptr<const HandleSealer> sealer);
   // From now on every call gets NFS3ERR_SERVERFAULT (any thread): the
   // backend is not the one sfsd started with.

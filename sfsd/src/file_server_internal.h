@@ -59,7 +59,8 @@ inline sfs_nfsstat3 status_of(const nfs::Error& e, bool mutating) {
     case nfs::Failure::kTimeout:
     case nfs::Failure::kConnectionLost: return mutating ? SFS_NFS3ERR_SERVERFAULT : SFS_NFS3ERR_JUKEBOX;
     case nfs::Failure::kRpc:
-    case nfs::Failure::kClosed: return SFS_NFS3ERR_SERVERFAULT;
+    case nfs::Failure::kClosed:
+    case nfs::Failure::kRootChanged: return SFS_NFS3ERR_SERVERFAULT;
   }
   return SFS_NFS3ERR_SERVERFAULT;
 }

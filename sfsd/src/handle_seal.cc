@@ -7,13 +7,14 @@
 #include <algorithm>
 #include <charconv>
 
+#include "sfs/lines.h"
 #include "sfs/secret_file.h"
 
 namespace sfsd {
 
 namespace {
 
-constexpr std::uint8_t kVersion = 1;
+constexpr std::uint8_t kVersion = 2;  // 1: not bound to the export
 constexpr std::string_view kHeader = "sfs-handle-keys v1";
 constexpr std::size_t kMaxFileBytes = 64 * 1024;
 constexpr std::size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
@@ -26,6 +27,21 @@ std::array<std::uint8_t, 32> derive(const std::array<std::uint8_t, 32>& secret,
   std::array<std::uint8_t, 32> out;
   crypto_generichash(out.data(), out.size(), reinterpret_cast<const unsigned char*>(label.data()),
                      label.size(), secret.data(), secret.size());
+  return out;
+}
+
+// BLAKE2b-256(key = k, label || u8 len(root) || root).
+std::array<std::uint8_t, 32> derive_for_root(const std::array<std::uint8_t, 32>& k, std::string_view label,
+                                             std::span<const std::uint8_t> root) {
+  std::array<std::uint8_t, 32> out;
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, k.data(), k.size(), out.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label.data()), label.size());
+  const std::uint8_t len = static_cast<std::uint8_t>(root.size());
+  crypto_generichash_update(&st, &len, 1);
+  crypto_generichash_update(&st, root.data(), root.size());
+  crypto_generichash_final(&st, out.data(), out.size());
+  sodium_memzero(&st, sizeof st);
   return out;
 }
 
@@ -54,14 +70,11 @@ std::string format_keys(const HandleKeys& k) {
 sfs::Result<HandleKeys> parse_keys(std::string_view text, const std::string& path) {
   HandleKeys out;
   bool header = false;
-  std::size_t line_no = 0;
-  while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-    ++line_no;
+  sfs::LineCursor lines(text);
+  std::string_view line;
+  while (lines.next(&line)) {
     if (line.empty() || line.front() == '#') continue;
-    const std::string where = path + ":" + std::to_string(line_no);
+    const std::string where = path + ":" + std::to_string(lines.number());
     if (!header) {
       if (line != kHeader)
         return sfs::make_error(where + ": not a handle key file (expected \"" +
@@ -160,10 +173,20 @@ HandleSealer::HandleSealer(const HandleKeys& keys, std::chrono::seconds grace,
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   for (std::size_t i = 0; i < keys.keys.size(); ++i) {
     const HandleKey& k = keys.keys[i];
-    // Older keys open handles until `grace` after the sealing key appeared.
-    if (i > 0 && now_s > keys.keys.front().created + grace.count()) continue;
-    keys_.push_back({k.id, derive(k.secret, "sfs handle seal v1"), derive(k.secret, "sfs handle siv v1")});
+    // Older keys open handles until `grace` after the sealing key appeared
+    // (open() checks the time again: sfsd may run for longer than that).
+    const std::int64_t until = i == 0 ? 0 : keys.keys.front().created + grace.count();
+    if (i > 0 && now_s > until) continue;
+    keys_.push_back({k.id, until, derive(k.secret, "sfs handle seal v1"), derive(k.secret, "sfs handle siv v1")});
   }
+}
+
+std::shared_ptr<const HandleSealer> HandleSealer::bound_to(const asmp::nfs::FileHandle& root) const {
+  std::shared_ptr<HandleSealer> b(new HandleSealer());
+  for (const Derived& d : keys_)
+    b->keys_.push_back({d.id, d.open_until, derive_for_root(d.seal_key, "sfs handle root seal v2", root.bytes()),
+                        derive_for_root(d.siv_key, "sfs handle root siv v2", root.bytes())});
+  return b;
 }
 
 HandleSealer::~HandleSealer() {
@@ -199,11 +222,15 @@ std::vector<std::uint8_t> HandleSealer::seal(const asmp::nfs::FileHandle& fh) co
   return out;
 }
 
-asmp::nfs::FileHandle HandleSealer::open(std::span<const std::uint8_t> sealed) const {
+asmp::nfs::FileHandle HandleSealer::open(std::span<const std::uint8_t> sealed,
+                                         std::chrono::system_clock::time_point now) const {
   if (sealed.size() <= kSealOverhead || sealed.size() > kSealedHandleMax || sealed[0] != kVersion)
     return {};
   const Derived* k = find(sealed[1]);
   if (!k) return {};
+  if (k->open_until != 0 &&
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() > k->open_until)
+    return {};
   const std::size_t n = sealed.size() - kSealOverhead;
   if (n > asmp::nfs::FileHandle::kMaxSize) return {};
   const std::uint8_t* nonce = sealed.data() + 2;

@@ -4,7 +4,7 @@
 //
 // Sealed handle (docs/protocol.md, "Sealed file handles"), at most 128 bytes:
 //
-//     u8  version = 1
+//     u8  version = 2
 //     u8  key id                 which handle key sealed it
 //     24  nonce = BLAKE2b-192(key = siv key, u8 len || backend handle)
 //     n   XChaCha20-Poly1305(key = seal key, nonce, backend handle,
@@ -14,7 +14,10 @@
 // The nonce is derived from the handle (SIV), so one backend handle always
 // seals to the same bytes under one key: clients may use sealed handles as
 // identities (inode numbers, cache keys). Seal and siv keys are derived from
-// one 32-byte secret per key id.
+// one 32-byte secret per key id and from the export's root handle
+// (bound_to), so a handle sealed for one export opens for no other: not
+// even for a directory put in place of the old one, whose files the backend
+// would still open by their old handles.
 //
 // Keys (HandleKeys) live in a 0600 file made on first start; the first key
 // seals, the others still open until `grace` after the first was created,
@@ -27,8 +30,10 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,8 +70,11 @@ sfs::Result<std::uint8_t> rotate_handle_keys(const std::string& path, std::chron
 
 class HandleSealer {
  public:
+  // A sealer bound to no export (bound_to binds it).
   HandleSealer(const HandleKeys& keys, std::chrono::seconds grace,
                std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+  // The same keys bound to the export whose root handle is `root`.
+  std::shared_ptr<const HandleSealer> bound_to(const asmp::nfs::FileHandle& root) const;
   ~HandleSealer();
   HandleSealer(const HandleSealer&) = delete;
   HandleSealer& operator=(const HandleSealer&) = delete;
@@ -76,14 +84,18 @@ class HandleSealer {
   std::size_t seal(const asmp::nfs::FileHandle& fh, std::uint8_t* out) const;
   std::vector<std::uint8_t> seal(const asmp::nfs::FileHandle& fh) const;
   // The backend handle inside a sealed one, or an empty handle if it is not
-  // one of ours (forged, altered, truncated, unknown or expired key).
-  asmp::nfs::FileHandle open(std::span<const std::uint8_t> sealed) const;
+  // one of ours (forged, altered, truncated, sealed for another export, by
+  // an unknown key, or by a rotated key whose grace has ended by `now`).
+  asmp::nfs::FileHandle open(std::span<const std::uint8_t> sealed,
+                             std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
 
   std::uint8_t sealing_key_id() const { return keys_.front().id; }
 
  private:
+  HandleSealer() = default;
   struct Derived {
     std::uint8_t id;
+    std::int64_t open_until;  // unix seconds; 0: the sealing key, no end
     std::array<std::uint8_t, 32> seal_key;
     std::array<std::uint8_t, 32> siv_key;
   };

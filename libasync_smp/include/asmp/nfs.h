@@ -115,6 +115,8 @@ enum class Failure : std::uint8_t {
   kUnavailable,     // could not (re)connect and mount within the give-up time
   kRpc,             // RPC-level failure (auth rejected, garbage, encode error)
   kClosed,          // the client was destroyed before the call finished
+  kRootChanged,     // queued when the export's root handle changed across a
+                    // reconnect: its handles may now name other files
 };
 std::string_view to_string(Failure f);
 

@@ -289,16 +289,22 @@ void NfsClient::Impl::became_ready() {
   state_ = State::kReady;
   stats_.connects.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t epoch = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  std::string root_changed;
   {
     std::lock_guard lk(root_mu_);
     if (ever_connected_ && !(root_ == mounted_root_)) {
-      std::fprintf(stderr,
-                   "asmp::nfs: the root handle of %s changed across a reconnect (%s -> %s); "
-                   "handles held by callers may now be stale\n",
-                   opts.export_path.c_str(), root_.hex().c_str(), mounted_root_.hex().c_str());
+      root_changed = "the root handle of " + opts.export_path + " changed across a reconnect (" + root_.hex() +
+                     " -> " + mounted_root_.hex() + ")";
+      std::fprintf(stderr, "asmp::nfs: %s; failing the calls that waited for it\n", root_changed.c_str());
     }
     root_ = mounted_root_;
   }
+  // Every call still queued was made with handles from before: on the new
+  // export they may name other files (a directory moved aside and another
+  // made in its place still has working handles on the same file system).
+  // None of them is sent. Calls made from now on, on_reconnect's first,
+  // are the caller's to judge.
+  if (!root_changed.empty()) fail_everything({Failure::kRootChanged, Status::kOk, root_changed});
   ever_connected_ = true;
   last_progress_ = Clock::now();
   probe_out_ = false;

@@ -85,6 +85,7 @@ std::string_view to_string(Failure f) {
     case Failure::kUnavailable: return "server unavailable";
     case Failure::kRpc: return "rpc error";
     case Failure::kClosed: return "client closed";
+    case Failure::kRootChanged: return "export root changed";
   }
   return "?";
 }
@@ -98,6 +99,7 @@ int Error::to_errno() const {
     case Failure::kUnavailable: return ENOTCONN;
     case Failure::kRpc: return EIO;
     case Failure::kClosed: return ESHUTDOWN;
+    case Failure::kRootChanged: return ESTALE;
   }
   return EIO;
 }
