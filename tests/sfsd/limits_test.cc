@@ -363,12 +363,20 @@ TEST_F(LimitsTest, AHandleSealedUnderAKeyPastItsGraceIsRefused) {
 
   const std::string out = rotate_handle_key(server_);
   ASSERT_NE(out.find("new handle key 2 now seals"), std::string::npos) << out;
-  // sfsd applies the grace when it loads the keys (at start and on
-  // SIGHUP; a running sfsd does not drop a key by itself when its grace
-  // ends): past the grace (1 s after key 2 was made, counted in whole
-  // seconds), SIGHUP loads them without key 1.
-  std::this_thread::sleep_for(2100ms);
+  // SIGHUP makes key 2 seal; key 1 still opens, in its grace.
   server_.sfsd().signal(SIGHUP);
+  bool key2_seals = false;
+  for (int i = 0; i < 40 && !key2_seals; ++i) {
+    std::string ignored;
+    auto probe = client(static_cast<asmp::color_t>(10 + i), &ignored);
+    key2_seals = probe && static_cast<unsigned char>(probe->root().fh[1]) == 2;
+    if (!key2_seals) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(key2_seals) << "SIGHUP did not load key 2";
+  EXPECT_EQ(read(*c, root, *f, 0, 100), "kept") << "key 1 is still in its grace";
+  // Past the grace (1 s after key 2 was made, counted in whole seconds) the
+  // running sfsd refuses key-1 handles by itself, with no other SIGHUP.
+  std::this_thread::sleep_for(2100ms);
   sfs_nfsstat3 st = SFS_NFS3_OK;
   ASSERT_TRUE(eventually([&] { return !getattr(*c, root, *f, &st) && st == SFS_NFS3ERR_BADHANDLE; }, 10s))
       << "a key-1 handle still opens past the grace (status " << st << ")";
@@ -398,9 +406,24 @@ TEST_F(LimitsTest, AHandleSealedUnderAKeyPastItsGraceIsRefused) {
 
 // ---- a changed backend ----------------------------------------------------
 
+// Behind sfsd's back, the export directory is replaced by another (the old
+// one kept aside, on the same file system: its files' backend handles still
+// open them), with a file of the same name.
+void swap_export(SfsdServer& server) {
+  const std::string ex = server.export_dir();
+  std::filesystem::rename(ex, ex + "-before");
+  std::filesystem::create_directories(ex);
+  std::ofstream(ex + "/secret") << "another export";
+}
+
+std::string first_line(const std::string& path) {
+  std::string s;
+  std::getline(std::ifstream(path), s);
+  return s;
+}
+
 // sfsd compares the root handle of every (re)mount with the first one of
-// its run. (Across a restart of sfsd nothing is compared: the first mount
-// of the new run is taken as it is.)
+// its run.
 TEST_F(LimitsTest, ABackendWhoseRootChangedIsRefusedNotServed) {
   start();
   if (IsSkipped()) return;
@@ -413,14 +436,9 @@ TEST_F(LimitsTest, ABackendWhoseRootChangedIsRefusedNotServed) {
   ASSERT_TRUE(f);
   ASSERT_EQ(write(*c, root, *f, 0, "the export sfsd started with"), SFS_NFS3_OK);
 
-  // Behind sfsd's back, the export directory is replaced by another (the
-  // old one kept aside, on the same file system: its files' backend
-  // handles still open them), with a file of the same name.
   server_.ganesha().stop();
   const std::string ex = server_.export_dir();
-  std::filesystem::rename(ex, ex + "-before");
-  std::filesystem::create_directories(ex);
-  std::ofstream(ex + "/secret") << "another export";
+  swap_export(server_);
   ASSERT_TRUE(server_.ganesha().start(&why)) << why;
   // sfsd reconnects by itself, sees another root handle and stops serving.
   ASSERT_TRUE(eventually([&] { return server_.sfsd().errors().find("refusing every file call") != std::string::npos; },
@@ -440,11 +458,74 @@ TEST_F(LimitsTest, ABackendWhoseRootChangedIsRefusedNotServed) {
   EXPECT_FALSE(late);
   EXPECT_NE(why.find("GETROOT"), std::string::npos) << why;
   // Neither file was touched.
-  std::string kept, other;
-  std::getline(std::ifstream(ex + "-before/secret"), kept);
-  std::getline(std::ifstream(ex + "/secret"), other);
-  EXPECT_EQ(kept, "the export sfsd started with");
-  EXPECT_EQ(other, "another export");
+  EXPECT_EQ(first_line(ex + "-before/secret"), "the export sfsd started with");
+  EXPECT_EQ(first_line(ex + "/secret"), "another export");
+}
+
+// A call that was waiting for the backend while the export was swapped is
+// not sent to the new one: its handle came from the old export, where the
+// backend would still open the old file.
+TEST_F(LimitsTest, ACallWaitingWhileTheRootChangesIsNotSent) {
+  start({"--data-cache", "0"});  // the READ must need the backend
+  if (IsSkipped()) return;
+  std::string why;
+  auto c = client(1, &why);
+  ASSERT_TRUE(c) << why;
+  const std::uint32_t root = login(*c, server_.user("root"));
+  auto f = create(*c, root, c->root().fh, "secret");
+  ASSERT_TRUE(f);
+  ASSERT_EQ(write(*c, root, *f, 0, "the export sfsd started with"), SFS_NFS3_OK);
+  server_.ganesha().stop();
+  sfs_nfsstat3 st = SFS_NFS3_OK;
+  std::optional<std::string> got;
+  std::thread reader([&] { got = read(*c, root, *f, 0, 100, &st); });
+  // The READ waits in sfsd for the backend (sfsd counts it in flight).
+  std::this_thread::sleep_for(500ms);
+  const std::string ex = server_.export_dir();
+  swap_export(server_);
+  ASSERT_TRUE(server_.ganesha().start(&why)) << why;
+  reader.join();
+  EXPECT_FALSE(got) << "the waiting READ reached the old file: " << got.value_or("");
+  EXPECT_EQ(st, SFS_NFS3ERR_SERVERFAULT);
+  EXPECT_EQ(first_line(ex + "-before/secret"), "the export sfsd started with");
+}
+
+// Restarted on another export, sfsd takes the new root as it is, but the
+// handles it gave out for the old one were sealed for that root: they open
+// nothing now, although the backend still knows the old files by them.
+TEST_F(LimitsTest, AnSfsdRestartedOnAnotherExportOpensNoOldHandle) {
+  start();
+  if (IsSkipped()) return;
+  std::string why;
+  auto c = client(1, &why);
+  ASSERT_TRUE(c) << why;
+  const std::uint32_t root = login(*c, server_.user("root"));
+  const fs::Handle old_root = c->root().fh;
+  auto f = create(*c, root, old_root, "secret");
+  ASSERT_TRUE(f);
+  ASSERT_EQ(write(*c, root, *f, 0, "the export sfsd started with"), SFS_NFS3_OK);
+  c->close();
+  ASSERT_EQ(server_.stop_sfsd(), 0);
+  server_.ganesha().stop();
+  const std::string ex = server_.export_dir();
+  swap_export(server_);
+  ASSERT_TRUE(server_.ganesha().start(&why)) << why;
+  ASSERT_TRUE(server_.start_sfsd(&why)) << why;
+  auto after = client(2, &why);
+  ASSERT_TRUE(after) << why;
+  const std::uint32_t root2 = login(*after, server_.user("root"));
+  sfs_nfsstat3 st = SFS_NFS3_OK;
+  EXPECT_FALSE(read(*after, root2, *f, 0, 100, &st)) << "an old handle opened the old export's file";
+  EXPECT_EQ(st, SFS_NFS3ERR_BADHANDLE);
+  EXPECT_EQ(write(*after, root2, *f, 0, "overwritten"), SFS_NFS3ERR_BADHANDLE);
+  EXPECT_FALSE(lookup(*after, root2, old_root, "secret", &st));
+  EXPECT_EQ(st, SFS_NFS3ERR_BADHANDLE);
+  // The new export is served through its own root.
+  EXPECT_NE(after->root().fh, old_root);
+  auto g = lookup(*after, root2, after->root().fh, "secret");
+  ASSERT_TRUE(g);
+  EXPECT_EQ(read(*after, root2, *g, 0, 100), "another export");
+  EXPECT_EQ(first_line(ex + "-before/secret"), "the export sfsd started with");
 }
 
 }  // namespace
