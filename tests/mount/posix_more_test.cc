@@ -20,6 +20,8 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 
+#include <iterator>
+
 #include "mount_test_util.h"
 
 namespace mount_test {
@@ -629,9 +631,10 @@ class PosixMoreSmallDiskTest : public PosixMoreTest {
 
 // A fills the backend's disk: the error (ENOSPC; EIO if the server took
 // part of a write, never silence) reaches A's program at a write(),
-// fsync() or close(); what fsync() and close() acknowledged before stays;
-// statfs shows the disk full, then free again once A removes the file,
-// and writing works again.
+// fsync() or close() (ENOSPC at a write() here, the writes being behind;
+// but see DISABLED_FsyncReportsAWriteLostAfterItWasAnswered); what
+// fsync() and close() acknowledged before stays; statfs shows the disk
+// full, then free again once A removes the file; writing works again.
 TEST_F(PosixMoreSmallDiskTest, AFullDiskReachesTheWriterAndEarlierDataStays) {
   struct statvfs v {};
   ASSERT_EQ(::statvfs(d_.c_str(), &v), 0);
@@ -677,6 +680,47 @@ TEST_F(PosixMoreSmallDiskTest, AFullDiskReachesTheWriterAndEarlierDataStays) {
   EXPECT_TRUE(eventually([&] { return available(d_) > (5u << 20); }, 30s)) << "statfs does not show the space back";
   EXPECT_EQ(as(a_, [&] { return put(d_ + "/after", chunk); }), "ok");
   EXPECT_TRUE(contents(server_.export_dir() + "/after") == chunk);
+}
+
+// A write() that was answered (write-behind) and then failed on the full
+// disk: after the next write() reports ENOSPC, fsync() must still fail,
+// since that data is not on the disk (close-to-open and fsync promise
+// what they acknowledged is). DISABLED: fails, an sfsclient bug: the error
+// kept for the file is reported once and cleared (ops_file.cc, write():
+// `std::exchange(f->error, 0)`, and flush()/fsync() the same), so fsync()
+// and close() return 0 with the lost megabyte missing. A program that
+// checks every call (the failing write() looks like *its own* data was
+// refused) believes the earlier data safe. (Linux's page cache keeps a
+// writeback error for each open file's next fsync, errseq_t, whatever
+// write() said.) Enable when fixed.
+TEST_F(PosixMoreSmallDiskTest, DISABLED_FsyncReportsAWriteLostAfterItWasAnswered) {
+  const std::string chunk = pattern(1 << 20, 4);
+  const std::string r = as(a_, [&] {
+    Said said;
+    said << put(d_ + "/keep", chunk);
+    const int fd = ::open((d_ + "/big").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    if (fd < 0) return (said << result(-1)).text;
+    // Fill the disk to the last page and make it stable.
+    bool ok = true;
+    for (int i = 0; i < 7 && ok; ++i)
+      ok = ::write(fd, chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size());
+    said << (ok ? "ok" : result(-1)) << result(::fsync(fd));
+    // One more megabyte: answered at once, refused by the server.
+    said << (::write(fd, chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size()) ? "ok" : result(-1));
+    ::sleep(1);
+    said << result(::write(fd, chunk.data(), 1));
+    said << result(::fsync(fd));
+    return (said << result(::close(fd))).text;
+  });
+  // keep, the 7 MiB, their fsync, the answered write, the write that
+  // reports its loss (or, if the answer was slow, is queued too), then
+  // fsync: it must not say the data is safe.
+  std::istringstream in(r);
+  std::vector<std::string> said{std::istream_iterator<std::string>(in), {}};
+  ASSERT_EQ(said.size(), 7u) << r;
+  EXPECT_EQ(said[0] + said[1] + said[2] + said[3], "okokokok") << r;
+  EXPECT_EQ(said[5], "ENOSPC") << "fsync() said the lost megabyte was safe: " << r;
+  EXPECT_EQ(std::filesystem::file_size(server_.export_dir() + "/big"), 7u << 20);
 }
 
 }  // namespace
