@@ -15,8 +15,8 @@
 // backend restarted in between), everything not yet committed is written
 // again, FILE_SYNC, before flush/fsync answer: data acknowledged by close()
 // or fsync() is never lost, and an error the server reports on a write
-// reaches the writer at its next write, or by close()/fsync() at the
-// latest. Reads and attribute calls of a file wait for its writes in
+// reaches the writer at its next write, and at its next close()/fsync()
+// even if a write reported it already. Reads and attribute calls of a file wait for its writes in
 // flight; sizes shown meanwhile include them. Close-to-open: data cached
 // by the kernel is kept at open if the file's size, mtime and ctime are
 // what they were at the last close.
@@ -254,7 +254,7 @@ void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, st
   // Runs once, on the metadata color, whatever happened.
   auto finish = [this, f, ino, size, extent, done](int err) {
     f->bytes_in_flight -= size;
-    if (err && !f->error) f->error = err;
+    f->note_error(err);
     if (Inode* in = inodes_.find(ino)) end_extent(*in, extent);
     if (Inode* in = inodes_.find(ino); in && in->writes_in_flight && --in->writes_in_flight == 0) {
       in->pending_end = 0;
@@ -326,7 +326,7 @@ void SfsFs::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_
       f->committing = true;
       commit(f, 0, [f](int err) {
         f->committing = false;
-        if (err && !f->error) f->error = err;
+        f->note_error(err);
       });
     }
   });
@@ -378,7 +378,9 @@ void SfsFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
   auto f = it->second;
   commit(f, 0, [req, f](int err) {
-    if (!err && f->error) err = std::exchange(f->error, 0);
+    if (!err) err = f->sync_error;
+    if (err) f->error = 0;  // reported: the next write need not say it again
+    f->sync_error = 0;
     fuse_reply_err(req, err);
   });
 }

@@ -170,7 +170,17 @@ struct SfsFs::OpenFile {
   std::vector<Extent> uncommitted;
   std::size_t uncommitted_bytes = 0;
   std::string verf;  // the write verifier the uncommitted data was written under
-  int error = 0;     // a write error not yet reported (at the next write, flush or fsync)
+  // A write the server refused after write() had answered: reported by
+  // the next write() (error) and, separately, by the next flush or fsync
+  // (sync_error), as Linux reports a writeback error to fsync even when a
+  // write saw it first. note_error() sets both.
+  int error = 0;
+  int sync_error = 0;
+  void note_error(int err) {
+    if (!err) return;
+    if (!error) error = err;
+    if (!sync_error) sync_error = err;
+  }
   std::size_t bytes_in_flight = 0;
   std::vector<std::function<void()>> blocked;  // writers over the in-flight limit
   bool committing = false;                     // a background COMMIT is under way

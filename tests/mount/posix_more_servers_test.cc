@@ -100,7 +100,7 @@ class PosixMoreSmallDiskTest : public PosixMoreTest {
 // A fills the backend's disk: the error (ENOSPC; EIO if the server took
 // part of a write, never silence) reaches A's program at a write(),
 // fsync() or close() (ENOSPC at a write() here, the writes being behind;
-// but see DISABLED_FsyncReportsAWriteLostAfterItWasAnswered); what
+// and again at fsync(): FsyncReportsAWriteLostAfterItWasAnswered); what
 // fsync() and close() acknowledged before stays; statfs shows the disk
 // full, then free again once A removes the file; writing works again.
 TEST_F(PosixMoreSmallDiskTest, AFullDiskReachesTheWriterAndEarlierDataStays) {
@@ -152,16 +152,12 @@ TEST_F(PosixMoreSmallDiskTest, AFullDiskReachesTheWriterAndEarlierDataStays) {
 
 // A write() that was answered (write-behind) and then failed on the full
 // disk: after the next write() reports ENOSPC, fsync() must still fail,
-// since that data is not on the disk (close-to-open and fsync promise
-// what they acknowledged is). DISABLED: fails, an sfsclient bug: the error
-// kept for the file is reported once and cleared (ops_file.cc, write():
-// `std::exchange(f->error, 0)`, and flush()/fsync() the same), so fsync()
-// and close() return 0 with the lost megabyte missing. A program that
-// checks every call (the failing write() looks like *its own* data was
-// refused) believes the earlier data safe. (Linux's page cache keeps a
-// writeback error for each open file's next fsync, errseq_t, whatever
-// write() said.) Enable when fixed.
-TEST_F(PosixMoreSmallDiskTest, DISABLED_FsyncReportsAWriteLostAfterItWasAnswered) {
+// since that data is not on the disk (fsync and close promise that what
+// they acknowledged is). Linux's page cache keeps a writeback error for
+// each open file's next fsync (errseq_t), whatever write() said; sfsclient
+// used to report the error once and clear it, so fsync() and close()
+// returned 0 with the lost megabyte missing.
+TEST_F(PosixMoreSmallDiskTest, FsyncReportsAWriteLostAfterItWasAnswered) {
   const std::string chunk = pattern(1 << 20, 4);
   const std::string r = as(a_, [&] {
     Said said;
