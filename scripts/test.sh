@@ -74,11 +74,7 @@ run_suite() {  # name build-dir sanitizer [ctest selection...]
 # The fault suite (label `faults`, tests/faults/README.md) takes minutes:
 # only the plain build runs it.
 run_suite plain build ""
-# Left out under ThreadSanitizer until understood (issue 11): with 200
-# clients only ~70 complete under TSan's slowdown, and the lease test fails
-# now and then (it passes alone); both pass in the plain and ASan builds.
-run_suite tsan build-tsan thread -LE faults \
-  -E '^(RestartTest[.]TwoHundredClientsEachWriteReadAndCheckTheirOwnFile|LeaseTest[.]NoReplyAfterAnInvalidateCarriesALeaseOnOlderAttributes)$'
+run_suite tsan build-tsan thread -LE faults
 # The tests that run a process out of file descriptors run apart under
 # ASan+UBSan. UBSan's vptr check tests that a vtable is readable by writing
 # it into a fresh pipe (sanitizer_common's IsAccessibleMemoryRange); with no

@@ -16,14 +16,8 @@
 #include "conn_test_util.h"
 #include "sfs/sfs_login.h"
 
-// libtirpc's xdr_opaque() decodes the padding of an opaque whose length is
-// not a multiple of 4 into a file-static scratch array ("crud"), so two
-// threads decoding such opaques (handshake messages are 37 and 195 bytes)
-// write the same bytes nobody reads. A benign race inside libtirpc, not in
-// this project. libtirpc has no symbols for TSan to name, so the suppression
-// names the callers instead: only races under the SFS programs' generated
-// XDR routines (xdr_sfs_*) are suppressed, for this test binary only.
-extern "C" const char* __tsan_default_suppressions() { return "race:xdr_sfs_\n"; }
+// ThreadSanitizer: libtirpc's benign padding race is suppressed by
+// proto/x/tsan_suppressions.cc, linked into this binary.
 
 namespace sfs::test {
 namespace {

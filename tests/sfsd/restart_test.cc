@@ -202,6 +202,8 @@ TEST_F(RestartTest, TwoHundredClientsEachWriteReadAndCheckTheirOwnFile) {
     clients.push_back(c);
   }
   std::atomic<int> good{0}, failed_create{0}, failed_write{0}, failed_read{0};
+  std::mutex first_mu;
+  std::string first_create_failure;
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
@@ -209,11 +211,20 @@ TEST_F(RestartTest, TwoHundredClientsEachWriteReadAndCheckTheirOwnFile) {
         auto& c = *clients[i];
         const std::string name = "client-" + std::to_string(i);
         const std::string data = pattern(32 * 1024 + i, static_cast<unsigned>(i));
-        auto f = create(c, 0, c.root().fh, name);
-        if (!f) {
-          ++failed_create;
+        sfs_CREATE3args ca{};
+        ca.where.dir = fs::FileClient::wire(c.root().fh);
+        ca.where.name = const_cast<char*>(name.c_str());
+        ca.how.mode = SFS_UNCHECKED;
+        auto cr = call<SFS_NFSPROC3_CREATE>(c, 0, ca);
+        if (!cr.ok() || !cr.res->sfs_CREATE3res_u.resok.obj.handle_follows) {
+          if (failed_create++ == 0) {
+            std::lock_guard lk(first_mu);
+            first_create_failure = cr.st.ok() ? "NFS status " + std::to_string(cr.status()) : cr.st.message();
+          }
           continue;
         }
+        const std::optional<fs::Handle> f =
+            fs::FileClient::handle_of(cr.res->sfs_CREATE3res_u.resok.obj.sfs_post_op_fh3_u.handle);
         if (write(c, 0, *f, 0, data) != SFS_NFS3_OK) {
           ++failed_write;
           continue;
@@ -227,7 +238,8 @@ TEST_F(RestartTest, TwoHundredClientsEachWriteReadAndCheckTheirOwnFile) {
     });
   }
   for (auto& th : threads) th.join();
-  EXPECT_EQ(good.load(), kClients) << "failed: " << failed_create.load() << " creates, " << failed_write.load()
+  EXPECT_EQ(good.load(), kClients) << "failed: " << failed_create.load() << " creates (the first: "
+                                   << first_create_failure << "), " << failed_write.load()
                                    << " writes, " << failed_read.load() << " reads; sfsd said:\n"
                                    << server_.sfsd().errors();
   for (auto& c : clients) c->close();
