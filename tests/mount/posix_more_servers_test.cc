@@ -16,7 +16,8 @@ class PosixMoreTwoServersTest : public PosixMoreTest {
  protected:
   void SetUp() override {
     PosixMoreTest::SetUp();
-    if (IsSkipped() || HasFailure()) return;
+    if (IsSkipped()) return;
+    ASSERT_FALSE(HasFailure()) << "the first server's setup failed";
     other_ = std::make_unique<SfsdServer>();
     std::string why;
     ASSERT_TRUE(other_->setup(&why)) << why;

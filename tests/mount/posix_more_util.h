@@ -115,14 +115,15 @@ class PosixMoreTest : public MountFixture {
     std::string why;
     if (!server_.setup(&why)) GTEST_SKIP() << why;
     prepare_export();
-    if (HasFailure()) return;
+    // A failed step stops the test here (fatal), not in its body.
+    ASSERT_FALSE(HasFailure()) << "preparing the export failed";
     ::chmod(server_.export_dir().c_str(), 0777);
     // The users reach their homes and the mount point through these.
     const std::string top = std::filesystem::path(server_.dir()).parent_path().string();
     for (const std::string& d : {top, server_.dir()}) ::chmod(d.c_str(), 0755);
     a_ = add_person(0);
     b_ = add_person(1);
-    if (HasFailure()) return;
+    ASSERT_FALSE(HasFailure()) << "adding the local users failed";
     root_ = Person{"root", 0, 0, server_.dir(), std::make_shared<sfs::UserKey>(sfs::UserKey::generate())};
     ASSERT_TRUE(sfs::write_key_file(server_.dir() + "/root-identity", *root_.key).ok());
     for (const Person* p : {&a_, &b_, &root_}) server_.add_user_with_key(p->name, p->uid, p->gid, p->key);
@@ -134,6 +135,8 @@ class PosixMoreTest : public MountFixture {
     start_agent(a_, a_.home + "/.sfs/identity");
     start_agent(b_, b_.home + "/.sfs/identity");
     start_agent(root_, server_.dir() + "/root-identity");
+    ASSERT_FALSE(HasFailure()) << "the users' agents did not start (can the users reach " << SFSCLIENT_BINARY
+                               << "? every directory above it must be searchable by others)";
     d_ = at(*m_);
   }
 
