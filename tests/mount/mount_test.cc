@@ -225,5 +225,34 @@ TEST_F(MountTest, AServerGonePastTheTimeoutGivesEioAndTheMountStillUnmounts) {
   ::close(fd);
 }
 
+// `hard yes`: a server gone past the timeout makes calls wait, as NFS's
+// hard mounts do, instead of failing with EIO (the default, above); when
+// the server is back, the waiting call is answered.
+TEST_F(MountTest, AHardMountWaitsPastTheTimeoutUntilTheServerIsBack) {
+  Mount& m = mount({"--timeout", "1s", "--hard", "yes"});
+  std::ofstream(at(m) + "/f") << "x";
+  server_.stop_sfsd(SIGKILL);
+  std::atomic<int> answer{-1};  // -1: none yet; then 0 or the errno
+  std::thread asker([&] {
+    struct stat st;
+    const int rc = ::stat((at(m) + "/made-while-away").c_str(), &st);
+    answer = rc == 0 ? 0 : errno;
+  });
+  // Three times the timeout: still waiting.
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(answer.load(), -1) << "a hard mount answered while its server was away: "
+                               << std::strerror(answer.load() > 0 ? answer.load() : 0);
+  // The server comes back, with a file made while it was away.
+  std::ofstream(server_.export_dir() + "/made-while-away") << "y";
+  std::string why;
+  EXPECT_TRUE(server_.start_sfsd(&why)) << why;
+  EXPECT_TRUE(eventually([&] { return answer.load() != -1; }, 30s)) << "the waiting stat() was never answered";
+  int status = -1;
+  EXPECT_TRUE(m.unmount(&status)) << "sfsclient did not exit after umount:\n" << m.log();  // frees a stuck asker
+  asker.join();
+  EXPECT_EQ(answer.load(), 0) << std::strerror(answer.load());
+  EXPECT_EQ(status, 0);
+}
+
 }  // namespace
 }  // namespace mount_test
