@@ -232,10 +232,13 @@ TEST_F(MountTest, AHardMountWaitsPastTheTimeoutUntilTheServerIsBack) {
   Mount& m = mount({"--timeout", "1s", "--hard", "yes"});
   std::ofstream(at(m) + "/f") << "x";
   server_.stop_sfsd(SIGKILL);
+  // The path is made here: restarting sfsd below rewrites the server's
+  // name, which at() reads (TSan saw the race when the thread made it).
+  const std::string path = at(m) + "/made-while-away";
   std::atomic<int> answer{-1};  // -1: none yet; then 0 or the errno
-  std::thread asker([&] {
+  std::thread asker([&answer, path] {
     struct stat st;
-    const int rc = ::stat((at(m) + "/made-while-away").c_str(), &st);
+    const int rc = ::stat(path.c_str(), &st);
     answer = rc == 0 ? 0 : errno;
   });
   // Three times the timeout: still waiting.
