@@ -97,6 +97,13 @@ class FuzzServer {
     files_ = sfsd::FileServer::create(fo, backend_, fuzz_sealer(), FakeBackend::handle(1));
 
     sfs::SecureServerOptions o;
+    // Every client of a fuzz run comes from 127.0.0.1, thousands a second:
+    // the per-source handshake limits (tested in tests/conn) would refuse
+    // them and the targets would abort on "the server refused a valid
+    // client".
+    o.handshake_limits.per_source_per_second = 0;
+    o.handshake_limits.max_in_progress = 0;
+    o.handshake_limits.max_in_progress_per_source = 0;
     o.key = fuzz_server_key();
     o.users = std::make_shared<const sfs::UserDb>(sfs::UserDb::parse(
         sfs::format_user_public_key(alice_key().public_key()) + " alice 1000 1000 27\n", nullptr));
