@@ -30,29 +30,31 @@ std::array<std::uint8_t, 32> derive(const std::array<std::uint8_t, 32>& secret,
   return out;
 }
 
-// BLAKE2b-256(key = k, label || u8 len(root) || root).
+// BLAKE2b(key = k, prefix || u8 len(bytes) || bytes), out_len bytes.
+void keyed_hash(const std::array<std::uint8_t, 32>& k, std::string_view prefix,
+                std::span<const std::uint8_t> bytes, std::uint8_t* out, std::size_t out_len) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, k.data(), k.size(), out_len);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(prefix.data()), prefix.size());
+  const std::uint8_t len = static_cast<std::uint8_t>(bytes.size());
+  crypto_generichash_update(&st, &len, 1);
+  crypto_generichash_update(&st, bytes.data(), bytes.size());
+  crypto_generichash_final(&st, out, out_len);
+  sodium_memzero(&st, sizeof st);
+}
+
+// The keys of one export: BLAKE2b-256(key = k, label || u8 len(root) || root).
 std::array<std::uint8_t, 32> derive_for_root(const std::array<std::uint8_t, 32>& k, std::string_view label,
                                              std::span<const std::uint8_t> root) {
   std::array<std::uint8_t, 32> out;
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, k.data(), k.size(), out.size());
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label.data()), label.size());
-  const std::uint8_t len = static_cast<std::uint8_t>(root.size());
-  crypto_generichash_update(&st, &len, 1);
-  crypto_generichash_update(&st, root.data(), root.size());
-  crypto_generichash_final(&st, out.data(), out.size());
-  sodium_memzero(&st, sizeof st);
+  keyed_hash(k, label, root, out.data(), out.size());
   return out;
 }
 
+// The synthetic nonce of a handle: BLAKE2b(key = siv_key, u8 len(fh) || fh).
 void siv_nonce(const std::array<std::uint8_t, 32>& siv_key, std::span<const std::uint8_t> fh,
                std::uint8_t* nonce) {
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, siv_key.data(), siv_key.size(), kNonceBytes);
-  const std::uint8_t len = static_cast<std::uint8_t>(fh.size());
-  crypto_generichash_update(&st, &len, 1);
-  crypto_generichash_update(&st, fh.data(), fh.size());
-  crypto_generichash_final(&st, nonce, kNonceBytes);
+  keyed_hash(siv_key, {}, fh, nonce, kNonceBytes);
 }
 
 std::string format_keys(const HandleKeys& k) {
@@ -223,14 +225,17 @@ std::vector<std::uint8_t> HandleSealer::seal(const asmp::nfs::FileHandle& fh) co
 }
 
 asmp::nfs::FileHandle HandleSealer::open(std::span<const std::uint8_t> sealed,
-                                         std::chrono::system_clock::time_point now) const {
+                                         std::optional<std::chrono::system_clock::time_point> now) const {
   if (sealed.size() <= kSealOverhead || sealed.size() > kSealedHandleMax || sealed[0] != kVersion)
     return {};
   const Derived* k = find(sealed[1]);
   if (!k) return {};
-  if (k->open_until != 0 &&
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() > k->open_until)
-    return {};
+  // The clock is read only for a key in its grace (rare), not per call.
+  if (k->open_until != 0) {
+    const auto t = now.value_or(std::chrono::system_clock::now());
+    if (std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count() > k->open_until)
+      return {};
+  }
   const std::size_t n = sealed.size() - kSealOverhead;
   if (n > asmp::nfs::FileHandle::kMaxSize) return {};
   const std::uint8_t* nonce = sealed.data() + 2;

@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -85,9 +86,10 @@ class HandleSealer {
   std::vector<std::uint8_t> seal(const asmp::nfs::FileHandle& fh) const;
   // The backend handle inside a sealed one, or an empty handle if it is not
   // one of ours (forged, altered, truncated, sealed for another export, by
-  // an unknown key, or by a rotated key whose grace has ended by `now`).
+  // an unknown key, or by a rotated key whose grace has ended by `now`,
+  // default the time of the call).
   asmp::nfs::FileHandle open(std::span<const std::uint8_t> sealed,
-                             std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
+                             std::optional<std::chrono::system_clock::time_point> now = std::nullopt) const;
 
   std::uint8_t sealing_key_id() const { return keys_.front().id; }
 
