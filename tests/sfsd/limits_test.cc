@@ -15,20 +15,6 @@
 namespace sfsd_test {
 namespace {
 
-// The INVALIDATEs one client received, by sealed handle.
-struct InvalidateLog {
-  std::mutex mu;
-  std::vector<fs::Handle> handles;
-  int total() {
-    std::lock_guard lk(mu);
-    return static_cast<int>(handles.size());
-  }
-  int count(const fs::Handle& fh) {
-    std::lock_guard lk(mu);
-    return static_cast<int>(std::count(handles.begin(), handles.end(), fh));
-  }
-};
-
 class LimitsTest : public ::testing::Test {
  protected:
   // Ganesha, then sfsd with `flags` added to the harness's.
@@ -44,41 +30,32 @@ class LimitsTest : public ::testing::Test {
   }
   // A connected client (nullptr and *why on failure), closed at the end.
   std::shared_ptr<fs::FileClient> client(asmp::color_t color, std::string* why,
-                                         std::shared_ptr<InvalidateLog> log = nullptr) {
-    std::shared_ptr<fs::FileClient> c;
-    if (!log) {
-      c = connect(server_, color, nullptr, why);
-    } else {
-      fs::FileClientOptions o;
-      o.server = server_.self_cert_name();
-      o.color = color;
-      o.log = [](const std::string&) {};
-      o.on_invalidate = [log](const fs::Handle& fh, std::uint64_t, fs::FileClientOptions::Invalidated done) {
-        {
-          std::lock_guard lk(log->mu);
-          log->handles.push_back(fh);
-        }
-        done();
-      };
-      auto box = std::make_shared<Box<sfs::Result<std::shared_ptr<fs::FileClient>>>>();
-      fs::FileClient::connect(std::move(o), fs::FileClient::ConnectDone(
-                                                [box](sfs::Result<std::shared_ptr<fs::FileClient>> r) {
-                                                  box->set(std::move(r));
-                                                },
-                                                color + 100000));
-      auto r = box->wait();
-      if (!r) *why = "connect timed out";
-      else if (!r->ok()) *why = r->error();
-      else c = r->value();
-    }
+                                         std::shared_ptr<ClientLog> log = nullptr) {
+    auto c = connect(server_, color, std::move(log), why);
     if (c) clients_.push_back(c);
     return c;
+  }
+  // start(flags), then one client logged in as root (c_, root_). False if
+  // the test is skipped or failed.
+  bool start_as_root(std::vector<std::string> flags = {}) {
+    start(std::move(flags));
+    if (IsSkipped() || HasFatalFailure()) return false;
+    std::string why;
+    c_ = client(1, &why);
+    if (!c_) {
+      ADD_FAILURE() << why;
+      return false;
+    }
+    root_ = login(*c_, server_.user("root"));
+    return !HasFailure();
   }
   bool served(const fs::FileClient& c) { return getattr(c, 0, c.root().fh).has_value(); }
 
   RunningRuntime run_;
   SfsdServer server_;
   std::vector<std::shared_ptr<fs::FileClient>> clients_;
+  std::shared_ptr<fs::FileClient> c_;
+  std::uint32_t root_ = 0;
 };
 
 // ---- max_connections ------------------------------------------------------
@@ -141,9 +118,9 @@ class LimitsLeaseTest : public LimitsTest {
     root_ = writer_->root().fh;
   }
   // Waits (bounded) for the reader to have received `n` INVALIDATEs in all.
-  bool reader_invalidated(int n) { return eventually([&] { return log_->total() >= n; }, 10s); }
+  bool reader_invalidated(int n) { return eventually([&] { return log_->invalidations.load() >= n; }, 10s); }
 
-  std::shared_ptr<InvalidateLog> log_ = std::make_shared<InvalidateLog>();
+  std::shared_ptr<ClientLog> log_ = std::make_shared<ClientLog>();
   std::shared_ptr<fs::FileClient> writer_, reader_;
   std::uint32_t wroot_ = 0, rroot_ = 0;
   fs::Handle root_;
@@ -163,8 +140,8 @@ TEST_F(LimitsLeaseTest, AConnectionHoldsAtMostTheCapAndTheOldestLeaseIsInvalidat
   }
   ASSERT_TRUE(reader_invalidated(1));
   std::this_thread::sleep_for(200ms);
-  ASSERT_EQ(log_->total(), 1) << "only the root's lease was ended";
-  const int base = log_->total();
+  ASSERT_EQ(log_->invalidations.load(), 1) << "only the root's lease was ended";
+  const int base = log_->invalidations.load();
   // The reader caches kCap files: room for all of them.
   for (int i = 0; i < kCap; ++i) {
     auto a = getattr(*reader_, rroot_, f[i]);
@@ -172,19 +149,19 @@ TEST_F(LimitsLeaseTest, AConnectionHoldsAtMostTheCapAndTheOldestLeaseIsInvalidat
     ASSERT_GT(a->lease_ms, 0u);
   }
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(log_->total(), base) << "under the cap, nothing is evicted";
+  EXPECT_EQ(log_->invalidations.load(), base) << "under the cap, nothing is evicted";
   // One more: the oldest (f0) is evicted, with an INVALIDATE for f0 only.
   ASSERT_TRUE(getattr(*reader_, rroot_, f[kCap]));
   ASSERT_TRUE(reader_invalidated(base + 1));
-  EXPECT_EQ(log_->count(f[0]), 1) << "the evicted lease is the oldest one";
+  EXPECT_EQ(log_->invalidations_of(f[0]), 1) << "the evicted lease is the oldest one";
   // The writer changes every file. f1..f4 are held: one INVALIDATE each.
   // f0 is not any more: none for it.
   for (int i = 0; i <= kCap; ++i) ASSERT_EQ(write(*writer_, wroot_, f[i], 0, "changed"), SFS_NFS3_OK);
   ASSERT_TRUE(reader_invalidated(base + 1 + kCap));
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(log_->total(), base + 1 + kCap) << "held at most " << kCap << " leases";
-  EXPECT_EQ(log_->count(f[0]), 1) << "a change to an evicted file sent it another INVALIDATE";
-  for (int i = 1; i <= kCap; ++i) EXPECT_EQ(log_->count(f[i]), 1) << "f" << i;
+  EXPECT_EQ(log_->invalidations.load(), base + 1 + kCap) << "held at most " << kCap << " leases";
+  EXPECT_EQ(log_->invalidations_of(f[0]), 1) << "a change to an evicted file sent it another INVALIDATE";
+  for (int i = 1; i <= kCap; ++i) EXPECT_EQ(log_->invalidations_of(f[i]), 1) << "f" << i;
 }
 
 TEST_F(LimitsLeaseTest, ALeaseThatEndedBringsNoInvalidate) {
@@ -193,14 +170,14 @@ TEST_F(LimitsLeaseTest, ALeaseThatEndedBringsNoInvalidate) {
   auto f = create(*writer_, wroot_, root_, "short");
   ASSERT_TRUE(f);
   ASSERT_TRUE(reader_invalidated(1));  // the root's lease, ended by the CREATE
-  const int base = log_->total();
+  const int base = log_->invalidations.load();
   // A lease held: the writer's change invalidates it (the control).
   auto a = getattr(*reader_, rroot_, *f);
   ASSERT_TRUE(a);
   ASSERT_EQ(a->lease_ms, 1000u);
   ASSERT_EQ(write(*writer_, wroot_, *f, 0, "one"), SFS_NFS3_OK);
   ASSERT_TRUE(reader_invalidated(base + 1));
-  EXPECT_EQ(log_->count(*f), 1);
+  EXPECT_EQ(log_->invalidations_of(*f), 1);
   // A lease that has ended: no INVALIDATE, for a change of the file and of
   // its directory alike.
   ASSERT_TRUE(getattr(*reader_, rroot_, *f));
@@ -209,7 +186,7 @@ TEST_F(LimitsLeaseTest, ALeaseThatEndedBringsNoInvalidate) {
   ASSERT_EQ(write(*writer_, wroot_, *f, 0, "two"), SFS_NFS3_OK);
   ASSERT_TRUE(create(*writer_, wroot_, root_, "another"));
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(log_->total(), base + 1) << "an expired lease was invalidated";
+  EXPECT_EQ(log_->invalidations.load(), base + 1) << "an expired lease was invalidated";
   // And the reader sees the change when it asks again.
   auto b = getattr(*reader_, rroot_, *f);
   ASSERT_TRUE(b);
@@ -274,12 +251,10 @@ rpc::RpcStatus send_unchecked(const fs::FileClient& c, std::uint32_t auth, Unche
 }
 
 TEST_F(LimitsTest, NamesPastTheProtocolLimitAreGarbageAndTheConnectionStaysUsable) {
-  start();
-  if (IsSkipped()) return;
+  if (!start_as_root()) return;
   std::string why;
-  auto c = client(1, &why);
-  ASSERT_TRUE(c) << why;
-  const std::uint32_t root = login(*c, server_.user("root"));
+  auto c = c_;
+  const std::uint32_t root = root_;
   const fs::Handle dir = c->root().fh;
   // 255 bytes (SFS_NFS3_MAXNAMLEN, and the backend's NAME_MAX) is a name.
   const std::string max_a(255, 'a'), max_b(255, 'b'), max_d(255, 'd');
@@ -349,12 +324,10 @@ std::string rotate_handle_key(const SfsdServer& s) {
 }
 
 TEST_F(LimitsTest, AHandleSealedUnderAKeyPastItsGraceIsRefused) {
-  start({"--handle-key-grace", "1s"});
-  if (IsSkipped()) return;
+  if (!start_as_root({"--handle-key-grace", "1s"})) return;
   std::string why;
-  auto c = client(1, &why);
-  ASSERT_TRUE(c) << why;
-  const std::uint32_t root = login(*c, server_.user("root"));
+  auto c = c_;
+  const std::uint32_t root = root_;
   const fs::Handle old_root = c->root().fh;
   auto f = create(*c, root, old_root, "f");
   ASSERT_TRUE(f);
@@ -425,12 +398,10 @@ std::string first_line(const std::string& path) {
 // sfsd compares the root handle of every (re)mount with the first one of
 // its run.
 TEST_F(LimitsTest, ABackendWhoseRootChangedIsRefusedNotServed) {
-  start();
-  if (IsSkipped()) return;
+  if (!start_as_root()) return;
   std::string why;
-  auto c = client(1, &why);
-  ASSERT_TRUE(c) << why;
-  const std::uint32_t root = login(*c, server_.user("root"));
+  auto c = c_;
+  const std::uint32_t root = root_;
   const fs::Handle old_root = c->root().fh;
   auto f = create(*c, root, old_root, "secret");
   ASSERT_TRUE(f);
@@ -466,12 +437,10 @@ TEST_F(LimitsTest, ABackendWhoseRootChangedIsRefusedNotServed) {
 // not sent to the new one: its handle came from the old export, where the
 // backend would still open the old file.
 TEST_F(LimitsTest, ACallWaitingWhileTheRootChangesIsNotSent) {
-  start({"--data-cache", "0"});  // the READ must need the backend
-  if (IsSkipped()) return;
+  if (!start_as_root({"--data-cache", "0"})) return;  // the READ must need the backend
   std::string why;
-  auto c = client(1, &why);
-  ASSERT_TRUE(c) << why;
-  const std::uint32_t root = login(*c, server_.user("root"));
+  auto c = c_;
+  const std::uint32_t root = root_;
   auto f = create(*c, root, c->root().fh, "secret");
   ASSERT_TRUE(f);
   ASSERT_EQ(write(*c, root, *f, 0, "the export sfsd started with"), SFS_NFS3_OK);
@@ -494,12 +463,10 @@ TEST_F(LimitsTest, ACallWaitingWhileTheRootChangesIsNotSent) {
 // handles it gave out for the old one were sealed for that root: they open
 // nothing now, although the backend still knows the old files by them.
 TEST_F(LimitsTest, AnSfsdRestartedOnAnotherExportOpensNoOldHandle) {
-  start();
-  if (IsSkipped()) return;
+  if (!start_as_root()) return;
   std::string why;
-  auto c = client(1, &why);
-  ASSERT_TRUE(c) << why;
-  const std::uint32_t root = login(*c, server_.user("root"));
+  auto c = c_;
+  const std::uint32_t root = root_;
   const fs::Handle old_root = c->root().fh;
   auto f = create(*c, root, old_root, "secret");
   ASSERT_TRUE(f);

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -306,11 +307,17 @@ struct Box {
 struct ClientLog {
   std::mutex mu;
   std::vector<std::string> events;
+  std::vector<fs::Handle> invalidated;  // the handles INVALIDATE named, in order
   std::atomic<int> invalidations{0};
   std::atomic<bool> closed{false};
   void add(std::string e) {
     std::lock_guard lk(mu);
     events.push_back(std::move(e));
+  }
+  // How many INVALIDATEs named fh.
+  int invalidations_of(const fs::Handle& fh) {
+    std::lock_guard lk(mu);
+    return static_cast<int>(std::count(invalidated.begin(), invalidated.end(), fh));
   }
   std::vector<std::string> snapshot() {
     std::lock_guard lk(mu);
@@ -328,8 +335,12 @@ inline std::shared_ptr<fs::FileClient> connect(const SfsdServer& s, asmp::color_
   o.log = [](const std::string&) {};
   if (log) {
     o.on_invalidate = [log](const fs::Handle& fh, std::uint64_t change, fs::FileClientOptions::Invalidated done) {
+      {
+        std::lock_guard lk(log->mu);
+        log->invalidated.push_back(fh);
+        log->events.push_back("invalidate " + std::to_string(fh.size()) + " " + std::to_string(change));
+      }
       log->invalidations++;
-      log->add("invalidate " + std::to_string(fh.size()) + " " + std::to_string(change));
       done();
     };
     o.on_close = [log](const std::string&) { log->closed = true; };
