@@ -27,13 +27,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   sfs_fuzz::FuzzServer& server = sfs_fuzz::FuzzServer::get();
   server.begin();
   const int fd = server.dial();
-  // The server reads as we write (no call blocks it), so a blocking write
-  // of a few kilobytes cannot wait for our own reads.
-  for (std::size_t off = 0; off < size;) {
-    const ssize_t n = ::send(fd, data + off, size - off, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server closed early (a bad record): fine
-    off += static_cast<std::size_t>(n);
-  }
+  // The server reads as we write (no call blocks it), so writing a few
+  // kilobytes before reading cannot wait for our own reads. The server
+  // closing early (a bad record) is fine.
+  sfs_fuzz::send_all(fd, data, size, "the server");
   ::shutdown(fd, SHUT_WR);
   sfs_fuzz::FuzzServer::recv_all(fd);
   ::close(fd);

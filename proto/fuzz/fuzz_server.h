@@ -17,7 +17,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,6 +30,7 @@
 #include "fuzz_keys.h"
 #include "file_server.h"
 #include "fuzz_runtime.h"
+#include "fuzz_socket.h"
 #include "sfs/login.h"
 #include "sfs/names.h"
 #include "sfs/secure_rpc.h"
@@ -63,24 +63,13 @@ class FuzzServer {
       std::fprintf(stderr, "fuzz: cannot connect to the server: %s\n", std::strerror(errno));
       std::abort();
     }
-    // A server that neither reads nor closes is a hang: see recv_all.
-    timeval limit{kHangSeconds, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     ++opened_;
     return fd;
   }
-  // Reads and drops what the server sends until it closes (or resets).
-  static void recv_all(int fd) {
-    char sink[4096];
-    ssize_t n;
-    while ((n = ::recv(fd, sink, sizeof sink, 0)) > 0) {
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      std::fprintf(stderr, "fuzz: the server kept the connection open for 30 s after our end closed\n");
-      std::abort();
-    }
-  }
+  // Reads and drops what the server sends until it closes (or resets); a
+  // server that neither sends nor closes for kHangSeconds is a hang
+  // (fuzz_socket.h: a wait that a signal does not cut short).
+  static void recv_all(int fd) { recv_until_closed(fd, "the server"); }
   // Counts a connection made by someone else (secure_connect; any thread).
   void count_dialled() { ++opened_; }
   // Waits until every connection counted so far has closed on the server.

@@ -15,7 +15,6 @@
 // fh has no cached attributes and never again caches attributes older
 // than c.
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -24,6 +23,7 @@
 #include <memory>
 
 #include "fuzz_runtime.h"
+#include "fuzz_socket.h"
 #include "inodes.h"
 #include "sfs/file_client.h"
 
@@ -67,9 +67,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   runtime();  // before anything takes the current runtime
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) std::abort();
-  timeval limit{sfs_fuzz::kHangSeconds, 0};  // a client that neither reads nor closes is a hang
-  ::setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  ::setsockopt(sv[1], SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   auto table = std::make_shared<sfsclient::InodeTable>();
   populate(*table);
   auto programs = std::make_shared<rpc::Programs>();
@@ -85,20 +82,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto conn = rpc::Connection::create(rpc::Transport::create(sv[0], kConnColor), std::move(co));
     (void)conn;  // lives while its transport is open
   }
-  for (std::size_t off = 0; off < size;) {
-    const ssize_t n = ::send(sv[1], data + off, size - off, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the client closed early (a bad record): fine
-    off += static_cast<std::size_t>(n);
-  }
+  // A client that closes early (a bad record) is fine; one that neither
+  // reads, answers nor closes for 30 s is a hang (fuzz_socket.h: not a
+  // socket timeout, which libFuzzer's SIGALRM cuts short).
+  sfs_fuzz::send_all(sv[1], data, size, "the client");
   ::shutdown(sv[1], SHUT_WR);
-  char sink[4096];
-  ssize_t n;
-  while ((n = ::recv(sv[1], sink, sizeof sink, 0)) > 0) {
-  }
-  if (n < 0) {
-    std::fprintf(stderr, "fuzz: the client kept its connection open for 30 s after ours closed\n");
-    std::abort();
-  }
+  sfs_fuzz::recv_until_closed(sv[1], "the client");
   ::close(sv[1]);
   closed->wait_for(1, "the client's connection to close");
   // Deferred answers still queued hold the table: let them run first.

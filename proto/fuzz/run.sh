@@ -7,8 +7,7 @@
 #
 #   proto/fuzz/run.sh [SECONDS] [TARGET...]
 #   TARGET: record handshake login connect session nfs_args handle config
-#           invalidate (not run by default: an open finding, see
-#           proto/fuzz/corpus-crashes/README.md, fails most runs)
+#           invalidate
 #
 # Seeds come from proto/fuzz/corpus/<target>/ and are only read; new inputs
 # go to a scratch corpus under $FUZZ_WORK (default /tmp/sfs-fuzz), kept
@@ -22,7 +21,7 @@ set -euo pipefail
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"record handshake login connect session nfs_args handle config"}
+targets=${*:-"record handshake login connect session nfs_args handle config invalidate"}
 jobs=${SFS_FUZZ_JOBS:-2}
 
 here=$(cd "$(dirname "$0")" && pwd)
