@@ -230,7 +230,7 @@ Result<ClientResult> ClientHandshake::finish(ByteSpan message2) {
   // [Noise] 7.4 NX, message 2: "<- e, ee, s, es".
   ByteSpan re = r.bytes(noise::kDhLen);
   noise::mix_hash(ss_, re);  // token e
-  std::array<std::uint8_t, noise::kDhLen> shared;
+  noise::SharedSecret shared;
   if (!noise::dh(shared, e_secret_, re))  // token ee: DH(e, re)
     return fail("handshake with " + server + ": server sent an invalid ephemeral key");
   noise::mix_key(ss_, shared);
@@ -361,7 +361,7 @@ ServerResult ServerHandshake::respond(ByteSpan message1, const ConnectContext& c
   crypto_scalarmult_base(e_public.data(), e_secret_.data());
   w.bytes(e_public);  // token e
   noise::mix_hash(ss, e_public);
-  std::array<std::uint8_t, noise::kDhLen> shared;
+  noise::SharedSecret shared;
   if (!noise::dh(shared, e_secret_, re)) {  // token ee: DH(e, re)
     ss.wipe();
     return fail("client sent an invalid ephemeral key");

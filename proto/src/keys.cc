@@ -29,12 +29,6 @@ static_assert(crypto_sign_SEEDBYTES == kKeyBytes);
 static_assert(crypto_sign_SECRETKEYBYTES == 64);
 static_assert(crypto_sign_BYTES == kSignatureBytes);
 
-// Wipes a std::string that held secret text before it is freed.
-struct WipeOnExit {
-  std::string& s;
-  ~WipeOnExit() { sodium_memzero(s.data(), s.size()); }
-};
-
 std::optional<Key32> decode_key32(std::string_view b32) {
   if (b32.size() != base32_length(kKeyBytes)) return std::nullopt;
   auto raw = base32_decode(b32);  // wipes its own buffer when it fails

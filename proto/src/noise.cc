@@ -97,6 +97,8 @@ bool dh(std::span<std::uint8_t, kDhLen> out, const Key32& secret, ByteSpan peer_
   return crypto_scalarmult(out.data(), secret.data(), peer_public.data()) == 0;
 }
 
+SharedSecret::~SharedSecret() { sodium_memzero(data(), size()); }
+
 bool encrypt_with_ad(CipherState& cs, ByteSpan ad, ByteSpan plaintext, Bytes& out) {
   if (!cs.has_key) {
     // [Noise] 5.2 EncryptAndHash: "If k is empty, ... returns plaintext".

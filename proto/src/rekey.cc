@@ -68,7 +68,7 @@ void RekeyKeys::wipe() {
 
 std::optional<RekeyKeys> derive_rekey(const noise::Hash& chain, const Key32& mine, const Key32& peer,
                                       const Key32& client_public, const Key32& server_public) {
-  std::array<std::uint8_t, noise::kDhLen> shared;
+  noise::SharedSecret shared;
   if (!noise::dh(shared, mine, peer)) return std::nullopt;
   RekeyKeys k;
   noise::Hash t;

@@ -17,11 +17,6 @@ namespace sfs {
 
 namespace {
 
-struct WipeOnExit {
-  std::string& s;
-  ~WipeOnExit() { wipe_string(s); }
-};
-
 std::string errno_text(int err) { return std::strerror(err); }
 
 std::string mode_text(mode_t mode) {

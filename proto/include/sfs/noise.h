@@ -58,6 +58,14 @@ void hkdf2(const Hash& chaining_key, ByteSpan ikm, Hash& out1, Hash& out2);
 // [Noise] 4.1 DH(): X25519. Returns false if the result is all zeros
 // (peer sent a low-order point); the handshake must then abort.
 bool dh(std::span<std::uint8_t, kDhLen> out, const Key32& secret, ByteSpan peer_public);
+// A DH output that wipes itself on every path out of its scope (a failed
+// check after dh() must not leave it on the stack).
+struct SharedSecret : std::array<std::uint8_t, kDhLen> {
+  SharedSecret() : std::array<std::uint8_t, kDhLen>{} {}
+  ~SharedSecret();
+  SharedSecret(const SharedSecret&) = delete;
+  SharedSecret& operator=(const SharedSecret&) = delete;
+};
 
 // [Noise] 5.1 EncryptWithAd / DecryptWithAd (ChaChaPoly, nonce = 32 zero
 // bits || little-endian n, [Noise] 12.3). Append to `out`. False on

@@ -59,5 +59,10 @@ Result<std::string> read_secret_file(const std::string& path, std::size_t max_by
                                      const char* what = "key file");
 // Overwrites the string's bytes with zeros and empties it.
 void wipe_string(std::string& s);
+// Wipes a string that holds secret text on every path out of its scope.
+struct WipeOnExit {
+  std::string& s;
+  ~WipeOnExit() { wipe_string(s); }
+};
 
 }  // namespace sfs
