@@ -222,6 +222,55 @@ TEST_F(PreHandshakeTest, ARecordLargerThanSfsConnectsIsRefusedFromItsMark) {
 // a connection is told SFS_CONNECT_BUSY (before any public-key work) or,
 // within a second of the last one told, closed at accept. A client
 // elsewhere is not affected.
+// The client side of the same rule: a "server" (whoever answers at the
+// address) may send only SFS_CONNECT's reply before the handshake, so a
+// record mark above that size closes the connection at once, before the
+// body is read; the client neither buffers it nor waits for it.
+TEST_F(PreHandshakeTest, AClientRefusesARecordLargerThanSfsConnectsReplyFromItsMark) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);
+  socklen_t sl = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &sl);
+  const std::uint16_t port = ntohs(a.sin_port);
+  // The fake server: reads the call, announces a 1 MiB reply record, sends
+  // 16 KiB of it, and then waits (up to 10 s) for the client to hang up.
+  std::atomic<bool> client_hung_up{false};
+  std::thread fake([&] {
+    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    auto call = read_record(fd);
+    if (call && call->size() >= 4) {
+      std::string reply = be32(0x80000000u | (1u << 20)) + be32(word(*call, 0)) + be32(1) + be32(0);
+      reply += std::string(16384, 'x');
+      send_all(fd, reply);
+      char b[4096];
+      ssize_t n;
+      while ((n = ::recv(fd, b, sizeof b, 0)) > 0) {
+      }
+      client_hung_up = n == 0 || (n < 0 && errno == ECONNRESET);
+    }
+    ::close(fd);
+  });
+  auto key = ServerKey::generate();
+  SecureConnectOptions o;
+  o.server = SelfCertName{Location{"127.0.0.1", port}, compute_hostid(Location{"127.0.0.1", port}, key.public_key())};
+  o.color = 41;
+  o.handshake_timeout = std::chrono::seconds(30);
+  auto s = connect_sync(o, std::chrono::seconds(40));
+  fake.join();
+  ::close(lfd);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().find("timed out"), std::string::npos)
+      << "the client waited for the record instead of refusing its mark: " << s.error();
+  EXPECT_TRUE(client_hung_up.load()) << "the client kept the connection open";
+}
+
 TEST_F(PreHandshakeTest, AFloodOfReplayedHellosIsRefusedAfterTheBurstWhileAClientLogsIn) {
   TestSecureServer server([](SecureServerOptions& o) {
     o.handshake_limits.per_source_burst = 5;

@@ -2,6 +2,7 @@
 // SFS_CONNECT carrying the handshake, the HOSTID check, the filter turned
 // on inside the reply's record handler) and SecureSession (login, logout).
 // See sfs/secure_rpc.h and docs/protocol.md, "Connection setup".
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -101,6 +102,11 @@ void SecureSession::logout(std::uint32_t auth_number) const {
 
 namespace {
 
+// The largest record SFS_CONNECT's reply can be: an RPC reply header with a
+// verifier of at most 400 bytes, status, release, and a handshake message
+// of at most SFS_MAXHANDSHAKE bytes (or a reason of SFS_MAXREASON).
+constexpr std::size_t kMaxConnectReplyRecord = 4 * 6 + 4 + 400 + 4 + 4 + 4 + SFS_MAXHANDSHAKE;
+
 // One connection attempt, from TCP connect to the reply of SFS_CONNECT.
 struct Dial {
   SecureConnectOptions opts;
@@ -157,6 +163,9 @@ void on_connect_reply(const std::shared_ptr<Dial>& d, rpc::RpcStatus st) {
     return;
   }
   ClientResult& cr = r.value();
+  // The channel is on from the next record: the records it carries may be
+  // as large as the options say.
+  d->conn->transport()->set_max_record(d->opts.transport.max_record);
   std::shared_ptr<SecureRecordFilter> plain;
   auto filter = make_filter(cr.keys, Role::kClient, d->opts.channel,
                             "server " + location_text(d->opts.server.location), d->opts.log, &plain);
@@ -204,8 +213,13 @@ void secure_connect(SecureConnectOptions opts, Callback<void(Result<SecureSessio
   copts.on_close = [user = d->opts.on_close, filter = d->filter](rpc::CloseReason why, int err) {
     if (user) user(close_text(why, err, filter->get()));
   };
+  // Before the handshake the peer is unauthenticated and its only record is
+  // SFS_CONNECT's reply: a larger record mark closes the connection before
+  // its body is read or buffered (the server does the same to clients).
+  rpc::TransportOptions clear_transport = d->opts.transport;
+  clear_transport.max_record = std::min(clear_transport.max_record, kMaxConnectReplyRecord);
   rpc::connect(
-      address, d->opts.port ? d->opts.port : d->opts.server.location.port, color, std::move(copts), d->opts.transport,
+      address, d->opts.port ? d->opts.port : d->opts.server.location.port, color, std::move(copts), clear_transport,
       Callback<void(std::shared_ptr<rpc::Connection>, int)>(
           [d](std::shared_ptr<rpc::Connection> conn, int err) {
             const std::string server = format_name(d->opts.server);
