@@ -51,12 +51,11 @@
 #include "sfs/channel.h"
 #include "sfs/secure_rpc.h"
 #include "sfs/sfs_test.h"
+#include "child_process.h"
 
 #ifndef SFS_BUILD_TYPE
 #define SFS_BUILD_TYPE "unknown"
 #endif
-
-extern char** environ;
 
 namespace {
 
@@ -262,34 +261,17 @@ int serve() {
 }
 
 struct Child {
-  pid_t pid = -1;
-  int to_child = -1;
+  bench::ChildProcess proc;
   std::uint16_t plain_port = 0, secure_port = 0;
   std::string hostid;
 };
 
 Child spawn_server() {
-  int in[2], out[2];
-  if (::pipe(in) != 0 || ::pipe(out) != 0) die("pipe failed");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_addclose(&fa, in[1]);
-  posix_spawn_file_actions_addclose(&fa, out[0]);
-  char self[] = "/proc/self/exe";
-  char arg[] = "--serve";
-  char* argv[] = {self, arg, nullptr};
   Child c;
-  if (posix_spawn(&c.pid, "/proc/self/exe", &fa, nullptr, argv, environ) != 0) die("spawn failed");
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(in[0]);
-  ::close(out[1]);
-  c.to_child = in[1];
-  std::string line;
-  char ch;
-  while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
-  ::close(out[0]);
+  c.proc = bench::spawn_self({"--serve"});
+  if (c.proc.pid < 0) die("spawn failed");
+  const std::string line = bench::read_line(c.proc.from_child);
+  ::close(c.proc.from_child);
   unsigned a = 0, b = 0;
   char hid[64] = {0};
   if (std::sscanf(line.c_str(), "PORTS %u %u %63s", &a, &b, hid) != 3) die("server did not start: " + line);
@@ -301,12 +283,10 @@ Child spawn_server() {
 
 // Stops the child and returns its CPU seconds (user + sys, RUSAGE of the child).
 double stop_server(Child& c) {
-  ::close(c.to_child);
-  int status = 0;
-  rusage ru{};
-  if (::wait4(c.pid, &status, 0, &ru) < 0) die("wait4 failed");
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  ::close(c.proc.to_child);
+  const double cpu = bench::wait_cpu_seconds(c.proc.pid);
+  if (cpu < 0) die("wait4 failed");
+  return cpu;
 }
 
 // ---- echo client -----------------------------------------------------------------

@@ -24,9 +24,6 @@
 // its log lines are counted by the child. --json FILE appends one JSON
 // object per configuration and round. Never a test: a program that prints.
 #include <signal.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,8 +45,7 @@
 #include "sfs/names.h"
 #include "sfs/secure_rpc.h"
 #include "sfs/sfs_test.h"
-
-extern char** environ;
+#include "child_process.h"
 
 namespace {
 
@@ -119,37 +115,15 @@ int serve(const std::string& mode, const std::string& alice_key) {
 }
 
 struct Child {
-  pid_t pid = -1;
-  int to_child = -1, from_child = -1;
+  bench::ChildProcess proc;
   sfs::SelfCertName name;
 };
 
-std::string read_line(int fd) {
-  std::string line;
-  char ch;
-  while (::read(fd, &ch, 1) == 1 && ch != '\n') line += ch;
-  return line;
-}
-
 Child spawn_server(const std::string& mode, const std::string& alice_key) {
-  int in[2], out[2];
-  if (::pipe(in) != 0 || ::pipe(out) != 0) die("pipe failed");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_addclose(&fa, in[1]);
-  posix_spawn_file_actions_addclose(&fa, out[0]);
-  std::string self = "/proc/self/exe", serve_flag = "--serve", m = mode, k = alice_key;
-  char* argv[] = {self.data(), serve_flag.data(), m.data(), k.data(), nullptr};
   Child c;
-  if (posix_spawn(&c.pid, "/proc/self/exe", &fa, nullptr, argv, environ) != 0) die("spawn failed");
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(in[0]);
-  ::close(out[1]);
-  c.to_child = in[1];
-  c.from_child = out[0];
-  const std::string line = read_line(c.from_child);
+  c.proc = bench::spawn_self({"--serve", mode, alice_key});
+  if (c.proc.pid < 0) die("spawn failed");
+  const std::string line = bench::read_line(c.proc.from_child);
   unsigned port = 0;
   char hid[128] = {0};
   if (std::sscanf(line.c_str(), "PORT %u %127s", &port, hid) != 2) die("server did not start: " + line);
@@ -161,16 +135,13 @@ Child spawn_server(const std::string& mode, const std::string& alice_key) {
 
 // Stops the child; its CPU seconds and log lines.
 std::pair<double, std::uint64_t> stop_server(Child& c) {
-  ::close(c.to_child);
-  const std::string line = read_line(c.from_child);
-  ::close(c.from_child);
-  int status = 0;
-  rusage ru{};
-  if (::wait4(c.pid, &status, 0, &ru) != c.pid) die("wait4 failed");
+  ::close(c.proc.to_child);
+  const std::string line = bench::read_line(c.proc.from_child);
+  ::close(c.proc.from_child);
+  const double cpu = bench::wait_cpu_seconds(c.proc.pid);
+  if (cpu < 0) die("wait4 failed");
   unsigned long long lines = 0;
   std::sscanf(line.c_str(), "LOG %llu", &lines);
-  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   return {cpu, lines};
 }
 

@@ -4,7 +4,11 @@
 // waits. Starts no processes; every wait has a deadline.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -59,6 +63,23 @@ inline rpc::Interface sfstest_iface() {
                          rpc::proc(xdr_sfstest_pair, xdr_int),
                          rpc::proc(xdr_sfstest_delay_arg, xdr_u_int), rpc::proc(xdr_u_int, xdr_void),
                          rpc::proc(xdr_void, xdr_void)}};
+}
+
+// A TCP socket listening on 127.0.0.1 at a port the kernel chose (for
+// fake servers and proxies): its fd, or -1, and the port in *port.
+inline int listen_loopback(std::uint16_t* port, int backlog = 4) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t sl = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, backlog) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &sl) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
 }
 
 // Collects log lines (any thread).

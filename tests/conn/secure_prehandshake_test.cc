@@ -227,15 +227,9 @@ TEST_F(PreHandshakeTest, ARecordLargerThanSfsConnectsIsRefusedFromItsMark) {
 // record mark above that size closes the connection at once, before the
 // body is read; the client neither buffers it nor waits for it.
 TEST_F(PreHandshakeTest, AClientRefusesARecordLargerThanSfsConnectsReplyFromItsMark) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(lfd, 1), 0);
-  socklen_t sl = sizeof a;
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &sl);
-  const std::uint16_t port = ntohs(a.sin_port);
+  std::uint16_t port = 0;
+  const int lfd = listen_loopback(&port);
+  ASSERT_GE(lfd, 0);
   // The fake server: reads the call, announces a 1 MiB reply record, sends
   // 16 KiB of it, and then waits (up to 10 s) for the client to hang up.
   std::atomic<bool> client_hung_up{false};
@@ -356,14 +350,9 @@ TEST_F(PreHandshakeTest, ClearTextFromThePeerIsLoggedPrintableOnly) {
   EXPECT_TRUE(server.log.contains("evil??[2J?sfs: forged line?")) << server.log.all();
 
   // A fake server whose refusal reason carries control characters.
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(lfd, 1), 0);
-  socklen_t sl = sizeof a;
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &sl);
+  std::uint16_t fake_port = 0;
+  const int lfd = listen_loopback(&fake_port);
+  ASSERT_GE(lfd, 0);
   std::thread fake([lfd, evil] {
     int cfd = ::accept(lfd, nullptr, nullptr);
     if (cfd < 0) return;
@@ -382,7 +371,7 @@ TEST_F(PreHandshakeTest, ClearTextFromThePeerIsLoggedPrintableOnly) {
   });
   SecureConnectOptions o;
   o.server = server.name();
-  o.port = ntohs(a.sin_port);
+  o.port = fake_port;
   o.color = 42;
   o.log = log_.sink();
   auto s = connect_sync(o);

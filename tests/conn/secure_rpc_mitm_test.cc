@@ -41,15 +41,8 @@ class MitmProxy {
  public:
   MitmProxy(std::uint16_t upstream, Attack attack, bool c2s, int target)
       : upstream_(upstream), attack_(attack), c2s_(c2s), target_(target) {
-    lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(lfd_, 4), 0);
-    socklen_t sl = sizeof a;
-    ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &sl);
-    port_ = ntohs(a.sin_port);
+    lfd_ = listen_loopback(&port_);
+    EXPECT_GE(lfd_, 0);
     thread_ = std::thread([this] { run(); });
   }
   ~MitmProxy() {
