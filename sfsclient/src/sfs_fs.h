@@ -126,6 +126,21 @@ class SfsFs {
   // then another client's write is seen here by the next call, at once.
   void on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done);
   void on_lost(ServerId server);
+  // The server came back with another root handle for the same export
+  // (ServerMount::NewRoot): a new root epoch, the root inode re-keyed.
+  void on_new_root(ServerId server, const sfs::fs::Handle& old_root);
+
+  // Finding files again by path (refind.cc). A call failed with STALE or
+  // BADHANDLE on `handles`: the inodes among them learnt before the
+  // server's last new root are looked up again from the root down the names
+  // they were last reached by, and kept only if the file found has the
+  // fileid cached for them. done(remap) on the metadata color: each handle
+  // to send instead of one sent; empty: nothing to retry, the error stands.
+  using Remap = std::vector<std::pair<sfs::fs::Handle, sfs::fs::Handle>>;
+  void recover_handles(ServerId server, uid_t uid, std::vector<sfs::fs::Handle> handles,
+                       std::function<void(Remap)> done);
+  // The inode's handle is now fh (open files follow).
+  void rekey(Inode& in, const sfs::fs::Handle& fh);
 
   void mount_server(fuse_req_t req, const std::string& name);
   void reply_root_entry(fuse_req_t req, ServerMount& s);
@@ -154,6 +169,9 @@ class SfsFs {
   std::unordered_map<std::uint64_t, std::shared_ptr<DirHandle>> dirs_;
   std::uint64_t next_fh_ = 1;
   FsStats stats_;
+  struct Recovery;
+  void recover_next(const std::shared_ptr<Recovery>& job);
+  void refind(ServerId server, uid_t uid, fuse_ino_t ino, unsigned depth, std::function<void(bool found)> done);
   friend struct OpsAccess;
 };
 
