@@ -94,7 +94,9 @@ class SfsFs {
 
   // Calls procedure P on the inode's server as the request's user. `build`
   // fills the arguments (it may be called again on a retry: the connection
-  // was lost before an answer, or the server said JUKEBOX). `done` runs on
+  // was lost before an answer, the server said JUKEBOX, or it refused a
+  // handle learnt before its new root, found again by path: refind.cc; the
+  // handles found replace the old ones in what build fills). `done` runs on
   // the metadata color with the result and the time the call was sent;
   // transport failures are answered to the kernel here (EIO, EACCES) and
   // never reach `done` unless `raw` is set.
