@@ -33,6 +33,7 @@ Inode& InodeTable::get(ServerId server, const sfs::fs::Handle& fh, bool lookup) 
     fresh.ino = ino;
     fresh.server = server;
     fresh.fh = fh;
+    fresh.epoch = root_epoch(server);
     in = &by_ino_.emplace(ino, std::move(fresh)).first->second;
     by_key_.emplace(Key{server, fh}, ino);
   }
@@ -45,16 +46,51 @@ void InodeTable::forget(fuse_ino_t ino, std::uint64_t n) {
   if (!in) return;
   in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
   if (in->nlookup > 0 || in->is_server_root || ino == FUSE_ROOT_ID || in->open_count > 0) return;
-  by_key_.erase(Key{in->server, in->fh});
+  unindex(*in);
   by_ino_.erase(ino);
+}
+
+// Only entries that still name this inode: after a rekey() another inode of
+// the same file may hold the key.
+void InodeTable::unindex(const Inode& in) {
+  auto drop = [&](auto& map, const sfs::fs::Handle& fh) {
+    auto it = map.find(Key{in.server, fh});
+    if (it != map.end() && it->second == in.ino) map.erase(it);
+  };
+  drop(by_key_, in.fh);
+  if (!in.old_fh.empty()) drop(by_old_key_, in.old_fh);
+}
+
+std::uint64_t InodeTable::root_epoch(ServerId server) const {
+  auto it = epochs_.find(server);
+  return it == epochs_.end() ? 0 : it->second;
+}
+
+void InodeTable::new_root_epoch(ServerId server) { ++epochs_[server]; }
+
+void InodeTable::rekey(Inode& in, const sfs::fs::Handle& fh) {
+  in.epoch = root_epoch(in.server);
+  if (fh == in.fh) return;
+  unindex(in);
+  in.old_fh = std::move(in.fh);
+  in.fh = fh;
+  by_old_key_[Key{in.server, in.old_fh}] = in.ino;
+  by_key_[Key{in.server, in.fh}] = in.ino;  // this inode wins over another of the same file
+}
+
+Inode* InodeTable::find_any(ServerId server, const sfs::fs::Handle& fh) {
+  if (Inode* in = find(server, fh)) return in;
+  auto it = by_old_key_.find(Key{server, fh});
+  return it == by_old_key_.end() ? nullptr : find(it->second);
 }
 
 Clock::time_point InodeTable::store_attr(Inode& in, const nfs::Attr& a, std::uint64_t change,
                                          std::uint32_t lease_ms, Clock::time_point sent) {
   in.attr = a;
   // Computed before a change we were told about: use it for this answer,
-  // never cache it.
-  if (lease_ms == 0 || change < in.invalidated_at) {
+  // never cache it. Nor for a handle from before the server's last new
+  // root: its INVALIDATEs come under the new handle, which we would miss.
+  if (lease_ms == 0 || change < in.invalidated_at || in.epoch < root_epoch(in.server)) {
     in.attr_until = sent;
     return sent;
   }

@@ -13,7 +13,9 @@
 // Leases: an attribute cached with lease L, obtained by a call sent at T,
 // is used until T + L unless INVALIDATE(handle, c) arrives first; after an
 // INVALIDATE, attributes of that handle with a change number below c are
-// never cached again (they were computed before the change).
+// never cached again (they were computed before the change). Nor are the
+// attributes of an inode whose handle is from before its server's last new
+// root (the server sends INVALIDATE under the handle it seals now).
 #pragma once
 
 #include <fuse3/fuse_lowlevel.h>
@@ -45,6 +47,14 @@ struct Inode {
   sfs::fs::Handle fh;
   std::uint64_t nlookup = 0;  // the kernel's references (lookup count)
   bool is_server_root = false;
+  // Where the file was last reached (LOOKUP, CREATE, MKDIR, SYMLINK, MKNOD,
+  // LINK, a RENAME's target): to find it again by path when its handle no
+  // longer opens (refind.cc). parent 0: unknown.
+  fuse_ino_t parent = 0;
+  std::string name;
+  // The server's root epoch (InodeTable::root_epoch) when fh was learnt.
+  std::uint64_t epoch = 0;
+  sfs::fs::Handle old_fh;  // fh before the last rekey(), if any
 
   // Cached under a lease.
   std::optional<nfs::Attr> attr;
@@ -111,6 +121,17 @@ class InodeTable {
   // Every inode of a server (for the kernel notifications after a loss).
   std::vector<fuse_ino_t> inodes_of(ServerId server) const;
 
+  // Handles after the server came back with another root for the same
+  // export (its handle key was rotated): each such return starts a new root
+  // epoch; inodes learnt before it may need to be found again by path.
+  std::uint64_t root_epoch(ServerId server) const;
+  void new_root_epoch(ServerId server);
+  // The inode now has handle fh (learnt in the current epoch). Its previous
+  // handle still finds it (find_any), for calls sent with it meanwhile.
+  void rekey(Inode& in, const sfs::fs::Handle& fh);
+  // find(), or the inode whose handle was fh before its last rekey().
+  Inode* find_any(ServerId server, const sfs::fs::Handle& fh);
+
   std::size_t size() const { return by_ino_.size(); }
 
  private:
@@ -126,6 +147,9 @@ class InodeTable {
   };
   std::unordered_map<fuse_ino_t, Inode> by_ino_;
   std::unordered_map<Key, fuse_ino_t, KeyHash> by_key_;
+  std::unordered_map<Key, fuse_ino_t, KeyHash> by_old_key_;  // rekey()'d inodes' previous handles
+  std::unordered_map<ServerId, std::uint64_t> epochs_;
+  void unindex(const Inode& in);
   fuse_ino_t next_ino_ = 2;
 };
 

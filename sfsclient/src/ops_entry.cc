@@ -374,7 +374,10 @@ void SfsFs::unlink(fuse_req_t req, fuse_ino_t parent, const char* cname, bool is
     // The object lost a link: its cached attributes are stale.
     auto it = d->children.find(name);
     if (it != d->children.end())
-      if (Inode* child = inodes_.find(it->second)) child->attr_until = Clock::time_point{};
+      if (Inode* child = inodes_.find(it->second)) {
+        child->attr_until = Clock::time_point{};
+        if (child->parent == parent && child->name == name) child->parent = 0;  // no path to it now
+      }
     forget_name(*d, name);
     fuse_reply_err(req, 0);
   };
@@ -445,11 +448,18 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
         auto it = f->children.find(name);
         const fuse_ino_t moved = it == f->children.end() ? 0 : it->second;
         if (auto old = t->children.find(newname); old != t->children.end())
-          if (Inode* replaced = inodes_.find(old->second)) replaced->attr_until = Clock::time_point{};
+          if (Inode* replaced = inodes_.find(old->second)) {
+            replaced->attr_until = Clock::time_point{};
+            if (replaced->parent == newparent && replaced->name == newname) replaced->parent = 0;
+          }
         forget_name(*f, name);
         forget_name(*t, newname);
         if (moved) {
-          if (Inode* m = inodes_.find(moved)) m->attr_until = Clock::time_point{};  // ctime changed
+          if (Inode* m = inodes_.find(moved)) {
+            m->attr_until = Clock::time_point{};  // ctime changed
+            m->parent = newparent;
+            m->name = newname;
+          }
           // The kernel moves its entry to the new name and keeps it: note it
           // here too, so that a lost connection or an INVALIDATE of the
           // directory drops it (a forgotten one stayed, stale, after the

@@ -177,6 +177,17 @@ void SfsFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
     std::uint32_t size;
     Clock::time_point deadline;
     unsigned tries = 0;
+    bool refound = false;
+    // Refused handle (refind.cc): once, with the handle found again by path.
+    void recover(sfs_nfsstat3 st) {
+      refound = true;
+      auto self = shared_from_this();
+      fs->recover_handles(sid, uid, {fh}, [self, st](SfsFs::Remap found) {
+        if (found.empty()) return (void)fuse_reply_err(self->req, errno_of(st));
+        self->fh = found.front().second;
+        self->go();
+      });
+    }
     void go() {
       ServerMount* s = fs->server(sid);
       if (!s) return (void)fuse_reply_err(req, ESTALE);
@@ -190,6 +201,11 @@ void SfsFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
                         [self](asmp::rpc::RpcStatus st, const sfs::fs::ReadView& v) {
                           if (st.ok() && v.status == SFS_NFS3_OK)
                             return (void)fuse_reply_buf(self->req, v.data.data, v.data.len);
+                          if (st.ok() && handle_refused(v.status) && !self->refound) {
+                            const sfs_nfsstat3 refused = v.status;
+                            return asmp::default_runtime().cpucb(
+                                asmp::Closure([self, refused] { self->recover(refused); }, self->fs->options().color));
+                          }
                           if (st.ok() && v.status != SFS_NFS3ERR_JUKEBOX)
                             return (void)fuse_reply_err(self->req, errno_of(v.status));
                           const bool again = (st.ok() || st.error == asmp::rpc::RpcError::kConnectionLost) &&

@@ -10,14 +10,15 @@ namespace sfsclient {
 using asmp::Closure;
 
 ServerMount::ServerMount(ServerId id, sfs::SelfCertName name, ServerMountOptions opts,
-                         LoginSigner* signer, Invalidate on_invalidate, Lost on_lost)
+                         LoginSigner* signer, Invalidate on_invalidate, Lost on_lost, NewRoot on_new_root)
     : id_(id),
       name_(std::move(name)),
       name_text_(sfs::format_name(name_)),
       opts_(std::move(opts)),
       signer_(signer),
       on_invalidate_(std::move(on_invalidate)),
-      on_lost_(std::move(on_lost)) {}
+      on_lost_(std::move(on_lost)),
+      on_new_root_(std::move(on_new_root)) {}
 
 void ServerMount::start(std::function<void(int, const std::string&)> done) {
   start_done_ = std::move(done);
@@ -96,6 +97,12 @@ int classify(const std::string& why) {
   return EIO;
 }
 
+// Two roots of the same export directory: the same file system and file
+// (GETROOT's attributes; without them, not known to be the same).
+bool same_export(const sfs::fs::Root& a, const sfs::fs::Root& b) {
+  return a.attr && b.attr && a.attr->attr.fsid == b.attr->attr.fsid && a.attr->attr.fileid == b.attr->attr.fileid;
+}
+
 }  // namespace
 
 void ServerMount::on_connected(sfs::Result<std::shared_ptr<sfs::fs::FileClient>> r) {
@@ -130,15 +137,24 @@ void ServerMount::on_connected(sfs::Result<std::shared_ptr<sfs::fs::FileClient>>
   if (first) {
     root_ = client_->root();
   } else if (client_->root().fh != root_.fh) {
-    // Another export behind the same name (its handle keys changed): every
-    // handle we hold is meaningless; refuse rather than mix files up.
-    opts_.log("sfsclient: " + name_text_ + " came back with another root handle; refusing its files");
-    client_->close();
-    client_.reset();
-    closed_ = true;
-    for (auto& w : waiting_) w.fail(ESTALE);
-    waiting_.clear();
-    return;
+    if (!same_export(root_, client_->root())) {
+      // Another export behind the same name: every handle we hold is
+      // meaningless; refuse rather than mix files up.
+      opts_.log("sfsclient: " + name_text_ + " came back with another root handle; refusing its files");
+      client_->close();
+      client_.reset();
+      closed_ = true;
+      for (auto& w : waiting_) w.fail(ESTALE);
+      waiting_.clear();
+      return;
+    }
+    // The same directory under a new handle key: the owner re-keys the root
+    // and finds the other files again by path when their handles fail.
+    opts_.log("sfsclient: " + name_text_ +
+              " came back with another root handle for the same export; re-finding files by path");
+    const sfs::fs::Handle old_root = root_.fh;
+    root_ = client_->root();
+    if (on_new_root_) on_new_root_(id_, old_root);
   } else {
     opts_.log("sfsclient: reconnected to " + name_text_);
   }

@@ -13,6 +13,9 @@
 // down, run() waits (reconnecting) up to `timeout`, then fails with EIO;
 // hard mounts wait forever. A first connection that fails for good (wrong
 // HOSTID, refused) fails with the errno documented in docs/sfsclient.md.
+// A reconnect that finds another root handle goes on if the root's fsid and
+// fileid are the same (the export's handle key was rotated: NewRoot tells
+// the owner); otherwise every call fails with ESTALE from then on.
 #pragma once
 
 #include <sys/types.h>
@@ -62,11 +65,14 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   using Invalidate =
       std::function<void(ServerId, const sfs::fs::Handle&, std::uint64_t change, std::function<void()> done)>;
   using Lost = std::function<void(ServerId)>;
+  // The server came back with another root handle for the same export
+  // (same fsid and fileid: its handle key was rotated); root() is the new one.
+  using NewRoot = std::function<void(ServerId, const sfs::fs::Handle& old_root)>;
   using Run = std::function<void(const std::shared_ptr<sfs::fs::FileClient>&, std::uint32_t auth)>;
   using Fail = std::function<void(int err)>;
 
   ServerMount(ServerId id, sfs::SelfCertName name, ServerMountOptions opts, LoginSigner* signer,
-              Invalidate on_invalidate, Lost on_lost);
+              Invalidate on_invalidate, Lost on_lost, NewRoot on_new_root = nullptr);
 
   // First connection. done(0) or an errno: EACCES (the server's key does
   // not match the HOSTID), EHOSTUNREACH (nothing answers), EIO (other).
@@ -110,6 +116,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   LoginSigner* const signer_;
   const Invalidate on_invalidate_;
   const Lost on_lost_;
+  const NewRoot on_new_root_;
 
   std::shared_ptr<sfs::fs::FileClient> client_;  // null while down
   sfs::fs::Root root_;

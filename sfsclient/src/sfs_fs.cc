@@ -142,6 +142,13 @@ void SfsFs::reply_attr(fuse_req_t req, Inode& in, double timeout) {
 bool SfsFs::make_entry(fuse_entry_param& e, Inode& parent, const std::string& name, const sfs::fs::Handle& fh,
                        const sfs_post_op_attr& attr, Clock::time_point sent) {
   Inode& child = inodes_.get(parent.server, fh, true);
+  // The server just gave this handle: it is current. And where the file
+  // was reached, to find it again by path (refind.cc).
+  child.epoch = inodes_.root_epoch(parent.server);
+  if (name != "." && name != "..") {
+    child.parent = parent.ino;
+    child.name = name;
+  }
   const double t = note_attr(child, attr, sent);
   if (!child.attr) return false;
   e = fuse_entry_param{};
@@ -233,7 +240,8 @@ void SfsFs::mount_server(fuse_req_t req, const std::string& text) {
       [this](ServerId sid, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done) {
         on_invalidate(sid, fh, change, std::move(done));
       },
-      [this](ServerId sid) { on_lost(sid); });
+      [this](ServerId sid) { on_lost(sid); },
+      [this](ServerId sid, const sfs::fs::Handle& old_root) { on_new_root(sid, old_root); });
   servers_.push_back(s);  // reserves the id (and the connection's color)
   s->start([this, s, text](int err, const std::string& why) {
     auto waiting = std::move(mounting_[text].reqs);

@@ -94,7 +94,9 @@ class SfsFs {
 
   // Calls procedure P on the inode's server as the request's user. `build`
   // fills the arguments (it may be called again on a retry: the connection
-  // was lost before an answer, or the server said JUKEBOX). `done` runs on
+  // was lost before an answer, the server said JUKEBOX, or it refused a
+  // handle learnt before its new root, found again by path: refind.cc; the
+  // handles found replace the old ones in what build fills). `done` runs on
   // the metadata color with the result and the time the call was sent;
   // transport failures are answered to the kernel here (EIO, EACCES) and
   // never reach `done` unless `raw` is set.
@@ -126,6 +128,21 @@ class SfsFs {
   // then another client's write is seen here by the next call, at once.
   void on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done);
   void on_lost(ServerId server);
+  // The server came back with another root handle for the same export
+  // (ServerMount::NewRoot): a new root epoch, the root inode re-keyed.
+  void on_new_root(ServerId server, const sfs::fs::Handle& old_root);
+
+  // Finding files again by path (refind.cc). A call failed with STALE or
+  // BADHANDLE on `handles`: the inodes among them learnt before the
+  // server's last new root are looked up again from the root down the names
+  // they were last reached by, and kept only if the file found has the
+  // fileid cached for them. done(remap) on the metadata color: each handle
+  // to send instead of one sent; empty: nothing to retry, the error stands.
+  using Remap = std::vector<std::pair<sfs::fs::Handle, sfs::fs::Handle>>;
+  void recover_handles(ServerId server, uid_t uid, std::vector<sfs::fs::Handle> handles,
+                       std::function<void(Remap)> done);
+  // The inode's handle is now fh (open files follow).
+  void rekey(Inode& in, const sfs::fs::Handle& fh);
 
   void mount_server(fuse_req_t req, const std::string& name);
   void reply_root_entry(fuse_req_t req, ServerMount& s);
@@ -154,6 +171,9 @@ class SfsFs {
   std::unordered_map<std::uint64_t, std::shared_ptr<DirHandle>> dirs_;
   std::uint64_t next_fh_ = 1;
   FsStats stats_;
+  struct Recovery;
+  void recover_next(const std::shared_ptr<Recovery>& job);
+  void refind(ServerId server, uid_t uid, fuse_ino_t ino, unsigned depth, std::function<void(bool found)> done);
   friend struct OpsAccess;
 };
 

@@ -2,11 +2,13 @@
 // wait for the server and the user's login (ServerMount::run), build the
 // arguments, send, and on the metadata color either retry (connection lost
 // before an answer, for calls safe to repeat; JUKEBOX: the server asks to
-// try again later) or hand the result to the operation. Private to
-// sfsclient/src.
+// try again later; STALE or BADHANDLE on a handle learnt before the server
+// came back with another root: once, with the handles found again by path,
+// refind.cc) or hand the result to the operation. Private to sfsclient/src.
 #pragma once
 
 #include <cerrno>
+#include <type_traits>
 
 #include "sfs_fs.h"
 
@@ -17,6 +19,29 @@ inline int errno_of(sfs_nfsstat3 st) {
   if (st == SFS_NFS3ERR_SERVERFAULT) return EIO;  // includes "outcome unknown"
   return asmp::nfs::to_errno(sfs::fs::from_wire(st));
 }
+
+// Calls f on every file handle among a call's arguments (the fields the
+// NFSv3 argument structs name them by).
+template <class T, class F>
+void fh_field(T& field, F& f) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<T>, sfs_nfs_fh3>) f(field);
+}
+template <class A, class F>
+void each_handle(A& a, F&& f) {
+  if constexpr (requires { a.object; }) fh_field(a.object, f);
+  if constexpr (requires { a.object.dir; }) fh_field(a.object.dir, f);
+  if constexpr (requires { a.what.dir; }) fh_field(a.what.dir, f);
+  if constexpr (requires { a.where.dir; }) fh_field(a.where.dir, f);
+  if constexpr (requires { a.from.dir; }) fh_field(a.from.dir, f);
+  if constexpr (requires { a.to.dir; }) fh_field(a.to.dir, f);
+  if constexpr (requires { a.link.dir; }) fh_field(a.link.dir, f);
+  if constexpr (requires { a.file; }) fh_field(a.file, f);
+  if constexpr (requires { a.dir; }) fh_field(a.dir, f);
+  if constexpr (requires { a.symlink; }) fh_field(a.symlink, f);
+  if constexpr (requires { a.fsroot; }) fh_field(a.fsroot, f);
+}
+
+inline bool handle_refused(sfs_nfsstat3 st) { return st == SFS_NFS3ERR_STALE || st == SFS_NFS3ERR_BADHANDLE; }
 
 template <std::uint32_t P>
 void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::function<void(int)> fail,
@@ -32,6 +57,19 @@ void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::
     bool retry;
     unsigned jukebox = 0;
     Clock::time_point deadline;
+    SfsFs::Remap remap;    // handles found again by path, sent instead
+    bool refound = false;  // tried that once already
+
+    // The arguments, with the handles found again in place of the old.
+    void fill(typename sfs::fs::ProcTraits<P>::Args& args) {
+      build(args);
+      if (remap.empty()) return;
+      each_handle(args, [this](sfs_nfs_fh3& h) {
+        const auto sent = sfs::fs::FileClient::handle_of(h);
+        for (const auto& [from, to] : remap)
+          if (sent == from) h = sfs::fs::FileClient::wire(to);  // `to` lives as long as this attempt
+      });
+    }
 
     void go() {
       ServerMount* s = fs->server(sid);
@@ -41,7 +79,7 @@ void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::
           uid,
           [self](const std::shared_ptr<sfs::fs::FileClient>& c, std::uint32_t auth) {
             typename sfs::fs::ProcTraits<P>::Args args{};
-            self->build(args);
+            self->fill(args);
             const auto sent = Clock::now();
             c->template call<P>(auth, args,
                                 typename sfs::fs::FileClient::template Done<P>(
@@ -68,7 +106,25 @@ void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::
         asmp::default_runtime().delaycb(delay, asmp::Closure([self] { self->go(); }, fs->opts_.color));
         return;
       }
+      if (handle_refused(r->status) && !refound) return recover(std::move(r), sent);
       done(std::move(r), sent);
+    }
+
+    // A handle refused: if some were learnt before the server's new root,
+    // find them again by path and send once more; else the error stands.
+    void recover(sfs::fs::Reply<Res> r, Clock::time_point sent) {
+      refound = true;
+      std::vector<sfs::fs::Handle> handles;
+      typename sfs::fs::ProcTraits<P>::Args args{};
+      fill(args);
+      each_handle(args, [&](sfs_nfs_fh3& h) { handles.push_back(sfs::fs::FileClient::handle_of(h)); });
+      auto self = this->shared_from_this();
+      auto failed = std::make_shared<sfs::fs::Reply<Res>>(std::move(r));
+      fs->recover_handles(sid, uid, std::move(handles), [self, failed, sent](SfsFs::Remap found) {
+        if (found.empty()) return self->done(std::move(*failed), sent);
+        for (auto& m : found) self->remap.push_back(std::move(m));
+        self->go();
+      });
     }
   };
   auto a = std::make_shared<Attempt>();
