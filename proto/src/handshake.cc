@@ -286,12 +286,12 @@ Result<ClientResult> ClientHandshake::finish(ByteSpan message2) {
 
 // ---- server ----
 
-ServerHandshake::ServerHandshake(const ServerKey& key, ServerHandshakeConfig config)
+ServerHandshake::ServerHandshake(const ServerKeyOps& key, ServerHandshakeConfig config)
     : key_(key), config_(std::move(config)) {
   random_ephemeral(e_secret_);
 }
 
-ServerHandshake::ServerHandshake(const ServerKey& key, ServerHandshakeConfig config,
+ServerHandshake::ServerHandshake(const ServerKeyOps& key, ServerHandshakeConfig config,
                                  const Key32& ephemeral_secret)
     : key_(key), config_(std::move(config)), e_secret_(ephemeral_secret) {}
 
@@ -368,7 +368,7 @@ ServerResult ServerHandshake::respond(ByteSpan message1, const ConnectContext& c
   }
   noise::mix_key(ss, shared);
   bool ok = noise::encrypt_and_hash(ss, key_.public_key().x25519, w.buffer());  // token s
-  ok = ok && noise::dh(shared, key_.x25519_secret(), re);                       // token es
+  ok = ok && key_.dh(shared, re);                                                // token es
   noise::mix_key(ss, shared);
   sodium_memzero(shared.data(), shared.size());
   sodium_memzero(e_secret_.data(), e_secret_.size());

@@ -102,6 +102,12 @@ void ServerKey::wipe() {
   sodium_memzero(ed25519_secret_.data(), ed25519_secret_.size());
 }
 
+bool ServerKey::dh(std::span<std::uint8_t, kKeyBytes> out, ByteSpan peer_public) const {
+  if (peer_public.size() != kKeyBytes) return false;
+  // crypto_scalarmult fails if the result is all zeros (low-order point).
+  return crypto_scalarmult(out.data(), x25519_secret_.data(), peer_public.data()) == 0;
+}
+
 Signature ServerKey::sign(ByteSpan message) const {
   return ed25519_sign(ed25519_secret_, message);
 }

@@ -17,6 +17,7 @@
 #include "cpu_report.h"
 #include "file_server.h"
 #include "handle_seal.h"
+#include "key_holder.h"
 #include "nfs_backend.h"
 #include "privileges.h"
 #include "sfs/keys.h"
@@ -174,6 +175,14 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
     log(LogLevel::kError, "cannot start: " + s.error());
     return 1;
   }
+  // The server key moves to a process of its own, and this one's copy is
+  // wiped (key_holder.h): still before any thread exists.
+  auto held = start_key_holder(std::move(l.key), log.sink(LogLevel::kError));
+  if (!held) {
+    log(LogLevel::kError, "cannot start: " + held.error());
+    return 1;
+  }
+  const std::shared_ptr<const sfs::ServerKeyOps> server_key = held.value();
 
   asmp::RuntimeOptions ro;
   ro.threads = cfg.threads;
@@ -301,7 +310,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
                 root_check->files = files;
               }
               sfs::SecureServerOptions so;
-              so.key = l.key;
+              so.key = server_key;
               so.users = l.users;
               so.programs.push_back(files->program());
               so.handshake_timeout = cfg.handshake_timeout;

@@ -63,7 +63,7 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
     return fail(SFS_CONNECT_BADVERSION, "client release " + std::to_string(a->release) +
                                             " is not supported (this server speaks release " +
                                             std::to_string(SFS_RELEASE) + ")");
-  const ServerKey& key = *sh.opts.key;
+  const ServerKeyOps& key = *sh.opts.key;
   if (sh.opts.refuse_other_hostids) {
     Location loc{a->host ? a->host : "", static_cast<std::uint16_t>(a->port)};
     auto want = parse_hostid(a->hostid ? a->hostid : "");

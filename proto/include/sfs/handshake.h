@@ -152,8 +152,8 @@ struct ServerResult {
 class ServerHandshake {
  public:
   // `key` must outlive this object.
-  ServerHandshake(const ServerKey& key, ServerHandshakeConfig config = {});
-  ServerHandshake(const ServerKey& key, ServerHandshakeConfig config,
+  ServerHandshake(const ServerKeyOps& key, ServerHandshakeConfig config = {});
+  ServerHandshake(const ServerKeyOps& key, ServerHandshakeConfig config,
                   const Key32& ephemeral_secret);  // test vectors only
   ~ServerHandshake();
   ServerHandshake(const ServerHandshake&) = delete;
@@ -164,7 +164,7 @@ class ServerHandshake {
   ServerResult respond(ByteSpan message1, const ConnectContext& clear = {});
 
  private:
-  const ServerKey& key_;
+  const ServerKeyOps& key_;
   ServerHandshakeConfig config_;
   bool used_ = false;
   Key32 e_secret_{};

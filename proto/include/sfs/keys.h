@@ -23,6 +23,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,7 +49,25 @@ struct UserPublicKey {
   bool operator==(const UserPublicKey&) const = default;
 };
 
-class ServerKey {
+// What a handshake needs of a server's key: the public half, X25519 with
+// the secret half, and Ed25519 signatures. ServerKey holds the secrets in
+// this process; sfsd's key holder (sfsd/src/key_holder.h) asks another
+// process that holds them, so the process that parses the network's input
+// never has them in memory. Safe to call from any thread.
+class ServerKeyOps {
+ public:
+  virtual ~ServerKeyOps() = default;
+  virtual const ServerPublicKey& public_key() const = 0;
+  // out = X25519(x25519 secret, peer_public). False if peer_public is not
+  // 32 bytes, the result is all zeros (a low-order point), or the key
+  // cannot be reached.
+  virtual bool dh(std::span<std::uint8_t, kKeyBytes> out, ByteSpan peer_public) const = 0;
+  // An Ed25519 signature of `message` (all zeros if the key cannot be
+  // reached: no verifier accepts it).
+  virtual Signature sign(ByteSpan message) const = 0;
+};
+
+class ServerKey : public ServerKeyOps {
  public:
   static ServerKey generate();
   // Deterministic construction from the two 32-byte secrets (test vectors,
@@ -59,12 +78,13 @@ class ServerKey {
   ServerKey& operator=(ServerKey&& other) noexcept;
   ServerKey(const ServerKey&) = delete;
   ServerKey& operator=(const ServerKey&) = delete;
-  ~ServerKey();
+  ~ServerKey() override;
 
-  const ServerPublicKey& public_key() const { return pub_; }
+  const ServerPublicKey& public_key() const override { return pub_; }
   const Key32& x25519_secret() const { return x25519_secret_; }
   const Key32& ed25519_seed() const { return ed25519_seed_; }
-  Signature sign(ByteSpan message) const;
+  bool dh(std::span<std::uint8_t, kKeyBytes> out, ByteSpan peer_public) const override;
+  Signature sign(ByteSpan message) const override;
 
  private:
   ServerKey() = default;

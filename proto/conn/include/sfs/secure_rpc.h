@@ -267,7 +267,7 @@ struct HandshakeLimits {
 };
 
 struct SecureServerOptions {
-  std::shared_ptr<const ServerKey> key;
+  std::shared_ptr<const ServerKeyOps> key;  // a ServerKey, or sfsd's key holder
   std::shared_ptr<const UserDb> users;  // null: every login is refused
   ServerHandshakeConfig handshake;
   ChannelOptions channel;
