@@ -229,5 +229,44 @@ TEST_F(KeyChangeTest, TurnedOffItIsRefused) {
   EXPECT_NE(::stat((server_.dir() + "/key_changes").c_str(), &st), 0) << "no file written";
 }
 
+#ifdef SFSKEY_BINARY
+// Runs a command; its exit status and what it printed (stdout and stderr).
+std::pair<int, std::string> run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return {-1, ""};
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  const int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+TEST_F(KeyChangeTest, SfskeyUpdateEndToEnd) {
+  start();
+  const std::string dir = server_.dir();
+  const std::string old_file = dir + "/alice.old", new_file = dir + "/alice.new", other = dir + "/other";
+  ASSERT_TRUE(sfs::write_key_file(old_file, *server_.user("alice").key).ok());
+  const sfs::UserKey new_key = sfs::UserKey::generate();
+  ASSERT_TRUE(sfs::write_key_file(new_file, new_key).ok());
+  ASSERT_TRUE(sfs::write_key_file(other, *server_.user("bob").key).ok());
+  const std::string base = std::string(SFSKEY_BINARY) + " update --server '" + server_.name() + "' --user alice";
+
+  // Refused: the new key is bob's. One line, non-zero exit.
+  auto [rc1, out1] = run(base + " --key " + old_file + " --new " + other);
+  EXPECT_EQ(rc1, 1) << out1;
+  EXPECT_NE(out1.find("already in the user database"), std::string::npos) << out1;
+
+  auto [rc2, out2] = run(base + " --key " + old_file + " --new " + new_file);
+  EXPECT_EQ(rc2, 0) << out2 << server_.sfsd().errors();
+  EXPECT_NE(out2.find(sfs::format_user_public_key(new_key.public_key())), std::string::npos) << out2;
+  expect_only_new_key(*server_.user("alice").key, new_key, "alice");
+
+  // The old key no longer logs in, so it cannot change anything either.
+  auto [rc3, out3] = run(base + " --key " + old_file + " --new " + other);
+  EXPECT_EQ(rc3, 1) << out3;
+  EXPECT_NE(out3.find("unknown key"), std::string::npos) << out3;
+}
+#endif
+
 }  // namespace
 }  // namespace sfsd_test
