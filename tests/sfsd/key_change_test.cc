@@ -4,6 +4,7 @@
 // SIGHUP; refusals for the anonymous user, a signature by another key, a
 // key another user has, and the feature turned off.
 // Starts: ganesha.nfsd and sfsd (restarted by one test).
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include "sfs/key_change.h"
@@ -227,6 +228,64 @@ TEST_F(KeyChangeTest, TurnedOffItIsRefused) {
   EXPECT_FALSE(login_fresh(new_key, "alice").ok());
   struct stat st;
   EXPECT_NE(::stat((server_.dir() + "/key_changes").c_str(), &st), 0) << "no file written";
+}
+
+// The reason for a file of sfsd's own: dropped to `user`, sfsd cannot write
+// the administrator's database, and must still save changes, in a
+// directory that user can write; where it cannot, a change is refused and
+// not applied.
+TEST_F(KeyChangeTest, AnUnprivilegedSfsdSavesChangesInItsOwnFile) {
+  if (::geteuid() != 0) GTEST_SKIP() << "sfsd drops privileges only when started as root";
+  const passwd* pw = ::getpwnam("nobody");
+  if (!pw) GTEST_SKIP() << "no user nobody";
+  const uid_t nobody = pw->pw_uid;
+  const gid_t nogroup = pw->pw_gid;
+  // nobody must reach the files SIGHUP rereads (as privileges_test).
+  for (auto d = std::filesystem::path(server_.dir()); d != d.root_path(); d = d.parent_path()) {
+    struct stat st;
+    if (::stat(d.c_str(), &st) == 0 && (st.st_mode & 0005) != 0005 && !(st.st_mode & S_ISVTX))
+      ::chmod(d.c_str(), (st.st_mode & 07777) | 0055);
+  }
+  const auto old_key = server_.user("alice").key;
+  const sfs::UserKey new_key = sfs::UserKey::generate();
+
+  // Default place, beside the handle keys, in a directory root owns.
+  start({"--user", "nobody"});
+  EXPECT_NE(server_.sfsd().errors().find("cannot write"), std::string::npos) << server_.sfsd().errors();
+  {
+    auto c = client(1);
+    ASSERT_TRUE(c);
+    const std::uint32_t auth = login(*c, server_.user("alice"));
+    sfs::Status s = change(*c, auth, new_key, "alice");
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.error().find("could not save"), std::string::npos) << s.error();
+    c->close();
+  }
+  EXPECT_TRUE(login_fresh(*old_key, "alice").ok()) << "an unsaved change is not applied";
+  EXPECT_FALSE(login_fresh(new_key, "alice").ok());
+  ASSERT_EQ(server_.stop_sfsd(), 0) << server_.sfsd().errors();
+
+  // A state directory that is nobody's.
+  const std::string state = server_.dir() + "/state";
+  ASSERT_EQ(::mkdir(state.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(state.c_str(), nobody, nogroup), 0);
+  start({"--user", "nobody", "--key-changes", state + "/key_changes"});
+  {
+    auto c = client(2);
+    ASSERT_TRUE(c);
+    const std::uint32_t auth = login(*c, server_.user("alice"));
+    sfs::Status s = change(*c, auth, new_key, "alice");
+    ASSERT_TRUE(s.ok()) << s.error() << "\n" << server_.sfsd().errors();
+    c->close();
+  }
+  struct stat st;
+  ASSERT_EQ(::stat((state + "/key_changes").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, nobody);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  server_.sfsd().signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return server_.sfsd().errors().find("SIGHUP: user database reloaded") != std::string::npos; }))
+      << server_.sfsd().errors();
+  expect_only_new_key(*old_key, new_key, "alice");
 }
 
 #ifdef SFSKEY_BINARY
