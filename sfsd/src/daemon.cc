@@ -258,6 +258,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   auto backend = std::make_shared<NfsBackend>(bo);
 
   std::shared_ptr<sfs::SecureServer> server;
+  auto key_changes_saved = std::make_shared<std::uint64_t>(0);  // color 0
   int exit_code = 0;
   bool draining = false;
   const std::string name = sfs::format_name(l.name);
@@ -298,17 +299,27 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
           finish_drain();
         });
   };
-  auto reload = [&] {
+  // A key change saved between the reload's reading of the files and
+  // set_users installing what it read would be missing from the installed
+  // database (both run on color 0, set_users a step later): the changes
+  // are counted, and a reload that raced one reads the files again.
+  std::function<void()> reload_users = [&] {
     auto users = load_effective_users(cfg, l.owners);
     if (!users) {
       log(LogLevel::kError, "SIGHUP: keeping the old user database: " + users.error());
-    } else if (server) {
-      for (const std::string& n : users.value().notes) log(LogLevel::kError, "SIGHUP: " + n);
-      *l.changes = *users.value().changes;  // color 0, as save_key_change
-      server->set_users(users.value().users, [&log](std::size_t revoked) {
-        log(LogLevel::kInfo, "SIGHUP: user database reloaded; " + std::to_string(revoked) + " login(s) revoked");
-      });
+      return;
     }
+    if (!server) return;
+    for (const std::string& n : users.value().notes) log(LogLevel::kError, "SIGHUP: " + n);
+    *l.changes = *users.value().changes;  // color 0, as save_key_change
+    const std::uint64_t seen = *key_changes_saved;
+    server->set_users(users.value().users, [&, seen](std::size_t revoked) {
+      if (*key_changes_saved != seen) return reload_users();
+      log(LogLevel::kInfo, "SIGHUP: user database reloaded; " + std::to_string(revoked) + " login(s) revoked");
+    });
+  };
+  auto reload = [&] {
+    reload_users();
     auto sealer = load_sealer(cfg, l.owners);
     if (!sealer) log(LogLevel::kError, "SIGHUP: keeping the old handle keys: " + sealer.error());
     else if (files) files->set_sealer(sealer.value());
@@ -358,11 +369,13 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
               so.max_failed_logins = cfg.max_failed_logins;
               if (cfg.user_key_changes) {
                 // On color 0 (the server's shared color), as reload.
-                so.save_key_change = [changes = l.changes, path = key_changes_path(cfg)](const sfs::KeyChange& c) {
+                so.save_key_change = [changes = l.changes, path = key_changes_path(cfg),
+                                       saved = key_changes_saved](const sfs::KeyChange& c) {
                   sfs::KeyChanges next = *changes;
                   next.set(c);
                   if (sfs::Status s = next.save(path); !s) return s;
                   *changes = std::move(next);
+                  ++*saved;
                   return sfs::Status{};
                 };
               }
