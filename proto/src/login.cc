@@ -304,6 +304,7 @@ UserDb UserDb::parse(std::string_view text, std::vector<DbDiagnostic>* diagnosti
       report(line_no, "supplementary groups must be up to 16 comma-separated decimal gids");
       continue;
     }
+    e.admin_key = e.key;
     if (listed_before(e.key.ed25519, line_no)) continue;
     db.by_key_.emplace(e.key.ed25519, std::move(e));
   }
@@ -335,6 +336,24 @@ const UserEntry* UserDb::find(const UserPublicKey& key) const {
 const HostEntry* UserDb::find_host(const UserPublicKey& key) const {
   auto it = hosts_.find(key.ed25519);
   return it == hosts_.end() ? nullptr : &it->second;
+}
+
+const UserEntry* UserDb::find_by_admin_key(const UserPublicKey& admin_key) const {
+  for (const auto& [k, e] : by_key_)
+    if (e.admin_key == admin_key) return &e;
+  return nullptr;
+}
+
+Status UserDb::replace_key(const UserPublicKey& current, const UserPublicKey& next) {
+  auto it = by_key_.find(current.ed25519);
+  if (it == by_key_.end()) return make_error("key " + format_user_public_key(current) + " is not a user's key here");
+  if (by_key_.count(next.ed25519) || hosts_.count(next.ed25519))
+    return make_error("key " + format_user_public_key(next) + " is already in the user database");
+  UserEntry e = std::move(it->second);
+  by_key_.erase(it);
+  e.key = next;
+  by_key_.emplace(next.ed25519, std::move(e));
+  return {};
 }
 
 // ---- auth table ----
@@ -379,6 +398,16 @@ std::size_t AuthTable::revalidate(const UserDb& db) {
     ++revoked;
   }
   return revoked;
+}
+
+std::size_t AuthTable::rekey(const UserPublicKey& from, const UserPublicKey& to) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < logins_.size(); ++i) {
+    if (revoked_[i] || logins_[i].host || !(logins_[i].key == from)) continue;
+    logins_[i].key = to;
+    ++n;
+  }
+  return n;
 }
 
 LoginOutcome AuthTable::refuse(std::string why) { return refusal(std::move(why)); }

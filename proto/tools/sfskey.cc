@@ -17,6 +17,8 @@
 //   sfskey list                     the keys your agent holds
 //   sfskey delete [FILE|PUBKEY]     takes a key out of your agent
 //   sfskey delete --all
+//   sfskey update --server @NAME [--key OLD_FILE] --new NEW_FILE [--user NAME]
+//       replaces your key on a server with a new one (sfskey/update.cc)
 //
 // Private key files are created mode 0600 and never overwritten. The agent
 // is found at $SFS_AGENT_SOCK, else $XDG_RUNTIME_DIR/sfs-agent.sock, else
@@ -57,6 +59,9 @@ constexpr const char* kUsage =
     "       sfskey list                         keys your sfsagent holds\n"
     "       sfskey delete [FILE|PUBKEY]         take a key out of your sfsagent\n"
     "       sfskey delete --all\n"
+    "       sfskey update --server @HOST%PORT,HOSTID [--key OLD_FILE] --new NEW_FILE [--user NAME]\n"
+    "                                           replace your key on a server (default OLD_FILE\n"
+    "                                           ~/.sfs/identity, NAME your login name)\n"
     "The agent is found at $SFS_AGENT_SOCK, else $XDG_RUNTIME_DIR/sfs-agent.sock,\n"
     "else ~/.sfs/agent.sock.\n";
 
@@ -342,6 +347,10 @@ int del(const std::vector<std::string_view>& args) {
 
 }  // namespace
 
+#ifdef SFSKEY_UPDATE
+int sfskey_update(const std::vector<std::string_view>& args);  // sfskey/update.cc
+#endif
+
 int main(int argc, char** argv) {
   if (argc < 2) return usage_error("missing command");
   const std::string_view cmd = argv[1];
@@ -353,6 +362,9 @@ int main(int argc, char** argv) {
   if (cmd == "add") return add(args);
   if (cmd == "list") return list(args);
   if (cmd == "delete") return del(args);
+#ifdef SFSKEY_UPDATE
+  if (cmd == "update") return sfskey_update(args);
+#endif
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     std::fputs(kUsage, stdout);
     return 0;

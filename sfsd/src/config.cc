@@ -148,6 +148,11 @@ const std::vector<Setting>& settings() {
        }},
       {"handle_keys", "FILE", "file handle keys (0600; created on first start)",
        [](std::string_view v, Config& c) { return parse_path(v, c.handle_keys); }},
+      {"key_changes", "FILE",
+       "keys users changed themselves (sfskey update); sfsd's own, 0600 (default: key_changes beside handle_keys)",
+       [](std::string_view v, Config& c) { return parse_path(v, c.key_changes); }},
+      {"user_key_changes", "yes|no", "let logged-in users replace their own key (default yes)",
+       [](std::string_view v, Config& c) { return parse_bool(v, c.user_key_changes); }},
       {"handle_key_grace", "DURATION", "how long a rotated handle key still opens handles (default 7d)",
        [](std::string_view v, Config& c) -> Err {
          std::chrono::milliseconds d;
@@ -374,11 +379,19 @@ sfs::Status validate(const Config& c) {
   if (c.server_key.empty()) return sfs::make_error("no server key: set server_key in the config or pass --server-key FILE");
   if (c.backend.empty()) return sfs::make_error("no backend: set backend (nfs://127.0.0.1/PATH?nfsport=N&mountport=M)");
   if (c.handle_keys.empty()) return sfs::make_error("no handle key file: set handle_keys (created on first start)");
+  if (!c.key_changes.empty() && c.key_changes == c.users)
+    return sfs::make_error("key_changes must not be the user database: sfsd writes it");
   const std::string host = c.hostname.empty() ? c.listen_address : c.hostname;
   if (auto h = sfs::check_host(host); !h)
     return sfs::make_error("the name's host \"" + host + "\" is not usable in a self-certifying name (" + h.error() +
                            "); set hostname");
   return {};
+}
+
+std::string key_changes_path(const Config& c) {
+  if (!c.key_changes.empty()) return c.key_changes;
+  const std::size_t slash = c.handle_keys.rfind('/');
+  return (slash == std::string::npos ? std::string() : c.handle_keys.substr(0, slash + 1)) + "key_changes";
 }
 
 std::string usage_text() {

@@ -42,6 +42,8 @@ struct Config {
   std::string users;                    // user database; "" = nobody can log in
   std::string backend;                  // nfs:// URL
   std::string handle_keys;              // handle key file, made on first start
+  std::string key_changes;              // keys users changed (key_change.h); "" = beside handle_keys
+  bool user_key_changes = true;         // SFS_CHANGEKEY allowed
   std::chrono::seconds handle_key_grace{7 * 24 * 3600};
   std::chrono::milliseconds lease{60000};
   unsigned threads = 0;                 // 0: the CPUs in the affinity mask
@@ -90,5 +92,9 @@ sfs::Result<Invocation> parse_command_line(const std::vector<std::string>& args)
 sfs::Status validate(const Config& cfg);
 
 std::string usage_text();
+
+// Where the key change file is: key_changes, or "key_changes" in
+// handle_keys's directory.
+std::string key_changes_path(const Config& c);
 
 }  // namespace sfsd

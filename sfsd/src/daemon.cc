@@ -20,6 +20,7 @@
 #include "key_holder.h"
 #include "nfs_backend.h"
 #include "privileges.h"
+#include "sfs/key_change.h"
 #include "sfs/keys.h"
 #include "sfs/names.h"
 #include "sfs/secure_rpc.h"
@@ -47,7 +48,9 @@ struct Loaded {
   std::optional<ServiceUser> user;  // the `user` setting, resolved
   std::vector<uid_t> owners;        // who may own the files we read
   std::shared_ptr<const sfs::ServerKey> key;
-  std::shared_ptr<const sfs::UserDb> users;
+  std::shared_ptr<const sfs::UserDb> users;  // the administrator's, with users' key changes applied
+  std::shared_ptr<sfs::KeyChanges> changes;  // the key change file; color 0 only once running
+  std::vector<std::string> notes;            // key changes skipped, for the log
   std::shared_ptr<const HandleSealer> sealer;
   BackendUrl backend;
   sfs::SelfCertName name;
@@ -64,6 +67,28 @@ sfs::Result<std::shared_ptr<const sfs::UserDb>> load_users(const std::string& pa
   if (!diags.empty())
     return sfs::make_error(path + ":" + std::to_string(diags.front().line) + ": " + diags.front().message);
   return std::shared_ptr<const sfs::UserDb>(std::make_shared<sfs::UserDb>(std::move(db.value())));
+}
+
+// The administrator's database, then the key change file over it
+// (key_change.h). An unusable key change file (someone else could write
+// it) is an error; entries it cannot apply are notes for the log.
+struct EffectiveUsers {
+  std::shared_ptr<const sfs::UserDb> users;
+  std::shared_ptr<sfs::KeyChanges> changes;
+  std::vector<std::string> notes;
+};
+sfs::Result<EffectiveUsers> load_effective_users(const Config& cfg, const std::vector<uid_t>& owners) {
+  auto admin = load_users(cfg.users, owners);
+  if (!admin) return sfs::make_error(admin.error());
+  const std::string path = key_changes_path(cfg);
+  std::vector<sfs::DbDiagnostic> diags;
+  auto changes = sfs::KeyChanges::load(path, &diags, owners);
+  if (!changes) return sfs::make_error(changes.error());
+  EffectiveUsers out;
+  for (const auto& d : diags) out.notes.push_back(path + ":" + std::to_string(d.line) + ": " + d.message + "; skipped");
+  out.changes = std::make_shared<sfs::KeyChanges>(std::move(changes.value()));
+  out.users = std::make_shared<const sfs::UserDb>(out.changes->apply(*admin.value(), &out.notes));
+  return out;
 }
 
 sfs::Result<std::shared_ptr<const HandleSealer>> load_sealer(const Config& cfg,
@@ -87,9 +112,11 @@ sfs::Result<Loaded> load(const Config& cfg) {
   if (!kf.value().server)
     return sfs::make_error(cfg.server_key + " is a user key; sfsd needs a server key (sfskey gen --server)");
   l.key = std::make_shared<const sfs::ServerKey>(std::move(*kf.value().server));
-  auto users = load_users(cfg.users, l.owners);
+  auto users = load_effective_users(cfg, l.owners);
   if (!users) return sfs::make_error(users.error());
-  l.users = users.value();
+  l.users = users.value().users;
+  l.changes = users.value().changes;
+  l.notes = std::move(users.value().notes);
   auto sealer = load_sealer(cfg, l.owners);
   if (!sealer) return sfs::make_error(sealer.error());
   l.sealer = sealer.value();
@@ -142,8 +169,18 @@ sfs::Status become_service_user(const Config& cfg, Loaded& l, const Logger& log)
       ::lchown(cfg.handle_keys.c_str(), u.uid, u.gid) != 0)
     return sfs::make_error("cannot give the handle key file " + cfg.handle_keys + " to user " + u.name + ": " +
                            std::strerror(errno));
+  // Likewise the key change file, which sfsd rewrites on every key change.
+  const std::string changes = key_changes_path(cfg);
+  if (::geteuid() == 0 && u.uid != 0 && ::lstat(changes.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+      st.st_uid != u.uid && ::lchown(changes.c_str(), u.uid, u.gid) != 0)
+    return sfs::make_error("cannot give the key change file " + changes + " to user " + u.name + ": " +
+                           std::strerror(errno));
   if (sfs::Status s = drop_privileges(u); !s) return s;
-  auto users = load_users(cfg.users, l.owners);
+  const std::string dir = changes.rfind('/') == std::string::npos ? "." : changes.substr(0, changes.rfind('/') + 1);
+  if (cfg.user_key_changes && ::access(dir.c_str(), W_OK | X_OK) != 0)
+    log(LogLevel::kWarn, "user " + u.name + " cannot write " + dir + ": users' key changes (sfskey update) will "
+                         "fail until it can (make the directory " + u.name + "'s, 0700), or set user_key_changes no");
+  auto users = load_effective_users(cfg, l.owners);
   if (!users)
     return sfs::make_error("as user " + u.name + ", SIGHUP could not reread the user database: " + users.error());
   auto sealer = load_sealer(cfg, l.owners);
@@ -171,6 +208,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
     return 1;
   }
   Loaded l = std::move(loaded.value());
+  for (const std::string& n : l.notes) log(LogLevel::kError, n);
   if (sfs::Status s = become_service_user(cfg, l, log); !s) {
     log(LogLevel::kError, "cannot start: " + s.error());
     return 1;
@@ -229,6 +267,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   auto backend = std::make_shared<NfsBackend>(bo);
 
   std::shared_ptr<sfs::SecureServer> server;
+  auto key_changes_saved = std::make_shared<std::uint64_t>(0);  // color 0
   int exit_code = 0;
   bool draining = false;
   const std::string name = sfs::format_name(l.name);
@@ -269,15 +308,27 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
           finish_drain();
         });
   };
-  auto reload = [&] {
-    auto users = load_users(cfg.users, l.owners);
+  // A key change saved between the reload's reading of the files and
+  // set_users installing what it read would be missing from the installed
+  // database (both run on color 0, set_users a step later): the changes
+  // are counted, and a reload that raced one reads the files again.
+  std::function<void()> reload_users = [&] {
+    auto users = load_effective_users(cfg, l.owners);
     if (!users) {
       log(LogLevel::kError, "SIGHUP: keeping the old user database: " + users.error());
-    } else if (server) {
-      server->set_users(users.value(), [&log](std::size_t revoked) {
-        log(LogLevel::kInfo, "SIGHUP: user database reloaded; " + std::to_string(revoked) + " login(s) revoked");
-      });
+      return;
     }
+    if (!server) return;
+    for (const std::string& n : users.value().notes) log(LogLevel::kError, "SIGHUP: " + n);
+    *l.changes = *users.value().changes;  // color 0, as save_key_change
+    const std::uint64_t seen = *key_changes_saved;
+    server->set_users(users.value().users, [&, seen](std::size_t revoked) {
+      if (*key_changes_saved != seen) return reload_users();
+      log(LogLevel::kInfo, "SIGHUP: user database reloaded; " + std::to_string(revoked) + " login(s) revoked");
+    });
+  };
+  auto reload = [&] {
+    reload_users();
     auto sealer = load_sealer(cfg, l.owners);
     if (!sealer) log(LogLevel::kError, "SIGHUP: keeping the old handle keys: " + sealer.error());
     else if (files) files->set_sealer(sealer.value());
@@ -325,6 +376,18 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
               so.allow_anonymous = cfg.allow_anonymous;
               so.max_calls_in_progress = cfg.max_calls_per_connection;
               so.max_failed_logins = cfg.max_failed_logins;
+              if (cfg.user_key_changes) {
+                // On color 0 (the server's shared color), as reload.
+                so.save_key_change = [changes = l.changes, path = key_changes_path(cfg),
+                                       saved = key_changes_saved](const sfs::KeyChange& c) {
+                  sfs::KeyChanges next = *changes;
+                  next.set(c);
+                  if (sfs::Status s = next.save(path); !s) return s;
+                  *changes = std::move(next);
+                  ++*saved;
+                  return sfs::Status{};
+                };
+              }
               so.transport.max_queued_output_bytes = cfg.max_queued_bytes_per_connection;
               so.log = log.sink(LogLevel::kInfo);
               std::weak_ptr<FileServer> weak_files = files;

@@ -94,6 +94,48 @@ void SecureSession::login_signed(Bytes request, std::string user,
       co);
 }
 
+void SecureSession::change_key(const UserKey& new_key, std::string user, std::uint32_t auth,
+                               Callback<void(Status)> cb) const {
+  change_key_signed(encode_key_change_request(new_key, user, s_->session_id), auth, std::move(cb));
+}
+
+void SecureSession::change_key_signed(Bytes request, std::uint32_t auth, Callback<void(Status)> cb) const {
+  struct Pending {
+    Bytes request;
+    sfs_login_msg arg{};
+    sfs_login_msg res{};
+    rpc::Auth cred = rpc::Auth::none();
+    std::string server;
+    Callback<void(Status)> cb;
+  };
+  auto p = std::make_shared<Pending>();
+  p->request = std::move(request);
+  p->arg.sfs_login_msg_len = static_cast<u_int>(p->request.size());
+  p->arg.sfs_login_msg_val = reinterpret_cast<char*>(p->request.data());
+  p->cred = auth_number_cred(auth);
+  p->server = format_name(s_->name);
+  const color_t color = cb.color();
+  p->cb = std::move(cb);
+  rpc::CallOptions co;
+  co.auth = &p->cred;
+  s_->conn->call(
+      SFS_LOGIN_PROG, SFS_LOGIN_V1, SFS_CHANGEKEY, rpc::as_xdrproc(xdr_sfs_login_msg), &p->arg,
+      rpc::as_xdrproc(xdr_sfs_login_msg), &p->res,
+      rpc::CallDone(
+          [p](rpc::RpcStatus st) {
+            const std::string what = "key change at " + p->server;
+            if (!st.ok()) return p->cb(make_error(what + " failed: " + st.message()));
+            auto reply = decode_key_change_reply(
+                {reinterpret_cast<const std::uint8_t*>(p->res.sfs_login_msg_val), p->res.sfs_login_msg_len});
+            xdr_free(rpc::as_xdrproc(xdr_sfs_login_msg), &p->res);
+            if (!reply.ok()) return p->cb(make_error(what + ": malformed answer: " + reply.error()));
+            if (!reply.value().changed) return p->cb(make_error(what + " refused: " + reply.value().reason));
+            p->cb(Status{});
+          },
+          color),
+      co);
+}
+
 void SecureSession::logout(std::uint32_t auth_number) const {
   auto n = std::make_shared<u_int>(auth_number);
   s_->conn->call(SFS_LOGIN_PROG, SFS_LOGIN_V1, SFS_LOGOUT, rpc::as_xdrproc(xdr_u_int), n.get(),

@@ -257,7 +257,7 @@ std::shared_ptr<const rpc::Interface> login_iface() {
   static const auto i = std::make_shared<const rpc::Interface>(rpc::Interface{
       SFS_LOGIN_PROG, SFS_LOGIN_V1,
       {rpc::proc(xdr_void, xdr_void), rpc::proc(xdr_sfs_login_msg, xdr_sfs_login_msg),
-       rpc::proc(xdr_u_int, xdr_void)}});
+       rpc::proc(xdr_u_int, xdr_void), rpc::proc(xdr_sfs_login_msg, xdr_sfs_login_msg)}});
   return i;
 }
 

@@ -37,6 +37,22 @@ using asmp::Closure;
 using asmp::color_t;
 using namespace conn_detail;
 
+bool conn_detail::auth_number_of(rpc::Call& c, std::uint32_t& number) {
+  number = kAnonymousAuth;
+  const rpc::Cred& cred = c.cred();
+  if (cred.flavor == SFS_AUTH_NUMBER) {
+    if (cred.body.size() != 4) {
+      c.reject_auth(AUTH_BADCRED);
+      return false;
+    }
+    number = load_be32(reinterpret_cast<const std::uint8_t*>(cred.body.data()));
+  } else if (cred.flavor != AUTH_NONE) {
+    c.reject_auth(AUTH_REJECTEDCRED);
+    return false;
+  }
+  return true;
+}
+
 namespace {
 
 using Conn = SecureServer::Conn;
@@ -68,6 +84,7 @@ void serve_login(const std::shared_ptr<Conn>& sc, rpc::Call c) {
     c.reply(nullptr);
     return;
   }
+  if (c.proc() == SFS_CHANGEKEY) return serve_change_key(sc, std::move(c));
   if (c.proc() == SFS_LOGOUT) {
     auto held = std::make_shared<rpc::Call>(std::move(c));
     asmp::default_runtime().cpucb(Closure(
@@ -122,17 +139,7 @@ void serve_login(const std::shared_ptr<Conn>& sc, rpc::Call c) {
 // shared color.
 void serve_as_user(const std::shared_ptr<Conn>& sc, const SecureProgram& prog, rpc::Call c) {
   std::uint32_t number = kAnonymousAuth;
-  const rpc::Cred& cred = c.cred();
-  if (cred.flavor == SFS_AUTH_NUMBER) {
-    if (cred.body.size() != 4) {
-      c.reject_auth(AUTH_BADCRED);
-      return;
-    }
-    number = load_be32(reinterpret_cast<const std::uint8_t*>(cred.body.data()));
-  } else if (cred.flavor != AUTH_NONE) {
-    c.reject_auth(AUTH_REJECTEDCRED);
-    return;
-  }
+  if (!auth_number_of(c, number)) return;
   if (number == kAnonymousAuth && !sc->shared->opts.allow_anonymous &&
       std::find(prog.open_procs.begin(), prog.open_procs.end(), c.proc()) == prog.open_procs.end()) {
     c.reject_auth(AUTH_TOOWEAK);
@@ -310,6 +317,7 @@ void SecureServer::serve_fd(int fd) {
   {
     rpc::Program p;
     p.iface = *login_iface();
+    p.flavors = {AUTH_NONE, SFS_AUTH_NUMBER};  // SFS_CHANGEKEY names its login
     p.dispatch = [sc](rpc::Call c) { serve_login(sc, std::move(c)); };
     progs->add(std::move(p));
   }
@@ -465,6 +473,7 @@ SecureServerStats SecureServer::stats() const {
   s.handshakes_rate_limited = shared_->handshakes_rate_limited.load(r);
   s.refused_handshakes_in_progress = shared_->refused_handshakes_in_progress.load(r);
   s.prehandshake_rejected = shared_->prehandshake_rejected.load(r);
+  s.key_changes = shared_->key_changes.load(r);
   return s;
 }
 

@@ -23,7 +23,7 @@ struct SecureServer::Shared {
   std::atomic<std::uint64_t> accepted{0}, established{0}, handshake_failures{0}, logins{0},
       login_refusals{0}, filter_rejections{0}, refused_over_limit{0}, idle_closed{0},
       logins_revoked{0}, stalled_closed{0}, handshakes_rate_limited{0},
-      refused_handshakes_in_progress{0}, prehandshake_rejected{0};
+      refused_handshakes_in_progress{0}, prehandshake_rejected{0}, key_changes{0};
   std::atomic<std::uint64_t> next_conn_id{0};
   std::atomic<std::int64_t> last_limit_log_s{-1};
   // On the shared color: every connection whose auth table may exist.
@@ -84,6 +84,12 @@ namespace conn_detail {
 // SFS_CONNECT (and its NULL, once the channel is on), on the connection's
 // color: the handshake, then the switch to the sealed channel.
 void serve_connect(const std::shared_ptr<SecureServer::Conn>& sc, rpc::Call c);
+// SFS_CHANGEKEY (secure_server_keychange.cc): the signature on the
+// connection's color, the change on the shared color.
+void serve_change_key(const std::shared_ptr<SecureServer::Conn>& sc, rpc::Call c);
+// The auth number a call's credential names (0: none); false: the call was
+// rejected for a malformed or foreign credential.
+bool auth_number_of(rpc::Call& c, std::uint32_t& number);
 
 }  // namespace conn_detail
 

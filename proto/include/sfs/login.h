@@ -98,6 +98,9 @@ struct UserEntry {
   std::uint32_t uid = kNobody;
   std::uint32_t gid = kNobody;
   std::vector<std::uint32_t> groups;
+  // The key the administrator's line gives (differs from `key` after the
+  // user changed theirs: key_change.h).
+  UserPublicKey admin_key;
 };
 
 // A trusted client host: `host ed25519:KEY NAME UIDS GIDS` in the user
@@ -127,6 +130,12 @@ class UserDb {
 
   const UserEntry* find(const UserPublicKey& key) const;
   const HostEntry* find_host(const UserPublicKey& key) const;
+  // The user entry whose administrator's key is `admin_key`.
+  const UserEntry* find_by_admin_key(const UserPublicKey& admin_key) const;
+  // A user's key changed (key_change.h): the entry of `current` now has
+  // `next`. Refused if `current` is not a user's key, or `next` is already
+  // listed (as a user or a host): keys are never shared.
+  Status replace_key(const UserPublicKey& current, const UserPublicKey& next);
   std::size_t size() const { return by_key_.size(); }
   std::size_t hosts() const { return hosts_.size(); }
 
@@ -184,6 +193,9 @@ class AuthTable {
   // belongs to another name, are revoked (find() returns nullptr); the
   // others take the new uid, gid and groups. Returns how many were revoked.
   std::size_t revalidate(const UserDb& db);
+  // A user changed their key from `from` to `to` (key_change.h): logins
+  // made with `from` stay valid under `to`. Returns how many.
+  std::size_t rekey(const UserPublicKey& from, const UserPublicKey& to);
 
   static const AuthResult& anonymous();
 

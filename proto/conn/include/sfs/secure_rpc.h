@@ -54,6 +54,7 @@
 #include "asmp/rpc.h"
 #include "sfs/channel.h"
 #include "sfs/handshake.h"
+#include "sfs/key_change.h"
 #include "sfs/keys.h"
 #include "sfs/login.h"
 #include "sfs/names.h"
@@ -198,6 +199,13 @@ class SecureSession {
   void login_signed(Bytes request, std::string user,
                     asmp::Callback<void(Result<std::uint32_t>)> cb) const;
   std::uint64_t next_seqno() const;
+  // Replaces the key of `user`, logged in on this session as auth number
+  // `auth`, with new_key (SFS_CHANGEKEY; the request is signed by new_key).
+  // cb gets nothing, or why the server refused. Any thread.
+  void change_key(const UserKey& new_key, std::string user, std::uint32_t auth,
+                  asmp::Callback<void(Status)> cb) const;
+  // Sends a request built elsewhere (tests send forged ones).
+  void change_key_signed(Bytes request, std::uint32_t auth, asmp::Callback<void(Status)> cb) const;
   // Forgets an auth number on the server (fire and forget).
   void logout(std::uint32_t auth_number) const;
   void close() const;
@@ -295,6 +303,13 @@ struct SecureServerOptions {
   // A connection whose logins fail this many times is closed (each failed
   // login costs the server a signature check). 0: never.
   unsigned max_failed_logins = 8;
+  // Key changes (SFS_CHANGEKEY, sfs/key_change.h): a logged-in user
+  // replacing their own key. Null: every request is refused ("turned off").
+  // Runs on the shared color once a change is verified and allowed, and
+  // must make it durable before it returns (sfsd writes its key change
+  // file); an error refuses the change, which is then not applied. After
+  // it, later logins need the new key; logins made with the old one stay.
+  std::function<Status(const KeyChange&)> save_key_change;
   HandshakeLimits handshake_limits;
   asmp::color_t shared_color = 0;  // auth tables, uid map
   // Per connection: calls being handled (beyond it the connection is not
@@ -325,6 +340,7 @@ struct SecureServerStats {
   std::uint64_t handshakes_rate_limited = 0;
   std::uint64_t refused_handshakes_in_progress = 0;
   std::uint64_t prehandshake_rejected = 0;
+  std::uint64_t key_changes = 0;          // accepted SFS_CHANGEKEYs
 };
 
 class SecureServer : public std::enable_shared_from_this<SecureServer> {
