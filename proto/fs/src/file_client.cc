@@ -59,8 +59,15 @@ void FileClient::connect(FileClientOptions opts, ConnectDone done) {
     closed->store(true);
     if (user) user(why);
   };
+  // done runs under its own color (its owner's state lives there), not the
+  // connection's, where the steps below run.
   const asmp::color_t color = done.color();
-  auto shared_done = std::make_shared<ConnectDone>(std::move(done));
+  auto user_done = std::make_shared<ConnectDone>(std::move(done));
+  auto shared_done = std::make_shared<std::function<void(Result<std::shared_ptr<FileClient>>)>>(
+      [user_done, color](Result<std::shared_ptr<FileClient>> r) {
+        auto result = std::make_shared<Result<std::shared_ptr<FileClient>>>(std::move(r));
+        asmp::default_runtime().cpucb(asmp::Closure([user_done, result] { (*user_done)(std::move(*result)); }, color));
+      });
   secure_connect(
       std::move(so),
       asmp::Callback<void(Result<SecureSession>)>(
@@ -99,7 +106,6 @@ void FileClient::connect(FileClientOptions opts, ConnectDone done) {
                     asmp::Runtime::current_color()));
           },
           opts.color));
-  (void)color;
 }
 
 void FileClient::login(const UserKey& key, std::string user,

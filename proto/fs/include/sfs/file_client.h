@@ -151,6 +151,7 @@ rpc::Program callback_program(FileClientOptions::OnInvalidate on_inval);
 class FileClient : public std::enable_shared_from_this<FileClient> {
  public:
   using ConnectDone = asmp::Callback<void(Result<std::shared_ptr<FileClient>>)>;
+  // done runs under its own color.
   static void connect(FileClientOptions opts, ConnectDone done);
   ~FileClient();
 
