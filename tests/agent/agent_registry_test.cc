@@ -176,6 +176,9 @@ TEST_F(AgentRegistryTest, AgentWithoutASuitableKeyRefuses) {
   EXPECT_NE(none.error().find("refused to sign: the agent holds no keys"), std::string::npos)
       << none.error();
   stop_agent(agent);
+  // The registry must have seen it go: else has_agent() below is still the
+  // old agent's, and the next request races its departure.
+  ASSERT_TRUE(eventually([&] { return !reg->has_agent(0); }));
 
   // A key restricted to server A signs for A only.
   agent = start_agent(ring_with(3, "carol", kServerA));
