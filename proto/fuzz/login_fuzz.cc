@@ -1,10 +1,15 @@
 // login_fuzz: the login request and reply decoders and the verifier
-// (login.h), plus the text parsers that read hostile files and names
-// (user database, key files, self-certifying names).
+// (login.h), the key change request and reply decoders and their proof of
+// possession (key_change.h), plus the text parsers that read hostile files
+// and names (user database, key change file, key files, self-certifying
+// names).
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "sfs/key_change.h"
 #include "sfs/keys.h"
 #include "sfs/login.h"
 #include "sfs/names.h"
@@ -47,6 +52,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& d : diags)
     if (d.line == 0 || d.message.empty()) std::abort();
   (void)parsed;
+
+  // A user's key change: what verifies must decode, and the change file's
+  // parser applied over the database.
+  if (sfs::verify_key_change_request(session, input).ok() && !sfs::decode_key_change_request(input).ok())
+    std::abort();
+  (void)sfs::decode_key_change_reply(input);
+  std::vector<sfs::DbDiagnostic> change_diags;
+  const sfs::KeyChanges changes = sfs::KeyChanges::parse(text, &change_diags);
+  for (const auto& d : change_diags)
+    if (d.line == 0 || d.message.empty()) std::abort();
+  std::vector<std::string> notes;
+  (void)changes.apply(db(), &notes);
 
   auto name = sfs::parse_name(text);
   if (name.ok() && sfs::format_name(name.value()) != text) std::abort();  // canonical
