@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <sys/stat.h>
 
+#include "sfs/lines.h"
 #include "sfs/secret_file.h"
 
 namespace sfs {
@@ -102,13 +103,9 @@ Result<KeyChangeReply> decode_key_change_reply(ByteSpan message) {
 
 KeyChanges KeyChanges::parse(std::string_view text, std::vector<DbDiagnostic>* diagnostics) {
   KeyChanges out;
-  std::size_t line_no = 0, pos = 0;
-  while (pos < text.size()) {
-    std::size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) nl = text.size();
-    std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
-    ++line_no;
+  LineCursor lines(text);
+  std::string_view line;
+  while (lines.next(&line)) {
     if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     const auto f = fields(line);
     if (f.empty()) continue;
@@ -116,7 +113,7 @@ KeyChanges KeyChanges::parse(std::string_view text, std::vector<DbDiagnostic>* d
     auto next = f.size() == 3 ? parse_user_public_key(f[2]) : Result<UserPublicKey>(make_error(""));
     if (f.size() != 3 || !valid_user_name(f[0]) || !admin || !next) {
       if (diagnostics)
-        diagnostics->push_back({line_no, "expected \"NAME ed25519:<administrator's key> ed25519:<new key>\""});
+        diagnostics->push_back({lines.number(), "expected \"NAME ed25519:<administrator's key> ed25519:<new key>\""});
       continue;
     }
     out.entries_[{std::string(f[0]), admin.value().ed25519}] = next.value();
