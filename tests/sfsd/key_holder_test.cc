@@ -20,6 +20,23 @@
 namespace sfsd_test {
 namespace {
 
+// The whole of a small /proc file, or "" if it cannot be read. Read with
+// read(2), not an ifstream: a process that exits between open and read makes
+// read fail with ESRCH, which libstdc++'s filebuf turns into an exception.
+std::string read_proc(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;  // end, or the process is gone (ESRCH)
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
 // The pid of PARENT's child whose command name is `comm`, or -1.
 pid_t child_named(pid_t parent, const std::string& comm) {
   DIR* d = ::opendir("/proc");
@@ -28,8 +45,7 @@ pid_t child_named(pid_t parent, const std::string& comm) {
   while (dirent* e = ::readdir(d)) {
     const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
     if (pid <= 0) continue;
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const std::string stat = read_proc("/proc/" + std::to_string(pid) + "/stat");
     // pid (comm) state ppid ...
     const std::size_t open = stat.find('('), close = stat.rfind(')');
     if (open == std::string::npos || close == std::string::npos) continue;
@@ -45,8 +61,7 @@ pid_t child_named(pid_t parent, const std::string& comm) {
 
 // True once pid has exited (gone, or a zombie nobody reaped yet).
 bool gone(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const std::string stat = read_proc("/proc/" + std::to_string(pid) + "/stat");
   const std::size_t close = stat.rfind(')');
   return close == std::string::npos || stat.compare(close + 2, 1, "Z") == 0;
 }
