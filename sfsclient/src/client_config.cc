@@ -68,6 +68,14 @@ const std::vector<Setting>& settings() {
        [](std::string_view v, ClientConfig& c) { return parse_unsigned(v, c.threads); }},
       {"read_ahead_kb", "KB", "the mount's read-ahead (default 1024)",
        [](std::string_view v, ClientConfig& c) { return parse_unsigned(v, c.read_ahead_kb); }},
+      {"connections", "N",
+       "connections to each server: reads go in turn over all N, everything else over the first "
+       "(default 0: one per worker thread, at most 4)",
+       [](std::string_view v, ClientConfig& c) -> Err {
+         if (auto e = parse_unsigned(v, c.connections)) return e;
+         if (c.connections > 16) return "at most 16";
+         return std::nullopt;
+       }},
       {"log_file", "FILE", "log when in the background (default /var/log/sfsclient.log)",
        [](std::string_view v, ClientConfig& c) -> Err {
          c.log_file = std::string(v);

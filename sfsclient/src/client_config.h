@@ -17,6 +17,7 @@ struct ClientConfig {
   bool hard = false;                         // ...or wait forever
   unsigned threads = 0;                      // 0: one per CPU in the affinity mask
   unsigned read_ahead_kb = 1024;
+  unsigned connections = 0;  // per server; 0: one per worker thread, at most 4
   bool foreground = false;
   std::string log_file = "/var/log/sfsclient.log";
   std::string pid_file;

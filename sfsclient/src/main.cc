@@ -16,6 +16,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -152,6 +153,7 @@ int do_mount(ClientConfig cfg) {
   fo.hard = cfg.hard;
   fo.log = log;
   fo.revoked_dir = cfg.revoked_dir;
+  fo.connections = cfg.connections ? cfg.connections : std::clamp(rt.threads(), 1u, 4u);
   // Agents: the registration socket every user's sfsagent connects to.
   auto made = sfsclient::make_agent_signer(cfg, rt, fo.color, log);
   if (!made.ok()) {

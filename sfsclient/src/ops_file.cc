@@ -4,7 +4,9 @@
 // Reads: one SFS READ per FUSE read (1 MiB with the mount's read-ahead),
 // answered to the kernel from the connection's color straight out of the
 // decrypted record (no copy, no hop). Several are in flight at once
-// (FUSE_CAP_ASYNC_READ, max_background).
+// (FUSE_CAP_ASYNC_READ, max_background), spread in turn over the server's
+// connections (`connections`, read_lanes.h) so that decryption here and
+// encryption in sfsd run on more than one core.
 //
 // Writes: behind. A write is answered to the writer as soon as it is sent
 // (UNSTABLE), up to max_write_behind bytes in flight per open file (more
@@ -192,7 +194,8 @@ void SfsFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
       ServerMount* s = fs->server(sid);
       if (!s) return (void)fuse_reply_err(req, ESTALE);
       auto self = shared_from_this();
-      s->run(
+      // In turn over the server's connections (read_lanes.h).
+      s->run_read(
           uid,
           [self](const std::shared_ptr<FileClient>& c, std::uint32_t auth) {
             // Answered on the connection's color, from the record itself.

@@ -18,7 +18,18 @@ ServerMount::ServerMount(ServerId id, sfs::SelfCertName name, ServerMountOptions
       signer_(signer),
       on_invalidate_(std::move(on_invalidate)),
       on_lost_(std::move(on_lost)),
-      on_new_root_(std::move(on_new_root)) {}
+      on_new_root_(std::move(on_new_root)) {
+  if (opts_.connections > 1) {
+    ReadLanesOptions lo;
+    lo.color = opts_.color;
+    lo.first_color = opts_.conn_color + 1;
+    lo.count = opts_.connections - 1;
+    lo.backoff_initial = opts_.backoff_initial;
+    lo.backoff_max = opts_.backoff_max;
+    lo.log = opts_.log;
+    lanes_ = std::make_shared<ReadLanes>(name_, name_text_, lo, signer_);
+  }
+}
 
 void ServerMount::start(std::function<void(int, const std::string&)> done) {
   start_done_ = std::move(done);
@@ -193,6 +204,17 @@ void ServerMount::run(uid_t uid, Run fn, Fail fail) {
   dispatch(std::move(w));
 }
 
+void ServerMount::run_read(uid_t uid, Run fn, Fail fail) {
+  if (lanes_ && client_ && !closed_) {
+    // A lane only for a user already logged in on the main connection: the
+    // lanes copy that login (anonymous stays anonymous).
+    auto it = logins_.find(uid);
+    if (it != logins_.end() && it->second.ready)
+      if (auto p = lanes_->next(uid, it->second.auth, root_.fh)) return fn(p->client, p->auth);
+  }
+  run(uid, std::move(fn), std::move(fail));
+}
+
 void ServerMount::dispatch(Waiter w) {
   if (!client_) {
     waiting_.push_back(std::move(w));
@@ -298,6 +320,7 @@ bool ServerMount::any_login_waiting() const {
 
 void ServerMount::close() {
   closed_ = true;
+  if (lanes_) lanes_->close();
   if (client_) client_->close();
   client_.reset();
   std::deque<Waiter> all;

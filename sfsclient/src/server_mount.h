@@ -30,6 +30,7 @@
 #include "sfs/agent_registry.h"
 #include "sfs/file_client.h"
 #include "sfs/names.h"
+#include "read_lanes.h"
 
 namespace sfsclient {
 
@@ -57,6 +58,9 @@ struct ServerMountOptions {
   // Revocation certificates (sfs/revocation.h); empty: none checked. A
   // revoked HOSTID fails with EACCES at mount and at every reconnect.
   std::string revoked_dir;
+  // Connections to the server: the main one, plus connections-1 read
+  // lanes (read_lanes.h) under the colors after conn_color.
+  unsigned connections = 1;
 };
 
 class ServerMount : public std::enable_shared_from_this<ServerMount> {
@@ -78,6 +82,9 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   // not match the HOSTID), EHOSTUNREACH (nothing answers), EIO (other).
   void start(std::function<void(int err, const std::string& why)> done);
   void run(uid_t uid, Run fn, Fail fail);
+  // For READ: like run(), but in turn over the main connection and the read
+  // lanes (read_lanes.h); the main connection whenever a lane is not ready.
+  void run_read(uid_t uid, Run fn, Fail fail);
   void close();
 
   ServerId id() const { return id_; }
@@ -85,6 +92,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   const sfs::fs::Root& root() const { return root_; }
   bool connected() const { return client_ != nullptr; }
   std::uint64_t connections() const { return connections_; }
+  unsigned read_lanes_up() const { return lanes_ ? lanes_->connected() : 0; }
 
  private:
   struct Waiter {
@@ -130,6 +138,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   std::deque<Waiter> waiting_;                 // for a connection
   std::unordered_map<uid_t, Login> logins_;    // this connection's logins
   bool expiry_armed_ = false;
+  std::shared_ptr<ReadLanes> lanes_;  // null: one connection
 };
 
 }  // namespace sfsclient

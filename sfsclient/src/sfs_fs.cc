@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "sfs_fs_call.h"
@@ -230,7 +231,9 @@ void SfsFs::mount_server(fuse_req_t req, const std::string& text) {
   const ServerId id = static_cast<ServerId>(servers_.size() + 1);
   ServerMountOptions so;
   so.color = opts_.color;
-  so.conn_color = opts_.first_conn_color + id - 1;
+  // Each server's connections get colors of their own: the main one, then its read lanes.
+  so.connections = std::max(opts_.connections, 1u);
+  so.conn_color = opts_.first_conn_color + (id - 1) * so.connections;
   so.timeout = opts_.timeout;
   so.hard = opts_.hard;
   so.log = opts_.log;

@@ -41,6 +41,7 @@ struct FsOptions {
   std::size_t max_write_behind = 16 << 20; // per open file: writes answered before the server has them
   sfs::LogSink log = sfs::log_to_stderr;
   std::string revoked_dir;  // ServerMountOptions::revoked_dir
+  unsigned connections = 1;  // per server: ServerMountOptions::connections
 };
 
 struct FsStats {

@@ -7,7 +7,7 @@
 #include <grp.h>
 #include <pwd.h>
 
-#include "mount_test_util.h"
+#include "conns_util.h"
 
 namespace mount_test {
 namespace {
@@ -199,6 +199,51 @@ TEST_F(AnonymousOffTest, OnlyUsersWithAKeyGetIn) {
   EXPECT_EQ(out, "hi\n");
   EXPECT_NE(as(users_[2], "ls " + d, &out), 0);
   EXPECT_NE(out.find("Permission denied"), std::string::npos) << out;
+}
+
+// Reads over the mount's extra connections (read_lanes.h) carry the
+// reader's own login: a user's 0600 file read through three connections
+// comes back right (a lane logged in as anybody else would be refused by
+// the backend), and the lanes did carry it.
+class LanesUsersTest : public UsersTest {
+ protected:
+  std::vector<std::string> mount_flags() override { return {"--connections", "3"}; }
+};
+
+TEST_F(LanesUsersTest, ALaneReadsAsTheUserWhoseReadItIs) {
+  if (!pidfd_getfd_works()) GTEST_SKIP() << "no pidfd_getfd here";
+  start_agent(users_[0].uid, users_[0].uid, users_[0].home, users_[0].home + "/.sfs/identity");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string d = at(*m_);
+  std::string out;
+  // Written by user 0 through the mount (so owned by them), then read back
+  // cold by a second, fresh mount-side open after the cache is dropped.
+  ASSERT_EQ(as(users_[0], "head -c 24M /dev/urandom > " + users_[0].home + "/ref && cp " + users_[0].home + "/ref " +
+                              d + "/private && chmod 600 " + d + "/private",
+               &out),
+            0)
+      << out << m_->log();
+  Conns before = connections_to(m_->pid(), server_.port());
+  std::vector<std::uint64_t> got;
+  for (auto& k : before.all) got.push_back(k.received());
+  ASSERT_EQ(as(users_[0], "dd if=" + d + "/private iflag=direct bs=1M status=none | cmp - " + users_[0].home + "/ref",
+               &out),
+            0)
+      << out << m_->log();
+  Conns after = connections_to(m_->pid(), server_.port());
+  ASSERT_EQ(after.all.size(), 3u) << m_->log();
+  // The lanes carried data for this user (new connections count from zero).
+  int carried = 0;
+  for (auto& k : after.all) {
+    std::uint64_t was = 0;
+    for (std::size_t i = 0; i < before.all.size(); ++i)
+      if (before.all[i].local_port == k.local_port) was = got[i];
+    carried += k.received() - was > (2u << 20);
+  }
+  EXPECT_EQ(carried, 3) << m_->log();
+  EXPECT_EQ(m_->log().find("its reads stay on the main connection"), std::string::npos) << m_->log();
+  // Another user is still refused.
+  EXPECT_NE(as(users_[1], "cat " + d + "/private > /dev/null", &out), 0);
 }
 
 }  // namespace
