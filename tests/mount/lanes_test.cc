@@ -45,6 +45,13 @@ class LanesTest : public MountFixture {
     return ref;
   }
   bool supported() { return pidfd_getfd_works(); }
+  // The local port of m's main connection: the only one before any read
+  // (made when the server's directory is first looked at). 0: not found.
+  std::uint16_t main_connection_port(Mount& m) {
+    if (sh("ls '" + at(m) + "' > /dev/null") != 0) return 0;
+    Conns c = connections_to(m.pid(), server_.port());
+    return c.all.size() == 1 ? c.all[0].local_port : 0;
+  }
 };
 
 TEST_F(LanesTest, ReadsGoInTurnOverEveryConnectionAndComeBackRight) {
@@ -52,14 +59,8 @@ TEST_F(LanesTest, ReadsGoInTurnOverEveryConnectionAndComeBackRight) {
   Mount& m = mount({"--connections", "3"});
   const std::string ref = make_file("big", 48);
   std::string out;
-  // The main connection is the one made at mount, before any read.
-  ASSERT_EQ(sh("ls '" + at(m) + "' > /dev/null", &out), 0) << out;
-  std::uint16_t main_port;
-  {
-    Conns c = connections_to(m.pid(), server_.port());
-    ASSERT_EQ(c.all.size(), 1u);
-    main_port = c.all[0].local_port;
-  }
+  const std::uint16_t main_port = main_connection_port(m);
+  ASSERT_NE(main_port, 0) << m.log();
   ASSERT_EQ(sh("cmp " + ref + " '" + at(m) + "/big'", &out), 0) << out << m.log();
   Conns c = connections_to(m.pid(), server_.port());
   ASSERT_EQ(c.all.size(), 3u) << "sfsclient should hold 3 connections to sfsd:\n" << m.log();
@@ -93,14 +94,8 @@ TEST_F(LanesTest, AReadConnectionCutMidReadCostsOnlyAResend) {
   Mount& m = mount({"--connections", "2"});
   const std::string ref = make_file("big", 192);
   std::string out;
-  // The main connection is the one made at mount, before any read.
-  ASSERT_EQ(sh("ls '" + at(m) + "' > /dev/null", &out), 0) << out;
-  std::uint16_t main_port;
-  {
-    Conns c = connections_to(m.pid(), server_.port());
-    ASSERT_EQ(c.all.size(), 1u);
-    main_port = c.all[0].local_port;
-  }
+  const std::uint16_t main_port = main_connection_port(m);
+  ASSERT_NE(main_port, 0) << m.log();
   int rc = -1;
   std::thread reader([&] { rc = sh("cmp " + ref + " '" + at(m) + "/big'", &out); });
   // Cut the lane once it carries data.
