@@ -68,10 +68,16 @@ class UsersTest : public MountFixture {
     for (auto& u : users_) sh("userdel " + u.name + " >/dev/null 2>&1; groupdel " + u.name + " >/dev/null 2>&1");
   }
 
-  // Starts an agent for the user (as that user) holding `key_file`.
+  // Starts an agent for the user (as that user) holding `key_file`;
+  // returns once it has registered with sfsclient (a call before that
+  // would log the user in as anonymous, for the whole connection).
   void start_agent(uid_t uid, gid_t gid, const std::string& home, const std::string& key_file) {
+    const std::string log = server_.dir() + "/agent-" + std::to_string(uid) + ".log";
     pid_t p = ::fork();
     if (p == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
       ::setgroups(0, nullptr);
       if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(126);
       ::setenv("HOME", home.c_str(), 1);
@@ -85,6 +91,12 @@ class UsersTest : public MountFixture {
       ::_exit(127);
     }
     agents_.push_back(p);
+    auto text = [&] {
+      std::ifstream in(log);
+      return std::string((std::istreambuf_iterator<char>(in)), {});
+    };
+    EXPECT_TRUE(eventually([&] { return text().find("registered with sfsclient") != std::string::npos; }))
+        << "uid " << uid << "'s agent did not register:\n" << text();
   }
   // Runs cmd as the user.
   int as(const LocalUser& u, const std::string& cmd, std::string* out = nullptr) {
