@@ -93,7 +93,9 @@ class UsersTest : public MountFixture {
     agents_.push_back(p);
     auto text = [&] {
       std::ifstream in(log);
-      return std::string((std::istreambuf_iterator<char>(in)), {});
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
     };
     EXPECT_TRUE(eventually([&] { return text().find("registered with sfsclient") != std::string::npos; }))
         << "uid " << uid << "'s agent did not register:\n" << text();
