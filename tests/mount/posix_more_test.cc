@@ -256,8 +256,8 @@ TEST_F(PosixMoreTest, UmountWithAReadWaitingOnAStoppedServer) {
   ASSERT_TRUE(readable(ready[0], 30s));
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
   ASSERT_EQ(c, '1') << "A could not open the file";
-  server_.sfsd().signal(SIGSTOP);
   sfsd_stopped_ = true;
+  ASSERT_TRUE(server_.sfsd().freeze()) << "sfsd's threads did not all stop";
   ASSERT_EQ(::write(go[1], "g", 1), 1);
   // A waits in that read() of 4096 bytes (the kernel shows the call).
   const std::string proc_syscall = "/proc/" + std::to_string(waiter_) + "/syscall";
