@@ -38,12 +38,6 @@ std::optional<ReadLanes::Pick> ReadLanes::next(uid_t uid, std::uint32_t main_aut
   return Pick{l.client, it->second.auth};
 }
 
-unsigned ReadLanes::connected() const {
-  unsigned n = 0;
-  for (const auto& l : lanes_) n += l.client != nullptr;
-  return n;
-}
-
 void ReadLanes::connect(unsigned i) {
   Lane& l = lanes_[i];
   l.connecting = true;

@@ -70,8 +70,6 @@ class ReadLanes : public std::enable_shared_from_this<ReadLanes> {
   void reset();  // drops every lane (they reconnect when next asked)
   void close();  // for good
 
-  unsigned connected() const;  // lanes up, for tests and logs
-
  private:
   struct Login {
     enum State { kPending, kReady, kFailed } state = kPending;

@@ -92,7 +92,6 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   const sfs::fs::Root& root() const { return root_; }
   bool connected() const { return client_ != nullptr; }
   std::uint64_t connections() const { return connections_; }
-  unsigned read_lanes_up() const { return lanes_ ? lanes_->connected() : 0; }
 
  private:
   struct Waiter {
