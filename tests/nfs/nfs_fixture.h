@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include "asmp/nfs.h"
+#include "freeze.h"
 #include "ganesha_server.h"
 
 namespace sfs_test {
@@ -86,25 +87,8 @@ inline pid_t ganesha_pid() {
   return pid;
 }
 
-// SIGSTOP reaches each of ganesha's threads a little later; a thread still
-// running could answer one more call. Wait until every thread shows 'T'.
-inline void stop_and_wait(pid_t pid) {
-  kill(pid, SIGSTOP);
-  for (int i = 0; i < 200; ++i) {
-    bool all = true;
-    std::error_code ec;
-    for (auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-      std::ifstream f(t.path() / "stat");
-      std::string line;
-      std::getline(f, line);
-      auto p = line.rfind(')');
-      if (p != std::string::npos && p + 2 < line.size() && line[p + 2] != 'T' && line[p + 2] != 't')
-        all = false;
-    }
-    if (all) return;
-    std::this_thread::sleep_for(10ms);
-  }
-}
+// SIGSTOP, and wait until each of ganesha's threads has stopped (freeze.h).
+inline void stop_and_wait(pid_t pid) { freeze_process(pid, 2000ms); }
 
 // Waits for one call's callback (run under kTestColor) and returns its result.
 template <class T, class Issue>

@@ -31,6 +31,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../nfs/freeze.h"
 #include "../nfs/ganesha_server.h"
 #include "asmp/runtime.h"
 #include "sfs/file_client.h"
@@ -151,28 +152,9 @@ class SfsdProcess {
   void signal(int sig) {
     if (pid_ > 0) ::kill(pid_, sig);
   }
-  // SIGSTOP, then wait until every thread shows 'T': kill() returns before
-  // the other threads stop (the thread that takes the signal stops them when
-  // it next runs), so on a loaded machine a worker could still answer a
-  // call sent right after it. False if they did not all stop within 5 s.
-  bool freeze() {
-    if (pid_ <= 0) return false;
-    ::kill(pid_, SIGSTOP);
-    return eventually(
-        [&] {
-          std::error_code ec;
-          for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec)) {
-            std::ifstream f(t.path() / "stat");
-            std::string line;
-            std::getline(f, line);
-            const auto p = line.rfind(')');
-            if (p == std::string::npos || p + 2 >= line.size()) continue;  // gone meanwhile
-            if (line[p + 2] != 'T' && line[p + 2] != 't') return false;
-          }
-          return !ec;
-        },
-        5s);
-  }
+  // SIGSTOP, then wait until every thread has stopped (freeze.h); false if
+  // they did not all stop within 5 s.
+  bool freeze() { return pid_ > 0 && sfs_test::freeze_process(pid_, 5s); }
   pid_t pid() const { return pid_; }
   const std::string& errors() {
     drain_err();
