@@ -21,30 +21,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (std::size_t i = 0; i < n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(s.data() + i, &x, std::min<std::size_t>(8, n - i));
-  }
-  return s;
-}
-
 class LanesTest : public MountFixture {
  protected:
   // A file written straight into the export (not through the mount, so no
   // client cache holds it), and its copy outside for cmp.
   std::string make_file(const std::string& name, std::size_t mib) {
-    const std::string data = pattern(mib << 20, static_cast<unsigned>(mib));
+    const std::string data = pattern(mib << 20, mib);
     std::ofstream(server_.export_dir() + "/" + name, std::ios::binary) << data;
     const std::string ref = server_.dir() + "/" + name + ".ref";
     std::ofstream(ref, std::ios::binary) << data;
     return ref;
   }
-  bool supported() { return pidfd_getfd_works(); }
   // The local port of m's main connection: the only one before any read
   // (made when the server's directory is first looked at). 0: not found.
   std::uint16_t main_connection_port(Mount& m) {
@@ -55,7 +42,7 @@ class LanesTest : public MountFixture {
 };
 
 TEST_F(LanesTest, ReadsGoInTurnOverEveryConnectionAndComeBackRight) {
-  if (!supported()) GTEST_SKIP() << "no pidfd_getfd here";
+  if (!pidfd_getfd_works()) GTEST_SKIP() << "no pidfd_getfd here";
   Mount& m = mount({"--connections", "3"});
   const std::string ref = make_file("big", 48);
   std::string out;
@@ -81,7 +68,7 @@ TEST_F(LanesTest, ReadsGoInTurnOverEveryConnectionAndComeBackRight) {
 }
 
 TEST_F(LanesTest, OneConnectionMeansOne) {
-  if (!supported()) GTEST_SKIP() << "no pidfd_getfd here";
+  if (!pidfd_getfd_works()) GTEST_SKIP() << "no pidfd_getfd here";
   Mount& m = mount({"--connections", "1"});
   const std::string ref = make_file("big", 8);
   std::string out;
@@ -90,7 +77,7 @@ TEST_F(LanesTest, OneConnectionMeansOne) {
 }
 
 TEST_F(LanesTest, AReadConnectionCutMidReadCostsOnlyAResend) {
-  if (!supported()) GTEST_SKIP() << "no pidfd_getfd here";
+  if (!pidfd_getfd_works()) GTEST_SKIP() << "no pidfd_getfd here";
   Mount& m = mount({"--connections", "2"});
   const std::string ref = make_file("big", 192);
   std::string out;

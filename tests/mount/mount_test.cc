@@ -14,18 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string bytes(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
 // A tree with the shapes a real one has: nested directories, empty and
 // large files, a symlink, odd names.
 void make_tree(const std::string& root) {
@@ -33,10 +21,10 @@ void make_tree(const std::string& root) {
   std::filesystem::create_directories(root + "/empty-dir");
   std::ofstream(root + "/empty");
   std::ofstream(root + "/a/small.txt") << "small\n";
-  std::ofstream(root + "/a/b/big.bin", std::ios::binary) << bytes(3 * 1024 * 1024 + 17, 1);
+  std::ofstream(root + "/a/b/big.bin", std::ios::binary) << pattern(3 * 1024 * 1024 + 17, 1);
   std::ofstream(root + "/a/b/c/odd name with spaces") << "x";
   std::ofstream(root + "/a/b/c/\xc3\xa9t\xc3\xa9") << "utf-8";
-  for (int i = 0; i < 50; ++i) std::ofstream(root + "/a/f" + std::to_string(i)) << bytes(i * 100, i);
+  for (int i = 0; i < 50; ++i) std::ofstream(root + "/a/f" + std::to_string(i)) << pattern(i * 100, i);
   std::filesystem::create_symlink("a/small.txt", root + "/link");
 }
 
@@ -175,7 +163,7 @@ TEST_F(MountTest, AWrongHostIdIsRefusedAndOtherNamesDoNotExist) {
 
 TEST_F(MountTest, AReadGoesOnWhileSfsdRestarts) {
   Mount& m = mount();
-  const std::string data = bytes(8 << 20, 7);
+  const std::string data = pattern(8 << 20, 7);
   std::ofstream(at(m) + "/movie", std::ios::binary) << data;
   ::sync();
   const int fd = ::open((at(m) + "/movie").c_str(), O_RDONLY);

@@ -9,6 +9,7 @@
 // never leaves a mount that needs a reboot.
 #pragma once
 
+#include <grp.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -38,6 +39,24 @@ inline int sh(const std::string& cmd, std::string* out = nullptr, int seconds = 
   const int st = ::pclose(f);
   if (out) *out = text;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+inline std::string contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// n bytes that differ from one seed to another.
+inline std::string pattern(std::size_t n, std::uint64_t seed) {
+  std::string s(n, '\0');
+  std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 7;
+  for (auto& c : s) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    c = static_cast<char>(x >> 56);
+  }
+  return s;
 }
 
 // One sfsclient process and its mount point.
@@ -144,6 +163,35 @@ class Mount {
   std::string dir_, log_;
   pid_t pid_ = -1;
 };
+
+// Starts sfsagent as uid/gid (no other groups) with HOME=home, holding
+// key_file and registering with m's sfsclient, its output in `log`; returns
+// its pid once it has registered (a call before that would log the user in
+// as anonymous, for the whole connection).
+inline pid_t start_user_agent(const Mount& m, uid_t uid, gid_t gid, const std::string& home,
+                              const std::string& key_file, const std::string& log) {
+  const std::string reg = std::filesystem::path(m.path()).parent_path().string() + "/agent.sock";
+  std::string bin = SFSCLIENT_BINARY;
+  bin = bin.substr(0, bin.rfind('/')) + "/sfsagent";
+  const std::string ctl = home + "/.sfs/agent.sock";
+  const pid_t p = ::fork();
+  if (p == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::setgroups(0, nullptr);
+    if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(126);
+    ::setenv("HOME", home.c_str(), 1);
+    ::unsetenv("XDG_RUNTIME_DIR");
+    ::unsetenv("SFS_AGENT_SOCK");
+    ::execl(bin.c_str(), bin.c_str(), "--foreground", "--control", ctl.c_str(), "--registration", reg.c_str(),
+            "--add", key_file.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  EXPECT_TRUE(eventually([&] { return contents(log).find("registered with sfsclient") != std::string::npos; }))
+      << "uid " << uid << "'s agent did not register:\n" << contents(log);
+  return p;
+}
 
 // Ganesha + sfsd + mounts.
 class MountFixture : public ::testing::Test {

@@ -65,24 +65,6 @@ inline std::string put(const std::string& path, const std::string& data) {
   return result(::close(fd));
 }
 
-inline std::string contents(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// n bytes that differ from one seed to another.
-inline std::string pattern(std::size_t n, std::uint64_t seed) {
-  std::string s(n, '\0');
-  std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 7;
-  for (auto& c : s) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    c = static_cast<char>(x >> 56);
-  }
-  return s;
-}
-
 inline std::string quoted(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -191,28 +173,7 @@ class PosixMoreTest : public MountFixture {
   // The user's agent (running as them) with their key; returns once it
   // has registered with sfsclient.
   void start_agent(const Person& u, const std::string& key_file) {
-    const std::string log = server_.dir() + "/agent-" + u.name + ".log";
-    const std::string reg = std::filesystem::path(m_->path()).parent_path().string() + "/agent.sock";
-    std::string bin = SFSCLIENT_BINARY;
-    bin = bin.substr(0, bin.rfind('/')) + "/sfsagent";
-    const std::string ctl = u.home + "/.sfs/agent.sock";
-    const pid_t p = ::fork();
-    if (p == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::setgroups(0, nullptr);
-      if (::setgid(u.gid) != 0 || ::setuid(u.uid) != 0) ::_exit(126);
-      ::setenv("HOME", u.home.c_str(), 1);
-      ::unsetenv("XDG_RUNTIME_DIR");
-      ::unsetenv("SFS_AGENT_SOCK");
-      ::execl(bin.c_str(), bin.c_str(), "--foreground", "--control", ctl.c_str(), "--registration", reg.c_str(),
-              "--add", key_file.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    agents_.push_back(p);
-    EXPECT_TRUE(eventually([&] { return contents(log).find("registered with sfsclient") != std::string::npos; }))
-        << u.name << "'s agent did not register:\n" << contents(log);
+    agents_.push_back(start_user_agent(*m_, u.uid, u.gid, u.home, key_file, server_.dir() + "/agent-" + u.name + ".log"));
   }
 
   // Runs f in a child process as u (u's uid and gid, no other groups), as

@@ -16,16 +16,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string bytes(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x = x * 1103515245u + 12345u;
-    c = static_cast<char>(x >> 16);
-  }
-  return s;
-}
-
 // What an open descriptor reads from `off` to its end.
 std::string read_rest(int fd, std::size_t off, int* err) {
   std::string got;
@@ -82,7 +72,7 @@ class RekeyMountTest : public MountFixture {
 // (a shell's cwd) go on; the root is re-keyed, so paths work too.
 TEST_F(RekeyMountTest, AnOpenFileAndDirectoryGoOnAfterARotatedRestartInTheGrace) {
   Mount& m = mount();
-  const std::string data = bytes(3 << 20, 1);
+  const std::string data = pattern(3 << 20, 1);
   std::filesystem::create_directories(at(m) + "/d");
   std::ofstream(at(m) + "/d/f", std::ios::binary) << data;
   std::ofstream(at(m) + "/d/g") << "gee";
@@ -127,7 +117,7 @@ TEST_F(RekeyMountTest, AnOpenFileAndDirectoryGoOnAfterARotatedRestartInTheGrace)
 // open file and an open directory are found again by path.
 TEST_F(RekeyMountTest, FilesAreFoundAgainByPathPastTheOldKeysGrace) {
   Mount& m = mount();
-  const std::string data = bytes(3 << 20, 2);
+  const std::string data = pattern(3 << 20, 2);
   std::filesystem::create_directories(at(m) + "/d/e");
   std::ofstream(at(m) + "/d/e/f", std::ios::binary) << data;
   std::ofstream(at(m) + "/d/g") << "gee";

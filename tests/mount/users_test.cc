@@ -69,36 +69,10 @@ class UsersTest : public MountFixture {
   }
 
   // Starts an agent for the user (as that user) holding `key_file`;
-  // returns once it has registered with sfsclient (a call before that
-  // would log the user in as anonymous, for the whole connection).
+  // returns once it has registered with sfsclient.
   void start_agent(uid_t uid, gid_t gid, const std::string& home, const std::string& key_file) {
-    const std::string log = server_.dir() + "/agent-" + std::to_string(uid) + ".log";
-    pid_t p = ::fork();
-    if (p == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::setgroups(0, nullptr);
-      if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(126);
-      ::setenv("HOME", home.c_str(), 1);
-      ::unsetenv("XDG_RUNTIME_DIR");
-      std::string bin = std::string(SFSCLIENT_BINARY);
-      bin = bin.substr(0, bin.rfind('/')) + "/sfsagent";
-      std::string reg = m_->path().substr(0, m_->path().rfind('/')) + "/agent.sock";
-      std::string ctl = home + "/.sfs/agent.sock";
-      execl(bin.c_str(), bin.c_str(), "--foreground", "--control", ctl.c_str(), "--registration", reg.c_str(),
-            "--add", key_file.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    agents_.push_back(p);
-    auto text = [&] {
-      std::ifstream in(log);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      return ss.str();
-    };
-    EXPECT_TRUE(eventually([&] { return text().find("registered with sfsclient") != std::string::npos; }))
-        << "uid " << uid << "'s agent did not register:\n" << text();
+    agents_.push_back(
+        start_user_agent(*m_, uid, gid, home, key_file, server_.dir() + "/agent-" + std::to_string(uid) + ".log"));
   }
   // Runs cmd as the user.
   int as(const LocalUser& u, const std::string& cmd, std::string* out = nullptr) {
