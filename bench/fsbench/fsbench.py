@@ -45,6 +45,7 @@ import os
 import random
 import shutil
 import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,7 +126,18 @@ def cmd_measure(a):
     flt_before = snapshot(procs, faults=True)
     t0 = time.monotonic()
     child = subprocess.Popen(cmd, stdout=out)
+
+    # Stopped (bench/run's cleanup sends SIGTERM): stop the workload too and
+    # wait for it, so that it never outlives the run reading a mount being
+    # torn down; SIGKILL if it has not gone 5 s later.
+    def stop(signum, frame):
+        signal.signal(signal.SIGALRM, lambda *_: child.kill())
+        signal.alarm(5)
+        child.terminate()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     _, status, ru = os.wait4(child.pid, 0)
+    signal.alarm(0)  # reaped: no SIGKILL for a pid that may be reused
     t1 = time.monotonic()
     after = snapshot(procs)
     flt_after = snapshot(procs, faults=True)
