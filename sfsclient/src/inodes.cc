@@ -36,9 +36,26 @@ Inode& InodeTable::get(ServerId server, const sfs::fs::Handle& fh, bool lookup) 
     fresh.epoch = root_epoch(server);
     in = &by_ino_.emplace(ino, std::move(fresh)).first->second;
     by_key_.emplace(Key{server, fh}, ino);
+    if (!lookup) unreferenced_.push_back(ino);
   }
   if (lookup) ++in->nlookup;
   return *in;
+}
+
+void InodeTable::trim_unreferenced(std::size_t keep) {
+  while (unreferenced_.size() > keep) {
+    const fuse_ino_t ino = unreferenced_.front();
+    unreferenced_.pop_front();
+    Inode* in = find(ino);
+    // Looked up since (the kernel's forget drops it), open, or a root: kept.
+    if (!in || in->nlookup > 0 || in->open_count > 0 || in->writes_in_flight > 0 || in->is_server_root) continue;
+    if (Inode* parent = find(in->parent)) {
+      auto it = parent->children.find(in->name);
+      if (it != parent->children.end() && it->second == ino) parent->children.erase(it);
+    }
+    unindex(*in);
+    by_ino_.erase(ino);
+  }
 }
 
 void InodeTable::forget(fuse_ino_t ino, std::uint64_t n) {
@@ -95,7 +112,16 @@ Clock::time_point InodeTable::store_attr(Inode& in, const nfs::Attr& a, std::uin
     return sent;
   }
   in.attr_until = sent + std::chrono::milliseconds(lease_ms);
-  if (a.type == nfs::FileType::kDir) in.entries_until = std::max(in.entries_until, in.attr_until);
+  if (a.type == nfs::FileType::kDir) {
+    // No lease was held when this call was sent: the server told us of no
+    // change since the last one ended, so the names learnt under it are void.
+    if (in.entries_until < sent) {
+      in.children.clear();
+      in.negatives.clear();
+      ++in.dir_gen;
+    }
+    in.entries_until = std::max(in.entries_until, in.attr_until);
+  }
   return in.attr_until;
 }
 
@@ -110,6 +136,7 @@ Inode* InodeTable::invalidate(ServerId server, const sfs::fs::Handle& fh, std::u
   in->invalidated_at = std::max(in->invalidated_at, change);
   in->attr_until = Clock::time_point{};
   in->entries_until = Clock::time_point{};
+  ++in->dir_gen;
   in->access.clear();
   return in;
 }
@@ -119,6 +146,7 @@ void InodeTable::drop_leases(ServerId server) {
     if (in.server != server) continue;
     in.attr_until = Clock::time_point{};
     in.entries_until = Clock::time_point{};
+    ++in.dir_gen;
     in.access.clear();
   }
 }

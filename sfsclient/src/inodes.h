@@ -11,7 +11,9 @@
 // process lives (generation 0 is then always right).
 //
 // Leases: an attribute cached with lease L, obtained by a call sent at T,
-// is used until T + L unless INVALIDATE(handle, c) arrives first; after an
+// is used until T + L unless INVALIDATE(handle, c) arrives first; a
+// directory's names are used while its lease lasts, and forgotten when a
+// lease is renewed after it lapsed (changes in the gap were not told); after an
 // INVALIDATE, attributes of that handle with a change number below c are
 // never cached again (they were computed before the change). Nor are the
 // attributes of an inode whose handle is from before its server's last new
@@ -26,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -66,6 +69,20 @@ struct Inode {
   std::map<std::string, fuse_ino_t> children;
   std::set<std::string> negatives;
   Clock::time_point entries_until{};
+  // Bumped whenever what was learnt of this directory's entries is void
+  // (INVALIDATE, a lost connection, a lease that lapsed before it was
+  // renewed): names and listings read before are not used.
+  std::uint64_t dir_gen = 0;
+  // LOOKUPs in this directory that went to the server, and its listing
+  // read ahead into the table at the second one (dir_scan.cc).
+  struct Scan {
+    std::uint64_t gen = 0;  // the dir_gen the fields below are for
+    unsigned misses = 0;
+    bool done = false;      // the listing was read (or tried) in generation `gen`
+    // While it is read: the lookups waiting for it (also held by the reader,
+    // which runs them even if this inode is gone by then).
+    std::shared_ptr<std::vector<std::function<void()>>> waiters;
+  } scan;
 
   // ACCESS answers per local uid (granted bits), under the same lease.
   std::map<uid_t, std::pair<std::uint32_t, Clock::time_point>> access;
@@ -101,8 +118,12 @@ class InodeTable {
   Inode* find(fuse_ino_t ino);
   Inode* find(ServerId server, const sfs::fs::Handle& fh);
   // The inode for (server, fh), made if new; counts one kernel lookup if
-  // `lookup` is set.
+  // `lookup` is set. An inode made without one (a directory's entries read
+  // ahead, dir_scan.cc) is unreferenced: trim_unreferenced() may drop it.
   Inode& get(ServerId server, const sfs::fs::Handle& fh, bool lookup);
+  // Drops the oldest unreferenced inodes (no kernel reference, not open)
+  // beyond `keep`, and their names in their parent's children.
+  void trim_unreferenced(std::size_t keep);
   // The kernel forgot n references; drops the inode when none are left
   // (server roots and /sfs stay).
   void forget(fuse_ino_t ino, std::uint64_t n);
@@ -149,6 +170,7 @@ class InodeTable {
   std::unordered_map<Key, fuse_ino_t, KeyHash> by_key_;
   std::unordered_map<Key, fuse_ino_t, KeyHash> by_old_key_;  // rekey()'d inodes' previous handles
   std::unordered_map<ServerId, std::uint64_t> epochs_;
+  std::deque<fuse_ino_t> unreferenced_;  // made without a kernel reference, oldest first
   void unindex(const Inode& in);
   fuse_ino_t next_ino_ = 2;
 };

@@ -1,8 +1,10 @@
 // ops_dir.cc: listing directories: opendir, readdir, readdirplus,
 // releasedir. /sfs lists the servers mounted so far; a server's directory
 // is listed with SFS READDIRPLUS (names, handles and attributes with their
-// leases in one round trip), resuming at the kernel's offset, which is the
-// server's cookie of the last entry it took.
+// leases in one round trip), read in chunks of ~128 KiB (dir_read.cc): the
+// kernel's calls, a few KiB each, are answered from the open directory's
+// last chunk while it holds their offset, which is the server's cookie of
+// the last entry the kernel took.
 #include <sys/stat.h>
 
 #include <cstring>
@@ -39,12 +41,43 @@ void SfsFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   const std::uint64_t id = next_fh_++;
   dirs_[id] = d;
   fi->fh = id;
+  // The kernel keeps the listing it read (plain entries, in the directory's
+  // page cache) for the next opendir. It drops it when we tell it the
+  // directory changed (INVALIDATE, a lost connection: inval_inode), when it
+  // changes it itself, and at offset 0 when the directory's mtime is not
+  // the one it was read under (FUSE_CAP_AUTO_INVAL_DATA: the attributes
+  // are checked then, from their lease or the server).
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) != 0) dirs_.erase(id);
 }
 
 void SfsFs::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   dirs_.erase(fi->fh);
   fuse_reply_err(req, 0);
+}
+
+// Entries of `c` from index `at`, as many as fit in `size`, each made an
+// entry the kernel holds (one lookup each), under the chunk's leases.
+void SfsFs::reply_dir_plus(fuse_req_t req, Inode& dir, const DirChunk& c, std::size_t at, size_t size) {
+  std::vector<char> out(size);
+  std::size_t used = 0;
+  for (std::size_t i = at; i < c.entries.size(); ++i) {
+    const auto& e = c.entries[i];
+    // Room first: an entry the kernel does not take must not count as a lookup.
+    const std::size_t need = fuse_add_direntry_plus(req, nullptr, 0, e.name.c_str(), nullptr, 0);
+    if (need > size - used) break;
+    fuse_entry_param ep{};
+    if (dot_or_dotdot(e.name.c_str()) || !e.has_handle || !e.attr.attributes_follow) {
+      ep.attr.st_ino = e.fileid;
+      if (e.attr.attributes_follow) ep.attr.st_mode = type_bits(e.attr.sfs_post_op_attr_u.attributes);
+    } else if (!make_entry(ep, dir, e.name, e.fh, e.attr, c.sent)) {
+      continue;
+    }
+    used += fuse_add_direntry_plus(req, out.data() + used, size - used, e.name.c_str(), &ep,
+                                   static_cast<off_t>(e.cookie));
+  }
+  fuse_reply_buf(req, out.data(), used);
 }
 
 void SfsFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
@@ -79,82 +112,57 @@ void SfsFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 
   Inode* dir = inodes_.find(ino);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  const Handle fh = dir->fh;
   const std::uint64_t cookie = static_cast<std::uint64_t>(off);
+  if (plus) {
+    // The chunk read last answers while the directory's names are under
+    // lease and unchanged since; else the server is asked from `off`.
+    const auto& kept = dh->ahead;
+    if (kept && kept->dir_gen == dir->dir_gen && dir->entries_until > Clock::now()) {
+      if (auto at = kept->after(cookie); at && (*at < kept->entries.size() || kept->eof))
+        return reply_dir_plus(req, *dir, *kept, *at, size);
+    }
+    return read_dir_chunk(fuse_req_ctx(req)->uid, ino, cookie, dh->cookieverf,
+                          [this, req, ino, dh, size](int err, std::shared_ptr<DirChunk> c) {
+                            if (err) return (void)fuse_reply_err(req, err);
+                            Inode* d = inodes_.find(ino);
+                            if (!d) return (void)fuse_reply_err(req, ESTALE);
+                            std::memcpy(dh->cookieverf, c->cookieverf, 8);
+                            dh->ahead = c;
+                            reply_dir_plus(req, *d, *c, 0, size);
+                          });
+  }
+  const Handle fh = dir->fh;
   char verf[8];
   std::memcpy(verf, dh->cookieverf, 8);
-  // Ask for about what fits: a FUSE plus-entry is ~150 bytes, ours ~230.
+  // Ask for about what fits: a FUSE entry is ~40 bytes, ours ~100.
   const std::uint32_t maxcount = static_cast<std::uint32_t>(std::max<size_t>(size * 2, 8192));
-  if (plus) {
-    call<SFS_NFSPROC3_READDIRPLUS>(
-        req, dir->server,
-        [fh, cookie, verf, maxcount](sfs_READDIRPLUS3args& a) {
-          a.dir = FileClient::wire(fh);
-          a.cookie = cookie;
-          std::memcpy(a.cookieverf, verf, 8);
-          a.dircount = maxcount;
-          a.maxcount = maxcount;
-        },
-        [this, req, ino, dh, size](sfs::fs::Reply<sfs_READDIRPLUS3res> r, Clock::time_point sent) {
-          Inode* d = inodes_.find(ino);
-          if (!d) return (void)fuse_reply_err(req, ESTALE);
-          if (r->status != SFS_NFS3_OK) {
-            note_attr(*d, r->sfs_READDIRPLUS3res_u.resfail.dir_attributes, sent);
-            return (void)fuse_reply_err(req, errno_of(r->status));
-          }
-          auto& ok = r->sfs_READDIRPLUS3res_u.resok;
-          note_attr(*d, ok.dir_attributes, sent);
-          std::memcpy(dh->cookieverf, ok.cookieverf, 8);
-          std::vector<char> out(size);
-          std::size_t used = 0;
-          for (auto* e = ok.reply.entries; e; e = e->nextentry) {
-            // Room first: an entry the kernel does not take must not count
-            // as a lookup.
-            const std::size_t need = fuse_add_direntry_plus(req, nullptr, 0, e->name, nullptr, 0);
-            if (need > size - used) break;
-            fuse_entry_param ep{};
-            if (dot_or_dotdot(e->name) || !e->name_handle.handle_follows || !e->name_attributes.attributes_follow) {
-              ep.attr.st_ino = e->fileid;
-              if (e->name_attributes.attributes_follow)
-                ep.attr.st_mode = type_bits(e->name_attributes.sfs_post_op_attr_u.attributes);
-            } else if (!make_entry(ep, *d, e->name, FileClient::handle_of(e->name_handle.sfs_post_op_fh3_u.handle),
-                                   e->name_attributes, sent)) {
-              continue;
-            }
-            used += fuse_add_direntry_plus(req, out.data() + used, size - used, e->name, &ep,
-                                           static_cast<off_t>(e->cookie));
-          }
-          fuse_reply_buf(req, out.data(), used);
-        });
-  } else {
-    call<SFS_NFSPROC3_READDIR>(
-        req, dir->server,
-        [fh, cookie, verf, maxcount](sfs_READDIR3args& a) {
-          a.dir = FileClient::wire(fh);
-          a.cookie = cookie;
-          std::memcpy(a.cookieverf, verf, 8);
-          a.count = maxcount;
-        },
-        [this, req, ino, dh, size](sfs::fs::Reply<sfs_READDIR3res> r, Clock::time_point sent) {
-          Inode* d = inodes_.find(ino);
-          if (!d) return (void)fuse_reply_err(req, ESTALE);
-          if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
-          auto& ok = r->sfs_READDIR3res_u.resok;
-          note_attr(*d, ok.dir_attributes, sent);
-          std::memcpy(dh->cookieverf, ok.cookieverf, 8);
-          std::vector<char> out(size);
-          std::size_t used = 0;
-          for (auto* e = ok.reply.entries; e; e = e->nextentry) {
-            struct stat st {};
-            st.st_ino = e->fileid;
-            const std::size_t n = fuse_add_direntry(req, out.data() + used, size - used, e->name, &st,
-                                                    static_cast<off_t>(e->cookie));
-            if (n > size - used) break;
-            used += n;
-          }
-          fuse_reply_buf(req, out.data(), used);
-        });
-  }
+  call<SFS_NFSPROC3_READDIR>(
+      req, dir->server,
+      [fh, cookie, verf, maxcount](sfs_READDIR3args& a) {
+        a.dir = FileClient::wire(fh);
+        a.cookie = cookie;
+        std::memcpy(a.cookieverf, verf, 8);
+        a.count = maxcount;
+      },
+      [this, req, ino, dh, size](sfs::fs::Reply<sfs_READDIR3res> r, Clock::time_point sent) {
+        Inode* d = inodes_.find(ino);
+        if (!d) return (void)fuse_reply_err(req, ESTALE);
+        if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
+        auto& ok = r->sfs_READDIR3res_u.resok;
+        note_attr(*d, ok.dir_attributes, sent);
+        std::memcpy(dh->cookieverf, ok.cookieverf, 8);
+        std::vector<char> out(size);
+        std::size_t used = 0;
+        for (auto* e = ok.reply.entries; e; e = e->nextentry) {
+          struct stat st {};
+          st.st_ino = e->fileid;
+          const std::size_t n = fuse_add_direntry(req, out.data() + used, size - used, e->name, &st,
+                                                  static_cast<off_t>(e->cookie));
+          if (n > size - used) break;
+          used += n;
+        }
+        fuse_reply_buf(req, out.data(), used);
+      });
 }
 
 }  // namespace sfsclient

@@ -95,6 +95,10 @@ void SfsFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* cname) {
       }
     }
   }
+  // Not known here: a directory whose names are asked one by one is read
+  // whole instead, and this lookup runs again when it is in.
+  if (scan_instead(*dir, fuse_req_ctx(req)->uid, [this, req, parent, name] { lookup(req, parent, name.c_str()); }))
+    return;
   const Handle dfh = dir->fh;
   call<SFS_NFSPROC3_LOOKUP>(
       req, dir->server,

@@ -22,6 +22,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -145,6 +146,22 @@ class SfsFs {
   // The inode's handle is now fh (open files follow).
   void rekey(Inode& in, const sfs::fs::Handle& fh);
 
+  // Directories read in large pieces (dir_read.cc). read_dir_chunk: one
+  // READDIRPLUS of up to kDirChunkBytes from `cookie`, the directory's
+  // attributes noted; done(0, chunk) or done(errno, nullptr) on the
+  // metadata color. An open directory keeps its last chunk to answer the
+  // kernel's next readdir calls from (ops_dir.cc).
+  struct DirChunk;
+  void reply_dir_plus(fuse_req_t req, Inode& dir, const DirChunk& c, std::size_t at, size_t size);
+  void read_dir_chunk(uid_t uid, fuse_ino_t dir, std::uint64_t cookie, const char* cookieverf,
+                      std::function<void(int err, std::shared_ptr<DirChunk> chunk)> done);
+  // Before a LOOKUP in `dir` goes to the server: at the second miss in a
+  // directory's generation (a stat walk, `ls -l`, `git status`), its whole
+  // listing (up to kScanMaxEntries) is read into the inode table instead, as
+  // unreferenced inodes under their leases, and `again` (the lookup) runs
+  // when it is in. Returns false when the lookup should go to the server.
+  bool scan_instead(Inode& dir, uid_t uid, std::function<void()> again);
+
   void mount_server(fuse_req_t req, const std::string& name);
   void reply_root_entry(fuse_req_t req, ServerMount& s);
   // Makes f's uncommitted writes stable (after its writes in flight).
@@ -207,9 +224,30 @@ struct SfsFs::OpenFile {
   bool committing = false;                     // a background COMMIT is under way
 };
 
+struct SfsFs::DirChunk {
+  struct Entry {
+    std::string name;
+    std::uint64_t cookie = 0;
+    std::uint64_t fileid = 0;
+    bool has_handle = false;
+    sfs::fs::Handle fh;
+    sfs_post_op_attr attr{};
+  };
+  std::uint64_t from = 0;  // the cookie it was read from
+  std::vector<Entry> entries;
+  bool eof = false;
+  char cookieverf[8] = {};
+  Clock::time_point sent{};
+  std::uint64_t dir_gen = 0;  // the directory's when the reply came
+  // Index of the entry that follows the kernel's offset `cookie`, if this
+  // chunk holds it (entries.size() at its end).
+  std::optional<std::size_t> after(std::uint64_t cookie) const;
+};
+
 struct SfsFs::DirHandle {
   fuse_ino_t ino = 0;
   char cookieverf[8] = {};
+  std::shared_ptr<DirChunk> ahead;  // the last chunk read
 };
 
 }  // namespace sfsclient
