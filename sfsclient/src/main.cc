@@ -155,7 +155,12 @@ int do_mount(ClientConfig cfg) {
   fo.revoked_dir = cfg.revoked_dir;
   fo.connections = cfg.connections ? cfg.connections : std::clamp(rt.threads(), 1u, 4u);
   // Agents: the registration socket every user's sfsagent connects to.
-  auto made = sfsclient::make_agent_signer(cfg, rt, fo.color, log);
+  // An agent registering: users anonymous for want of one log in (set to
+  // the file system below, before the runtime runs).
+  std::function<void(uid_t)> registered;
+  auto made = sfsclient::make_agent_signer(cfg, rt, fo.color, log, [&registered](uid_t uid) {
+    if (registered) registered(uid);
+  });
   if (!made.ok()) {
     std::fprintf(stderr, "sfsclient: %s\n", made.error().c_str());
     return 1;
@@ -166,6 +171,7 @@ int do_mount(ClientConfig cfg) {
     return 1;
   }
   sfsclient::SfsFs fs(fo, signer.get());
+  registered = [&fs](uid_t uid) { fs.agent_registered(uid); };
   fuse_session* se = fuse_session_new(&args, sfsclient::SfsFs::ops(), sizeof(fuse_lowlevel_ops), &fs);
   if (!se) {
     std::fprintf(stderr, "sfsclient: cannot create the FUSE session\n");

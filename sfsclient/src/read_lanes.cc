@@ -30,6 +30,12 @@ std::optional<ReadLanes::Pick> ReadLanes::next(uid_t uid, std::uint32_t main_aut
     return std::nullopt;
   }
   auto it = l.logins.find(uid);
+  // The user logged in on the main connection since (an agent that came
+  // late): log in here too.
+  if (it != l.logins.end() && it->second.state != Login::kPending && it->second.main_auth != main_auth) {
+    l.logins.erase(it);
+    it = l.logins.end();
+  }
   if (it == l.logins.end()) {
     login(i, uid, main_auth);
     return std::nullopt;
@@ -128,6 +134,7 @@ void ReadLanes::close() {
 void ReadLanes::login(unsigned i, uid_t uid, std::uint32_t main_auth) {
   Lane& l = lanes_[i];
   Login& lg = l.logins[uid];
+  lg.main_auth = main_auth;
   // Anonymous on the main connection: anonymous here too, no login.
   if (main_auth == 0 || !signer_) {
     lg.state = Login::kReady;

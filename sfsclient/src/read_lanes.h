@@ -74,6 +74,7 @@ class ReadLanes : public std::enable_shared_from_this<ReadLanes> {
   struct Login {
     enum State { kPending, kReady, kFailed } state = kPending;
     std::uint32_t auth = 0;
+    std::uint32_t main_auth = 0;  // the main connection's login this one mirrors
   };
   struct Lane {
     std::shared_ptr<sfs::fs::FileClient> client;  // null while down

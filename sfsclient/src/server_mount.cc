@@ -215,6 +215,13 @@ void ServerMount::run_read(uid_t uid, Run fn, Fail fail) {
   run(uid, std::move(fn), std::move(fail));
 }
 
+void ServerMount::agent_registered(uid_t uid) {
+  auto it = logins_.find(uid);
+  if (!client_ || it == logins_.end() || !it->second.ready || !it->second.agentless || it->second.retrying) return;
+  it->second.retrying = true;
+  login(uid);
+}
+
 void ServerMount::dispatch(Waiter w) {
   if (!client_) {
     waiting_.push_back(std::move(w));
@@ -231,39 +238,52 @@ void ServerMount::dispatch(Waiter w) {
 }
 
 void ServerMount::login(uid_t uid) {
-  auto finish = [this, uid](std::uint32_t auth) {
+  // agentless: anonymous because no agent signed (a later agent is asked);
+  // a login the server refused is not sent again on this connection.
+  auto finish = [this, uid](std::uint32_t auth, bool agentless = false) {
     auto it = logins_.find(uid);
     if (it == logins_.end()) return;  // the connection went away meanwhile
+    const bool relogin = it->second.retrying && auth != 0;
     it->second.ready = true;
     it->second.auth = auth;
+    it->second.retrying = false;
+    it->second.agentless = auth == 0 && agentless;
+    if (relogin) {
+      opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + name_text_ + " is logged in now");
+      if (on_login_changed_) on_login_changed_(id_, uid);
+    }
     auto waiters = std::move(it->second.waiting);
     it->second.waiting.clear();
     for (auto& w : waiters) w.fn(client_, auth);
   };
   if (!signer_) return finish(0);
+  // A retry of an anonymous user says nothing unless it succeeds.
+  const bool quiet = logins_[uid].retrying;
   auto client = client_;
   const std::uint64_t seqno = client->session().next_seqno();
   std::weak_ptr<ServerMount> weak = weak_from_this();
   signer_->sign_login(
       uid, name_text_, client->session().session_id(), seqno,
       asmp::Callback<void(sfs::Result<SignedLogin>)>(
-          [weak, client, uid, finish](sfs::Result<SignedLogin> s) {
+          [weak, client, uid, finish, quiet](sfs::Result<SignedLogin> s) {
             auto self = weak.lock();
             if (!self || self->client_ != client) return;
             if (!s.ok()) {
               // No agent, or no key for this server: the anonymous user.
-              self->opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + self->name_text_ +
+              if (!quiet)
+                self->opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + self->name_text_ +
                               " is anonymous: " + s.error());
-              return finish(0);
+              return finish(0, true);
             }
             client->login_signed(
                 std::move(s.value().request), s.value().user,
                 asmp::Callback<void(sfs::Result<std::uint32_t>)>(
-                    [weak, client, uid, finish](sfs::Result<std::uint32_t> n) {
+                    [weak, client, uid, finish, quiet](sfs::Result<std::uint32_t> n) {
                       auto me = weak.lock();
                       if (!me || me->client_ != client) return;
                       if (!n.ok()) {
-                        me->opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + me->name_text_ +
+                        if (!quiet)
+                          me->opts_.log("sfsclient: uid " + std::to_string(uid) + " at " + me->name_text_ +
                                       " is anonymous: " + n.error());
                         return finish(0);
                       }

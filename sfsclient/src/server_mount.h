@@ -9,7 +9,12 @@
 //
 // Calls: run(uid, fn) calls fn(client, auth) once the server is connected
 // and uid has a login (its agent signed one, or the anonymous user if it has
-// no agent or the server does not know its key). While the connection is
+// no agent or the server does not know its key). A user anonymous for want
+// of an agent's signature logs in when an agent of theirs registers
+// (agent_registered): an agent started after the user's first call, or
+// re-registered after sfsclient restarted, is used from then on; a login
+// the server refused is not sent again on that connection (the server
+// closes a connection after a few refusals). While the connection is
 // down, run() waits (reconnecting) up to `timeout`, then fails with EIO;
 // hard mounts wait forever. A first connection that fails for good (wrong
 // HOSTID, refused) fails with the errno documented in docs/sfsclient.md.
@@ -86,6 +91,13 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   // lanes (read_lanes.h); the main connection whenever a lane is not ready.
   void run_read(uid_t uid, Run fn, Fail fail);
   void close();
+  // An agent of uid registered: a user anonymous for want of one logs in
+  // (in the background; calls go on as anonymous until it is in).
+  void agent_registered(uid_t uid);
+  // Told when such a login is in: what was cached for uid (ACCESS answers)
+  // was the anonymous user's. Set before start().
+  using LoginChanged = std::function<void(ServerId, uid_t)>;
+  void set_on_login_changed(LoginChanged f) { on_login_changed_ = std::move(f); }
 
   ServerId id() const { return id_; }
   const std::string& name() const { return name_text_; }
@@ -104,6 +116,10 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
     bool ready = false;
     std::uint32_t auth = 0;
     std::vector<Waiter> waiting;
+    // Anonymous (auth 0) because no agent signed: an agent that registers
+    // later is asked (retrying: under way; calls go on as anonymous).
+    bool agentless = false;
+    bool retrying = false;
   };
 
   void connect();
@@ -124,6 +140,7 @@ class ServerMount : public std::enable_shared_from_this<ServerMount> {
   const Invalidate on_invalidate_;
   const Lost on_lost_;
   const NewRoot on_new_root_;
+  LoginChanged on_login_changed_;
 
   std::shared_ptr<sfs::fs::FileClient> client_;  // null while down
   sfs::fs::Root root_;

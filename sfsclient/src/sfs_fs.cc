@@ -203,6 +203,16 @@ void SfsFs::on_lost(ServerId server) {
   }
 }
 
+void SfsFs::agent_registered(uid_t uid) {
+  for (auto& s : servers_)
+    if (s) s->agent_registered(uid);
+}
+
+void SfsFs::on_login_changed(ServerId server, uid_t uid) {
+  for (fuse_ino_t ino : inodes_.inodes_of(server))
+    if (Inode* in = inodes_.find(ino)) in->access.erase(uid);
+}
+
 // ---- /sfs: the servers ----
 
 void SfsFs::reply_root_entry(fuse_req_t req, ServerMount& s) {
@@ -245,6 +255,7 @@ void SfsFs::mount_server(fuse_req_t req, const std::string& text) {
       },
       [this](ServerId sid) { on_lost(sid); },
       [this](ServerId sid, const sfs::fs::Handle& old_root) { on_new_root(sid, old_root); });
+  s->set_on_login_changed([this](ServerId sid, uid_t uid) { on_login_changed(sid, uid); });
   servers_.push_back(s);  // reserves the id (and the connection's color)
   s->start([this, s, text](int err, const std::string& why) {
     auto waiting = std::move(mounting_[text].reqs);

@@ -130,6 +130,11 @@ class SfsFs {
   // then another client's write is seen here by the next call, at once.
   void on_invalidate(ServerId server, const sfs::fs::Handle& fh, std::uint64_t change, std::function<void()> done);
   void on_lost(ServerId server);
+  // An agent of uid registered (main.cc): each server logs uid in if it was
+  // anonymous for want of one; then uid's ACCESS answers, the anonymous
+  // user's, are dropped (on_login_changed).
+  void agent_registered(uid_t uid);
+  void on_login_changed(ServerId server, uid_t uid);
   // The server came back with another root handle for the same export
   // (ServerMount::NewRoot): a new root epoch, the root inode re-keyed.
   void on_new_root(ServerId server, const sfs::fs::Handle& old_root);

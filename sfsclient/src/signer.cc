@@ -74,10 +74,12 @@ class AgentSigner final : public Signer {
 }  // namespace
 
 sfs::Result<std::unique_ptr<Signer>> make_agent_signer(const ClientConfig& cfg, asmp::Runtime& rt,
-                                                       asmp::color_t color, sfs::LogSink log) {
+                                                       asmp::color_t color, sfs::LogSink log,
+                                                       std::function<void(uid_t)> on_registered) {
   sfs::AgentRegistryOptions o;
   o.path = cfg.agent_socket;
   o.log = std::move(log);
+  o.on_registered = std::move(on_registered);
   std::shared_ptr<const sfs::UserKey> host;
   if (!cfg.host_key.empty()) {
     auto kf = sfs::read_key_file(cfg.host_key);

@@ -21,7 +21,9 @@ class Signer : public LoginSigner {
 
 // Agents registering at cfg.agent_socket, served under `color`; with
 // cfg.host_key, a trusted host's logins for users without an agent.
+// on_registered(uid) runs under `color` after an agent of uid registered.
 sfs::Result<std::unique_ptr<Signer>> make_agent_signer(const ClientConfig& cfg, asmp::Runtime& rt,
-                                                       asmp::color_t color, sfs::LogSink log);
+                                                       asmp::color_t color, sfs::LogSink log,
+                                                       std::function<void(uid_t)> on_registered = nullptr);
 
 }  // namespace sfsclient

@@ -166,8 +166,8 @@ class Mount {
 
 // Starts sfsagent as uid/gid (no other groups) with HOME=home, holding
 // key_file and registering with m's sfsclient, its output in `log`; returns
-// its pid once it has registered (a call before that would log the user in
-// as anonymous, for the whole connection).
+// its pid once it has registered (a call before that would be the
+// anonymous user's, until the registration logs the user in).
 inline pid_t start_user_agent(const Mount& m, uid_t uid, gid_t gid, const std::string& home,
                               const std::string& key_file, const std::string& log) {
   const std::string reg = std::filesystem::path(m.path()).parent_path().string() + "/agent.sock";

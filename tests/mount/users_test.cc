@@ -234,5 +234,28 @@ TEST_F(LanesUsersTest, ALaneReadsAsTheUserWhoseReadItIs) {
   EXPECT_NE(as(users_[1], "cat " + d + "/private > /dev/null", &out), 0);
 }
 
+// A user's first call before their agent ran makes them anonymous; once the
+// agent has registered, their calls log in (main connection and lanes).
+// Fails without the login on registration (ServerMount::agent_registered)
+// and the ACCESS answers dropped after it: the user stayed anonymous for as
+// long as the connection lived.
+TEST_F(LanesUsersTest, AnAgentStartedAfterTheFirstCallIsUsed) {
+  using namespace std::chrono_literals;
+  const LocalUser& u = users_[0];
+  const std::string ref = u.home + "/ref", backend = server_.export_dir() + "/late";
+  ASSERT_EQ(sh("head -c 24M /dev/urandom > " + ref + " && cp " + ref + " " + backend + " && chown " +
+               std::to_string(u.uid) + ":" + std::to_string(u.uid) + " " + backend + " && chmod 600 " + backend),
+            0);
+  const std::string f = at(*m_) + "/late";
+  const std::string read = "dd if=" + f + " iflag=direct bs=1M status=none | cmp - " + ref;
+  std::string out;
+  EXPECT_NE(as(u, read, &out), 0) << "read without an agent:\n" << out;
+  start_agent(u.uid, u.uid, u.home, u.home + "/.sfs/identity");
+  EXPECT_TRUE(eventually([&] { return as(u, read, &out) == 0; }, 30s)) << out << m_->log();
+  EXPECT_NE(m_->log().find("is logged in now"), std::string::npos) << m_->log();
+  // The whole file again, over every connection, as the user.
+  EXPECT_EQ(as(u, read, &out), 0) << out << m_->log();
+}
+
 }  // namespace
 }  // namespace mount_test

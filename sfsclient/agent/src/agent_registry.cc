@@ -284,6 +284,7 @@ struct AgentRegistry::State : std::enable_shared_from_this<State> {
     publish();
     opts.log(c.who() + " registered");
     c.stream->send(AgentWelcome{kAgentProtocolVersion, static_cast<std::uint32_t>(uid)});
+    if (opts.on_registered) opts.on_registered(uid);
   }
 
   void on_sign_reply(Conn& c, SignLoginReply& m) {

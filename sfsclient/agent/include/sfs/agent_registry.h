@@ -70,6 +70,8 @@ struct AgentRegistryOptions {
   std::size_t max_connections = 1024;
   // One line, no newline. Null: stderr, "sfsclient: agents: ...".
   std::function<void(const std::string&)> log;
+  // Called under the registry's color after an agent of uid registered.
+  std::function<void(uid_t)> on_registered;
 };
 
 struct AgentInfo {
