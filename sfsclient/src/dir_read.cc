@@ -26,8 +26,6 @@ constexpr std::uint64_t kScanMaxDirBytes = 1 << 20;
 // Unreferenced inodes kept (read ahead, not yet looked up by the kernel).
 constexpr std::size_t kKeepUnreferenced = 32768;
 
-bool dot_or_dotdot(const std::string& n) { return n == "." || n == ".."; }
-
 }  // namespace
 
 std::optional<std::size_t> SfsFs::DirChunk::after(std::uint64_t cookie) const {
@@ -134,14 +132,7 @@ bool SfsFs::scan_instead(Inode& dir, uid_t uid, std::function<void()> again) {
       std::memcpy(job->verf, c->cookieverf, 8);
       for (const auto& e : c->entries) {
         if (dot_or_dotdot(e.name) || !e.has_handle || !e.attr.attributes_follow) continue;
-        Inode& child = inodes_.get(d->server, e.fh, false);
-        child.epoch = inodes_.root_epoch(d->server);
-        child.parent = d->ino;
-        child.name = e.name;
-        note_attr(child, e.attr, c->sent);
-        if (!child.attr) continue;
-        d->children[e.name] = child.ino;
-        d->negatives.erase(e.name);
+        learn_child(*d, e.name, e.fh, e.attr, c->sent, false);
       }
       job->entries += c->entries.size();
       if (c->eof || c->entries.empty() || job->entries >= kScanMaxEntries) {

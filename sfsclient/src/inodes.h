@@ -32,6 +32,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "asmp/nfs.h"
@@ -174,6 +175,8 @@ class InodeTable {
   void unindex(const Inode& in);
   fuse_ino_t next_ino_ = 2;
 };
+
+inline bool dot_or_dotdot(std::string_view n) { return n == "." || n == ".."; }
 
 // struct stat for FUSE from NFS attributes (the server's uids and gids).
 struct stat to_stat(const nfs::Attr& a, fuse_ino_t ino);

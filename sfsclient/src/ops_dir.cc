@@ -18,8 +18,6 @@ namespace {
 using Handle = sfs::fs::Handle;
 using sfs::fs::FileClient;
 
-bool dot_or_dotdot(const char* n) { return !std::strcmp(n, ".") || !std::strcmp(n, ".."); }
-
 mode_t type_bits(const sfs_fattr3& a) {
   switch (a.type) {
     case SFS_NF3DIR: return S_IFDIR;
@@ -68,7 +66,7 @@ void SfsFs::reply_dir_plus(fuse_req_t req, Inode& dir, const DirChunk& c, std::s
     const std::size_t need = fuse_add_direntry_plus(req, nullptr, 0, e.name.c_str(), nullptr, 0);
     if (need > size - used) break;
     fuse_entry_param ep{};
-    if (dot_or_dotdot(e.name.c_str()) || !e.has_handle || !e.attr.attributes_follow) {
+    if (dot_or_dotdot(e.name) || !e.has_handle || !e.attr.attributes_follow) {
       ep.attr.st_ino = e.fileid;
       if (e.attr.attributes_follow) ep.attr.st_mode = type_bits(e.attr.sfs_post_op_attr_u.attributes);
     } else if (!make_entry(ep, dir, e.name, e.fh, e.attr, c.sent)) {

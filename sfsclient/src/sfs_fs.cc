@@ -140,27 +140,36 @@ void SfsFs::reply_attr(fuse_req_t req, Inode& in, double timeout) {
   fuse_reply_attr(req, &st, timeout);
 }
 
-bool SfsFs::make_entry(fuse_entry_param& e, Inode& parent, const std::string& name, const sfs::fs::Handle& fh,
-                       const sfs_post_op_attr& attr, Clock::time_point sent) {
-  Inode& child = inodes_.get(parent.server, fh, true);
+Inode* SfsFs::learn_child(Inode& parent, const std::string& name, const sfs::fs::Handle& fh,
+                          const sfs_post_op_attr& attr, Clock::time_point sent, bool lookup, double* attr_timeout) {
+  Inode& child = inodes_.get(parent.server, fh, lookup);
   // The server just gave this handle: it is current. And where the file
   // was reached, to find it again by path (refind.cc).
   child.epoch = inodes_.root_epoch(parent.server);
-  if (name != "." && name != "..") {
+  if (!dot_or_dotdot(name)) {
     child.parent = parent.ino;
     child.name = name;
   }
   const double t = note_attr(child, attr, sent);
-  if (!child.attr) return false;
+  if (attr_timeout) *attr_timeout = t;
+  if (!child.attr) return nullptr;
+  parent.children[name] = child.ino;
+  parent.negatives.erase(name);
+  return &child;
+}
+
+bool SfsFs::make_entry(fuse_entry_param& e, Inode& parent, const std::string& name, const sfs::fs::Handle& fh,
+                       const sfs_post_op_attr& attr, Clock::time_point sent) {
+  double t = 0.0;
+  Inode* child = learn_child(parent, name, fh, attr, sent, true, &t);
+  if (!child) return false;
   e = fuse_entry_param{};
-  e.ino = child.ino;
+  e.ino = child->ino;
   e.generation = 0;
-  e.attr = stat_of(child);
+  e.attr = stat_of(*child);
   e.attr_timeout = t;
   // The name stays valid as long as the directory's lease.
   e.entry_timeout = seconds_left(parent.entries_until, Clock::now());
-  parent.children[name] = child.ino;
-  parent.negatives.erase(name);
   return true;
 }
 
