@@ -76,6 +76,21 @@ const std::vector<Setting>& settings() {
          if (c.connections > 16) return "at most 16";
          return std::nullopt;
        }},
+      {"write_behind_mb", "MIB",
+       "per open file, MiB of writes answered before the server has them; more waits (default 16)",
+       [](std::string_view v, ClientConfig& c) -> Err {
+         if (auto e = parse_unsigned(v, c.write_behind_mb)) return e;
+         if (c.write_behind_mb < 1 || c.write_behind_mb > 1024) return "between 1 and 1024";
+         return std::nullopt;
+       }},
+      {"uncommitted_mb", "MIB",
+       "per open file, MiB written but not yet stable (kept here to write again if the server "
+       "restarts) before a COMMIT in the background (default 64)",
+       [](std::string_view v, ClientConfig& c) -> Err {
+         if (auto e = parse_unsigned(v, c.uncommitted_mb)) return e;
+         if (c.uncommitted_mb < 1 || c.uncommitted_mb > 4096) return "between 1 and 4096";
+         return std::nullopt;
+       }},
       {"log_file", "FILE", "log when in the background (default /var/log/sfsclient.log)",
        [](std::string_view v, ClientConfig& c) -> Err {
          c.log_file = std::string(v);

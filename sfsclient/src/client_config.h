@@ -18,6 +18,8 @@ struct ClientConfig {
   unsigned threads = 0;                      // 0: one per CPU in the affinity mask
   unsigned read_ahead_kb = 1024;
   unsigned connections = 0;  // per server; 0: one per worker thread, at most 4
+  unsigned write_behind_mb = 16;  // per open file: writes answered before the server has them
+  unsigned uncommitted_mb = 64;   // per open file: then a COMMIT in the background
   bool foreground = false;
   std::string log_file = "/var/log/sfsclient.log";
   std::string pid_file;

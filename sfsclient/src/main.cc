@@ -153,6 +153,8 @@ int do_mount(ClientConfig cfg) {
   fo.hard = cfg.hard;
   fo.log = log;
   fo.revoked_dir = cfg.revoked_dir;
+  fo.max_write_behind = std::size_t{cfg.write_behind_mb} << 20;
+  fo.max_uncommitted = std::size_t{cfg.uncommitted_mb} << 20;
   fo.connections = cfg.connections ? cfg.connections : std::clamp(rt.threads(), 1u, 4u);
   // Agents: the registration socket every user's sfsagent connects to.
   // An agent registering: users anonymous for want of one log in (set to

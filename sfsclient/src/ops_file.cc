@@ -13,7 +13,8 @@
 // waits), so a sequential writer keeps many 1 MiB writes in flight. The data
 // stays here until a COMMIT under the same write verifier makes it stable
 // (at flush/close, fsync, or in the background once an open file holds
-// max_uncommitted bytes). If the verifier changed (the server or its
+// max_uncommitted bytes; writers wait at twice that, so what is kept is
+// bounded). One COMMIT round at a time per open file. If the verifier changed (the server or its
 // backend restarted in between), everything not yet committed is written
 // again, FILE_SYNC, before flush/fsync answer: data acknowledged by close()
 // or fsync() is never lost, and an error the server reports on a write
@@ -281,11 +282,7 @@ void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, st
       in->write_waiters.clear();
       for (auto& w : waiters) w();
     }
-    while (!f->blocked.empty() && f->bytes_in_flight < opts_.max_write_behind) {
-      auto b = std::move(f->blocked.front());
-      f->blocked.erase(f->blocked.begin());
-      b();
-    }
+    release_writers(*f, false);
     done(err);
   };
   const Handle fh = f->fh;
@@ -339,46 +336,84 @@ void SfsFs::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_
   // The request buffer is reused for the next request: keep a copy (also
   // what a resend after a verifier change needs).
   auto data = std::make_shared<std::string>(buf, size);
-  send_write(f, static_cast<std::uint64_t>(off), std::move(data), false, [this, f](int) {
-    // Too much at risk: make it stable in the background.
-    if (f->uncommitted_bytes >= opts_.max_uncommitted && !f->committing) {
-      f->committing = true;
-      commit(f, 0, [f](int err) {
-        f->committing = false;
-        f->note_error(err);
-      });
-    }
-  });
-  if (f->bytes_in_flight <= opts_.max_write_behind) return (void)fuse_reply_write(req, size);
+  send_write(f, static_cast<std::uint64_t>(off), std::move(data), false, [this, f](int) { commit_behind(f); });
+  if (f->blocked.empty() && room_for_writes(*f)) return (void)fuse_reply_write(req, size);
   f->blocked.push_back([req, size] { fuse_reply_write(req, size); });
 }
 
-void SfsFs::commit(const std::shared_ptr<OpenFile>& f, int attempt, std::function<void(int)> done) {
-  // After the writes in flight: COMMIT covers what the server has.
-  after_writes(f->ino, [this, f, attempt, done] {
+bool SfsFs::room_for_writes(const OpenFile& f) const {
+  return f.bytes_in_flight <= opts_.max_write_behind && f.uncommitted_bytes <= 2 * opts_.max_uncommitted;
+}
+
+void SfsFs::release_writers(OpenFile& f, bool all) {
+  while (!f.blocked.empty() && (all || room_for_writes(f))) {
+    auto b = std::move(f.blocked.front());
+    f.blocked.erase(f.blocked.begin());
+    b();
+  }
+}
+
+void SfsFs::commit_behind(const std::shared_ptr<OpenFile>& f) {
+  // Too much at risk: make it stable in the background, without waiting
+  // for the writes in flight (a writer that keeps some in flight all the
+  // time would never see that COMMIT go, and what it wrote would pile up
+  // here). Writers wait once twice this much is held (room_for_writes).
+  if (f->uncommitted_bytes < opts_.max_uncommitted || f->committing) return;
+  commit(f, [f](int err) { f->note_error(err); }, false);
+}
+
+void SfsFs::commit(const std::shared_ptr<OpenFile>& f, std::function<void(int)> done, bool all) {
+  // Rounds never overlap: a round counts the writes it covers at its COMMIT
+  // and forgets that many at the answer, which only holds if no other
+  // round took some of them meanwhile.
+  if (f->committing) return f->commit_next.push_back(std::move(done));
+  f->committing = true;
+  commit_round(f, all, [this, f, done](int err) {
+    f->committing = false;
+    auto waiting = std::move(f->commit_next);
+    f->commit_next.clear();
+    // Writers held back for room: on, and after a failed COMMIT at once
+    // (their next write() or fsync() reports the error).
+    release_writers(*f, err != 0);
+    done(err);
+    if (!waiting.empty()) {
+      // Their writes may have come after this round's COMMIT: one more.
+      return commit(f, [waiting](int e) {
+        for (const auto& w : waiting) w(e);
+      });
+    }
+    if (!err) commit_behind(f);
+  });
+}
+
+void SfsFs::commit_round(const std::shared_ptr<OpenFile>& f, bool all, std::function<void(int)> done) {
+  // The COMMIT covers the writes answered before it goes: with `all`,
+  // after the writes in flight, so it covers every write made so far.
+  auto go = [this, f, done] {
     if (f->uncommitted.empty()) return done(0);
     const Handle fh = f->fh;
     const std::size_t count = f->uncommitted.size();
     call_as<SFS_NFSPROC3_COMMIT>(
         f->uid, f->server, [fh](sfs_COMMIT3args& a) { a.file = FileClient::wire(fh); },
-        [this, f, attempt, count, done](sfs::fs::Reply<sfs_COMMIT3res> r, Clock::time_point) {
+        [this, f, count, done](sfs::fs::Reply<sfs_COMMIT3res> r, Clock::time_point) {
           if (r->status != SFS_NFS3_OK) return done(errno_of(r->status));
           const std::string verf(r->sfs_COMMIT3res_u.resok.verf, 8);
+          // Writes answered since the COMMIT went out were only added at
+          // the end: the first `count` are the ones it covered.
           if (verf == f->verf) {
-            // Everything written before this COMMIT is stable.
             f->uncommitted.erase(f->uncommitted.begin(), f->uncommitted.begin() + static_cast<long>(count));
             f->uncommitted_bytes = 0;
             for (const auto& e : f->uncommitted) f->uncommitted_bytes += e.data->size();
             if (f->uncommitted.empty()) f->verf.clear();
             return done(0);
           }
-          if (attempt >= 3) return done(EIO);
           // The server restarted since those writes: write them again,
           // FILE_SYNC (stable when answered).
           auto extents = std::move(f->uncommitted);
           f->uncommitted.clear();
           f->uncommitted_bytes = 0;
           f->verf.clear();
+          if (extents.empty()) return done(0);
           auto left = std::make_shared<std::size_t>(extents.size());
           auto first_err = std::make_shared<int>(0);
           for (auto& e : extents) {
@@ -389,14 +424,16 @@ void SfsFs::commit(const std::shared_ptr<OpenFile>& f, int attempt, std::functio
           }
         },
         done);
-  });
+  };
+  if (all) return after_writes(f->ino, go);
+  go();
 }
 
 void SfsFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   auto it = files_.find(fi->fh);
   if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
   auto f = it->second;
-  commit(f, 0, [req, f](int err) {
+  commit(f, [req, f](int err) {
     if (!err) err = f->sync_error;
     if (err) f->error = 0;  // reported: the next write need not say it again
     f->sync_error = 0;
@@ -412,7 +449,7 @@ void SfsFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto f = it->second;
   files_.erase(it);
   fuse_reply_err(req, 0);  // close() already had its answer from flush
-  commit(f, 0, [this, f, ino](int err) {
+  commit(f, [this, f, ino](int err) {
     if (err) opts_.log("sfsclient: data written to a file closed without flush may be lost: " + std::string(std::strerror(err)));
     Inode* in = inodes_.find(ino);
     if (!in) return;

@@ -176,8 +176,19 @@ class SfsFs {
 
   void mount_server(fuse_req_t req, const std::string& name);
   void reply_root_entry(fuse_req_t req, ServerMount& s);
-  // Makes f's uncommitted writes stable (after its writes in flight).
-  void commit(const std::shared_ptr<OpenFile>& f, int attempt, std::function<void(int err)> done);
+  // Makes f's writes stable: all of them (`all`: after its writes in
+  // flight), or those answered so far (the background COMMIT). One round
+  // at a time per open file: a commit asked for while one runs gets a round
+  // of its own after it (shared with the others that waited; `all`).
+  void commit(const std::shared_ptr<OpenFile>& f, std::function<void(int err)> done, bool all = true);
+  void commit_round(const std::shared_ptr<OpenFile>& f, bool all, std::function<void(int err)> done);
+  // A COMMIT in the background once f holds max_uncommitted bytes.
+  void commit_behind(const std::shared_ptr<OpenFile>& f);
+  // Whether a write() may be answered now: at most max_write_behind bytes
+  // in flight and twice max_uncommitted held for a resend.
+  bool room_for_writes(const OpenFile& f) const;
+  // Answers the writes held back (all, or while there is room).
+  void release_writers(OpenFile& f, bool all);
   void send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<std::string> data,
                   bool stable, std::function<void(int err)> done);
   // Runs fn once the inode has no write in flight (at once if it has none).
@@ -232,8 +243,9 @@ struct SfsFs::OpenFile {
     if (!sync_error) sync_error = err;
   }
   std::size_t bytes_in_flight = 0;
-  std::vector<std::function<void()>> blocked;  // writers over the in-flight limit
-  bool committing = false;                     // a background COMMIT is under way
+  std::vector<std::function<void()>> blocked;  // writes held back (SfsFs::room_for_writes)
+  bool committing = false;  // a commit round is under way (SfsFs::commit)
+  std::vector<std::function<void(int)>> commit_next;  // asked for meanwhile: the next round
 };
 
 struct SfsFs::DirChunk {

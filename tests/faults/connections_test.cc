@@ -18,18 +18,6 @@ namespace {
 
 using namespace sfsd_test;
 
-// A line of /proc/PID/status in KiB ("VmRSS", "VmHWM"); 0 if unreadable.
-std::uint64_t status_kib(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  std::uint64_t kib = 0;
-  while (in >> key) {
-    if (key == field + ":" && in >> kib) return kib;
-    std::getline(in, key);
-  }
-  return 0;
-}
-
 // What one idle connection may cost sfsd, from the documented per-connection
 // buffers: the transport's read chunk (TransportOptions::read_chunk,
 // 256 KiB, allocated at start; docs/rpc.md) plus 64 KiB for everything

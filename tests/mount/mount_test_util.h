@@ -10,8 +10,10 @@
 #pragma once
 
 #include <grp.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <sstream>
@@ -39,6 +41,53 @@ inline int sh(const std::string& cmd, std::string* out = nullptr, int seconds = 
   const int st = ::pclose(f);
   if (out) *out = text;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// Waits for fd to have something to read (or EOF), up to `limit`.
+inline bool readable(int fd, std::chrono::milliseconds limit) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(limit.count())) > 0;
+}
+
+// Runs f in a child process (after `enter` there, e.g. becoming another
+// user; the child exits 126 if it fails) as a program would; returns what
+// f returned, or "timeout" if it had not finished after `seconds` (the
+// child is then killed), so a call stuck in the mount fails a test instead
+// of hanging it.
+inline std::string in_child(const std::function<std::string()>& f, int seconds,
+                            const std::function<bool()>& enter = {}) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(p[0]);
+    if (enter && !enter()) ::_exit(126);
+    const std::string r = f();
+    if (::write(p[1], r.data(), r.size()) < 0) ::_exit(1);
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string out;
+  bool done = false;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (!done && std::chrono::steady_clock::now() < end) {
+    if (!readable(p[0], std::chrono::milliseconds(100))) continue;
+    char buf[4096];
+    const ssize_t n = ::read(p[0], buf, sizeof buf);
+    if (n <= 0) done = true;
+    else out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(p[0]);
+  if (done) {
+    ::waitpid(pid, nullptr, 0);
+    return out;
+  }
+  // A call the daemon has read and never answers cannot be killed (the
+  // kernel waits for its answer): the child goes when the test's mount is
+  // aborted, and is not waited for here.
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 50 && ::waitpid(pid, nullptr, WNOHANG) == 0; ++i) ::usleep(100000);
+  return "timeout";
 }
 
 inline std::string contents(const std::string& path) {

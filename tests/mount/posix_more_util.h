@@ -11,7 +11,6 @@
 #pragma once
 
 #include <grp.h>
-#include <poll.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -81,11 +80,6 @@ inline std::uint64_t available(const std::string& path) {
   return ::statvfs(path.c_str(), &v) == 0 ? static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize : 0;
 }
 
-// Waits for fd to have something to read (or EOF), up to `limit`.
-inline bool readable(int fd, std::chrono::milliseconds limit) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, static_cast<int>(limit.count())) > 0;
-}
 
 
 class PosixMoreTest : public MountFixture {
@@ -180,32 +174,10 @@ class PosixMoreTest : public MountFixture {
   // a program of u's would; returns what f returned, or "timeout" if it
   // had not finished after `seconds` (the child is then killed).
   std::string as(const Person& u, const std::function<std::string()>& f, int seconds = 60) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return "pipe failed";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::close(p[0]);
+    return in_child(f, seconds, [&u] {
       ::setgroups(0, nullptr);
-      if (::setgid(u.gid) != 0 || ::setuid(u.uid) != 0) ::_exit(126);
-      const std::string r = f();
-      if (::write(p[1], r.data(), r.size()) < 0) ::_exit(1);
-      ::_exit(0);
-    }
-    ::close(p[1]);
-    std::string out;
-    bool done = false;
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!done && std::chrono::steady_clock::now() < end) {
-      if (!readable(p[0], 100ms)) continue;
-      char buf[4096];
-      const ssize_t n = ::read(p[0], buf, sizeof buf);
-      if (n <= 0) done = true;
-      else out.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(p[0]);
-    if (!done) ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return done ? out : "timeout";
+      return ::setgid(u.gid) == 0 && ::setuid(u.uid) == 0;
+    });
   }
   // A shell command as u; its exit status, output in *out.
   int as_sh(const Person& u, const std::string& cmd, std::string* out) {

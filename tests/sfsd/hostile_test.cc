@@ -17,15 +17,6 @@
 namespace sfsd_test {
 namespace {
 
-// Resident memory of a process, in KiB.
-long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
 // CPU seconds a process has used.
 double cpu_seconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -95,13 +86,13 @@ TEST_F(HostileTest, AClientThatNeverReadsItsRepliesCannotGrowTheServer) {
       },
       2));
   ASSERT_TRUE(held->wait());
-  const long before = rss_kib(server_.sfsd().pid());
+  const long before = static_cast<long>(status_kib(server_.sfsd().pid(), "VmRSS"));
   for (int i = 0; i < 400; ++i)
     flooder->read(0, *f, 0, 1 << 20, fs::FileClient::ReadDone([](rpc::RpcStatus, const fs::ReadView&) {}));
   std::this_thread::sleep_for(std::chrono::seconds(2));
   // Meanwhile the honest client is served, and sfsd holds a bounded amount.
   EXPECT_TRUE(honest_still_served());
-  const long after = rss_kib(server_.sfsd().pid());
+  const long after = static_cast<long>(status_kib(server_.sfsd().pid(), "VmRSS"));
   // Under AddressSanitizer freed buffers sit in its quarantine (up to
   // 256 MiB) instead of being reused, and every block has redzones: allow
   // for what the ~50 MiB of freed reply buffers cost there.

@@ -44,6 +44,16 @@ using namespace std::chrono_literals;
 namespace fs = sfs::fs;
 namespace rpc = asmp::rpc;
 
+// A line of /proc/PID/status in KiB ("VmRSS", "VmHWM"); 0 if unreadable.
+inline std::uint64_t status_kib(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  const std::string key = field + ":";
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return std::strtoull(line.c_str() + key.size(), nullptr, 10);
+  return 0;
+}
+
 inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 20s) {
   auto end = std::chrono::steady_clock::now() + limit;
   while (!pred()) {

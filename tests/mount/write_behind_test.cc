@@ -1,0 +1,109 @@
+// write_behind_test.cc: writes answered before the server has them and the
+// COMMITs that make them stable (sfsclient's ops_file.cc), through a real
+// mount: fsync() and close() answer, and what they acknowledged is on the
+// server's disk, however the background COMMITs fall between them.
+//
+// Starts: ganesha.nfsd, sfsd, one sfsclient (anonymous: the export's root
+// is open to everyone).
+#include <fcntl.h>
+
+#include "mount_test_util.h"
+
+namespace mount_test {
+namespace {
+
+class WriteBehindTest : public MountFixture {};
+
+// A program's calls on one file, in a child: "ok", or the first failure.
+std::string write_file(const std::string& path, const std::string& data, std::size_t block, std::size_t fsync_every) {
+  const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  if (fd < 0) return path + ": open: " + std::strerror(errno);
+  for (std::size_t off = 0; off < data.size(); off += block) {
+    const std::size_t n = std::min(block, data.size() - off);
+    if (::write(fd, data.data() + off, n) != static_cast<ssize_t>(n))
+      return path + ": write at " + std::to_string(off) + ": " + std::strerror(errno);
+    if (fsync_every && (off + n) % fsync_every == 0 && ::fsync(fd) != 0)
+      return path + ": fsync at " + std::to_string(off + n) + ": " + std::strerror(errno);
+  }
+  if (::fsync(fd) != 0) return path + ": fsync: " + std::strerror(errno);
+  if (::close(fd) != 0) return path + ": close: " + std::strerror(errno);
+  return "ok";
+}
+
+// With uncommitted_mb 1, nearly every answered write starts a COMMIT in
+// the background, so the program's fsync() and close() meet COMMITs that
+// wait for the same writes or are already on the wire. Each must answer,
+// and only once everything before it is stable. (A second COMMIT used to
+// find the first had taken its writes and then answered nobody: fsync()
+// hung for good; or it dropped writes from its list that a later COMMIT
+// had to cover.)
+TEST_F(WriteBehindTest, FsyncAndCloseAnswerAmidBackgroundCommits) {
+  Mount& m = mount({"--uncommitted-mb", "1", "--write-behind-mb", "4"});
+  ASSERT_TRUE(m.mounted());
+  const std::string d = at(m);
+  constexpr int kFiles = 6;
+  std::vector<std::string> data;
+  for (int i = 0; i < kFiles; ++i) data.push_back(pattern((12u << 20) + 4096u * i, 100 + i));
+  const std::string r = in_child(
+      [&] {
+        for (int i = 0; i < kFiles; ++i) {
+          // Files 0-2: an fsync() every 3 MiB, 3-5: only at the end; 1 MiB
+          // and 256 KiB writes.
+          const std::size_t block = i % 2 ? 256u << 10 : 1u << 20;
+          const std::string s =
+              write_file(d + "/f" + std::to_string(i), data[i], block, i < 3 ? std::size_t{3} << 20 : 0);
+          if (s != "ok") return s;
+        }
+        return std::string("ok");
+      },
+      120);
+  ASSERT_EQ(r, "ok") << "a program's fsync() or close() did not answer (\"timeout\") or failed";
+  for (int i = 0; i < kFiles; ++i)
+    EXPECT_TRUE(contents(server_.export_dir() + "/f" + std::to_string(i)) == data[i])
+        << "f" << i << " on the server's disk differs from what fsync() acknowledged";
+}
+
+// What sfsclient keeps of a big write is bounded, however fast the writer:
+// the data of writes in flight (write_behind_mb) and what waits for a
+// COMMIT (twice uncommitted_mb). The background COMMIT used to wait until
+// no write was in flight, which a fast writer never allowed, so a 3 GiB
+// file held ~750 MB in sfsclient until its fsync().
+TEST_F(WriteBehindTest, WhatWaitsForACommitIsBounded) {
+  Mount& m = mount({"--uncommitted-mb", "4", "--write-behind-mb", "4"});
+  ASSERT_TRUE(m.mounted());
+  const std::string d = at(m);
+  const std::uint64_t before = status_kib(m.pid(), "VmHWM");
+  ASSERT_GT(before, 0u);
+  constexpr std::size_t kMiB = 256;
+  const std::string chunk = pattern(1u << 20, 7);
+  const std::string r = in_child(
+      [&] {
+        const int fd = ::open((d + "/big").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        if (fd < 0) return std::string("open: ") + std::strerror(errno);
+        for (std::size_t i = 0; i < kMiB; ++i)
+          if (::write(fd, chunk.data(), chunk.size()) != static_cast<ssize_t>(chunk.size()))
+            return "write " + std::to_string(i) + ": " + std::strerror(errno);
+        if (::fsync(fd) != 0) return std::string("fsync: ") + std::strerror(errno);
+        return std::string(::close(fd) == 0 ? "ok" : "close failed");
+      },
+      120);
+  ASSERT_EQ(r, "ok");
+  const std::uint64_t grew = status_kib(m.pid(), "VmHWM") - before;
+  // 4 + 2 x 4 MiB held, each write's data also in its record and its
+  // encryption buffer while in flight, malloc's arenas per thread: ~55 MiB
+  // measured here, against 156-292 MiB before. Under the sanitizers freed
+  // blocks wait in a quarantine (ASan) or carry shadow memory: the bound
+  // holds only for the plain build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  std::printf("sfsclient grew by %llu MiB (not checked under a sanitizer)\n",
+              static_cast<unsigned long long>(grew / 1024));
+#else
+  EXPECT_LT(grew, 96u << 10) << "sfsclient grew by " << grew / 1024 << " MiB for a " << kMiB << " MiB file";
+#endif
+  struct stat st {};
+  ASSERT_EQ(::stat((server_.export_dir() + "/big").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<std::size_t>(st.st_size), kMiB << 20);
+}
+
+}  // namespace
+}  // namespace mount_test
