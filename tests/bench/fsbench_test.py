@@ -217,8 +217,10 @@ class CpuAccountingTest(unittest.TestCase):
 
     def test_a_live_child_is_counted_in_the_tree(self):
         # The shell's child burns while the shell waits: the tree of the
-        # shell's pid sees the child's CPU while it still runs.
-        code = "import time\ne=time.process_time()+0.5\nwhile time.process_time()<e: pass\ntime.sleep(30)"
+        # shell's pid sees the child's CPU while it still runs. It burns
+        # 0.55 s to be seen at 0.5: /proc/PID/stat rounds user and system
+        # time down to clock ticks separately (0.49 was seen for 0.5).
+        code = "import time\ne=time.process_time()+0.55\nwhile time.process_time()<e: pass\ntime.sleep(30)"
         p = subprocess.Popen(["bash", "-c", f"{sys.executable} -c '{code}'; true"])
         self.addCleanup(lambda: (subprocess.run(["pkill", "-P", str(p.pid)]), p.kill(), p.wait()))
         deadline = time.time() + 20
