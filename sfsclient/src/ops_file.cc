@@ -14,9 +14,10 @@
 // stays here until a COMMIT under the same write verifier makes it stable
 // (at flush/close, fsync, or in the background once an open file holds
 // max_uncommitted bytes; writers wait at twice that, so what is kept is
-// bounded). One COMMIT round at a time per open file. If the verifier changed (the server or its
-// backend restarted in between), everything not yet committed is written
-// again, FILE_SYNC, before flush/fsync answer: data acknowledged by close()
+// bounded). One COMMIT round at a time per open file. If the verifier
+// changed (the server or its backend restarted in between), everything not
+// yet committed is written again, FILE_SYNC, before flush/fsync answer:
+// data acknowledged by close()
 // or fsync() is never lost, and an error the server reports on a write
 // reaches the writer at its next write, and at its next close()/fsync()
 // even if a write reported it already. Reads and attribute calls of a file wait for its writes in

@@ -80,8 +80,6 @@ inline std::uint64_t available(const std::string& path) {
   return ::statvfs(path.c_str(), &v) == 0 ? static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize : 0;
 }
 
-
-
 class PosixMoreTest : public MountFixture {
  protected:
   void SetUp() override {

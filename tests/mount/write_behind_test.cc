@@ -35,8 +35,8 @@ std::string write_file(const std::string& path, const std::string& data, std::si
 // wait for the same writes or are already on the wire. Each must answer,
 // and only once everything before it is stable. (A second COMMIT used to
 // find the first had taken its writes and then answered nobody: fsync()
-// hung for good; or it dropped writes from its list that a later COMMIT
-// had to cover.)
+// hung for good; or, with the first already on the wire, it erased past
+// the end of the list of writes kept for a resend.)
 TEST_F(WriteBehindTest, FsyncAndCloseAnswerAmidBackgroundCommits) {
   Mount& m = mount({"--uncommitted-mb", "1", "--write-behind-mb", "4"});
   ASSERT_TRUE(m.mounted());
