@@ -14,16 +14,17 @@
 // stays here until a COMMIT under the same write verifier makes it stable
 // (at flush/close, fsync, or in the background once an open file holds
 // max_uncommitted bytes; writers wait at twice that, so what is kept is
-// bounded). One COMMIT round at a time per open file. If the verifier
-// changed (the server or its backend restarted in between), everything not
-// yet committed is written again, FILE_SYNC, before flush/fsync answer:
-// data acknowledged by close()
-// or fsync() is never lost, and an error the server reports on a write
-// reaches the writer at its next write, and at its next close()/fsync()
-// even if a write reported it already. Reads and attribute calls of a file wait for its writes in
-// flight; sizes shown meanwhile include them. Close-to-open: data cached
-// by the kernel is kept at open if the file's size, mtime and ctime are
-// what they were at the last close.
+// bounded). One COMMIT round at a time per open file; fsync() commits every
+// open file of the inode (POSIX: the file's data, whichever descriptor
+// wrote it), close() only its own. If the verifier changed (the server or
+// its backend restarted in between), everything not yet committed is
+// written again, FILE_SYNC, before flush/fsync answer: data acknowledged by
+// close() or fsync() is never lost, and an error the server reports on a
+// write reaches the writer at its next write, and at its next
+// close()/fsync() even if a write reported it already. Reads and attribute
+// calls of a file wait for its writes in flight; sizes shown meanwhile
+// include them. Close-to-open: data cached by the kernel is kept at open if
+// the file's size, mtime and ctime are what they were at the last close.
 #include <fcntl.h>
 
 #include <algorithm>
@@ -442,7 +443,38 @@ void SfsFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   });
 }
 
-void SfsFs::fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) { flush(req, ino, fi); }
+void SfsFs::fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  auto it = files_.find(fi->fh);
+  if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
+  auto f = it->second;
+  // fsync() makes the file stable, not only what this descriptor wrote:
+  // the writes made through the file's other open descriptors (each kept by
+  // its own OpenFile) and through descriptors closed while their COMMIT is
+  // still under way are committed too, and fsync() answers after all of
+  // them. Their failure is this fsync()'s error as well as theirs.
+  std::vector<std::shared_ptr<OpenFile>> others;
+  for (const auto& [fh, o] : files_)
+    if (o != f && o->ino == f->ino && o->server == f->server) others.push_back(o);
+  for (const auto& o : closing_)
+    if (o->ino == f->ino && o->server == f->server) others.push_back(o);
+  auto left = std::make_shared<std::size_t>(others.size() + 1);
+  auto first_err = std::make_shared<int>(0);
+  auto one_done = [req, f, left, first_err](int err) {
+    if (err && !*first_err) *first_err = err;
+    if (--*left) return;
+    err = *first_err ? *first_err : f->sync_error;
+    if (err) f->error = 0;  // reported: the next write need not say it again
+    f->sync_error = 0;
+    fuse_reply_err(req, err);
+  };
+  for (const auto& o : others) {
+    commit(o, [o, one_done](int err) {
+      o->note_error(err);  // its own descriptor hears of it too
+      one_done(err);
+    });
+  }
+  commit(f, one_done);
+}
 
 void SfsFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto it = files_.find(fi->fh);
@@ -450,7 +482,9 @@ void SfsFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto f = it->second;
   files_.erase(it);
   fuse_reply_err(req, 0);  // close() already had its answer from flush
+  closing_.insert(f);  // until committed: another descriptor's fsync() waits for it
   commit(f, [this, f, ino](int err) {
+    closing_.erase(f);
     if (err) opts_.log("sfsclient: data written to a file closed without flush may be lost: " + std::string(std::strerror(err)));
     Inode* in = inodes_.find(ino);
     if (!in) return;

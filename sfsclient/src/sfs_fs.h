@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "fuse_driver.h"
@@ -209,6 +210,7 @@ class SfsFs {
   };
   std::map<std::string, Pending> mounting_;  // names being connected to
   std::unordered_map<std::uint64_t, std::shared_ptr<OpenFile>> files_;
+  std::unordered_set<std::shared_ptr<OpenFile>> closing_;  // released, their last COMMIT under way
   std::unordered_map<std::uint64_t, std::shared_ptr<DirHandle>> dirs_;
   std::uint64_t next_fh_ = 1;
   FsStats stats_;
