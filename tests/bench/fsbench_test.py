@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(HERE, "..", "..", "bench", "fsbench", "fsbench.py")
 sys.path.insert(0, os.path.dirname(TOOL))
 import fsbench  # noqa: E402
+import perf_profile as fsprofile  # noqa: E402
 
 # A process that waits for a line on stdin, then burns CPU seconds of its
 # own and (if asked) has a child burn more and reaps it, then prints "done"
@@ -296,6 +297,39 @@ class HelpersTest(unittest.TestCase):
         self.assertEqual(n, 250)
         self.assertEqual(len(os.listdir(os.path.join(tmp, "t"))), 10)
         self.assertEqual(fsbench.main(["fadvise", f]), 0)
+
+
+class ProfileTest(unittest.TestCase):
+    # `perf report -n -t '|' --sort comm,sym` as perf 6.1 prints it.
+    REPORT = """ 16.58% | 419        |swapper    |[k] pv_native_safe_halt
+ 12.82% | 324        |sfsclient  |[k] __pi_memcpy
+ 7.44%  | 188        |sfsd       |[.] __memmove_avx512_unaligned_erms
+ 4.19%  | 106        |fio        |[k] _copy_to_iter
+ 3.09%  | 78         |sfsd       |[k] _copy_from_iter
+ 1.00%  | 25         |kworker/u8:2-ev|[k] memset_orig
+ 0.50%  | 12         |kworker/1:1|[k] memset_orig
+"""
+
+    def test_report_lines_become_samples_per_process_and_function(self):
+        c = fsprofile.parse_report(self.REPORT)
+        self.assertEqual(c[("sfsclient", "__pi_memcpy")], 324)
+        self.assertEqual(c[("sfsd", "__memmove_avx512_unaligned_erms")], 188)
+        # kernel workers grouped by kind, whatever their number
+        self.assertEqual(c[("kernel: kworker", "memset_orig")], 37)
+        self.assertEqual(c[("swapper", "pv_native_safe_halt")], 419)
+
+    def test_table_gives_cpu_seconds_per_gib_and_leaves_idle_out(self):
+        c = fsprofile.parse_report(self.REPORT)
+        # 499 samples a second: 499 samples are one CPU-second; half a GiB read
+        rows = fsprofile.table(c, 1 << 29, 499.0, 1)
+        sfsd = [r for r in rows if r.startswith("| sfsd |")][0]
+        self.assertIn("| {:.2f} |".format((188 + 78) / 499 / 0.5), sfsd)
+        self.assertIn("`__memmove_avx512_unaligned_erms` {:.2f}".format(188 / 499 / 0.5), sfsd)
+        self.assertIn("the rest {:.2f}".format(78 / 499 / 0.5), sfsd)
+        self.assertFalse([r for r in rows if r.startswith("| swapper")])
+        self.assertIn("idle (swapper) {:.2f}".format(419 / 499 / 0.5), rows[-1])
+        busy = 324 + 188 + 106 + 78 + 37
+        self.assertIn("**{:.2f}**".format(busy / 499 / 0.5), rows[-1])
 
 
 if __name__ == "__main__":
