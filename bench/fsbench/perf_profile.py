@@ -38,20 +38,24 @@ def process_of(comm):
 
 def parse_report(text):
     """{(process, function): samples} from `perf report -n -t '|'` output
-    sorted by comm,sym."""
+    sorted by comm,dso,sym. Addresses perf could not name (a library
+    without symbols for its internals, such as libcrypto's assembly) count
+    under their library's name."""
     counts = defaultdict(int)
     for line in text.splitlines():
         parts = [p.strip() for p in line.split("|")]
-        if len(parts) < 4 or not parts[1].isdigit():
+        if len(parts) < 5 or not parts[1].isdigit():
             continue
-        sym = re.sub(r"^\[.\]\s*", "", parts[3])
+        sym = re.sub(r"^\[.\]\s*", "", parts[4])
+        if sym.startswith("0x"):
+            sym = os.path.basename(parts[3]) + " (no symbol)"
         counts[(process_of(parts[2]), sym)] += int(parts[1])
     return counts
 
 
 def samples_by_function(perf_data):
     out = subprocess.run(
-        ["perf", "report", "-i", perf_data, "--stdio", "--no-children", "--sort", "comm,sym", "-n", "-q",
+        ["perf", "report", "-i", perf_data, "--stdio", "--no-children", "--sort", "comm,dso,sym", "-n", "-q",
          "-g", "none", "-t", "|"],
         capture_output=True, text=True, check=False)
     if out.returncode != 0:

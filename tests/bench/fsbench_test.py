@@ -301,13 +301,15 @@ class HelpersTest(unittest.TestCase):
 
 class ProfileTest(unittest.TestCase):
     # `perf report -n -t '|' --sort comm,sym` as perf 6.1 prints it.
-    REPORT = """ 16.58% | 419        |swapper    |[k] pv_native_safe_halt
- 12.82% | 324        |sfsclient  |[k] __pi_memcpy
- 7.44%  | 188        |sfsd       |[.] __memmove_avx512_unaligned_erms
- 4.19%  | 106        |fio        |[k] _copy_to_iter
- 3.09%  | 78         |sfsd       |[k] _copy_from_iter
- 1.00%  | 25         |kworker/u8:2-ev|[k] memset_orig
- 0.50%  | 12         |kworker/1:1|[k] memset_orig
+    REPORT = """ 16.58% | 419        |swapper    |[kernel.kallsyms]  |[k] pv_native_safe_halt
+ 12.82% | 324        |sfsclient  |[kernel.kallsyms]  |[k] __pi_memcpy
+ 7.44%  | 188        |sfsd       |libc.so.6          |[.] __memmove_avx512_unaligned_erms
+ 4.19%  | 106        |fio        |[kernel.kallsyms]  |[k] _copy_to_iter
+ 3.09%  | 78         |sfsd       |[kernel.kallsyms]  |[k] _copy_from_iter
+ 1.00%  | 25         |kworker/u8:2-ev|[kernel.kallsyms]  |[k] memset_orig
+ 0.50%  | 12         |kworker/1:1|[kernel.kallsyms]  |[k] memset_orig
+ 0.40%  | 10         |sfsclient  |/usr/lib/x86_64-linux-gnu/libcrypto.so.3|[.] 0x0000000000241f23
+ 0.20%  | 5          |sfsclient  |/usr/lib/x86_64-linux-gnu/libcrypto.so.3|[.] 0x0000000000241f99
 """
 
     def test_report_lines_become_samples_per_process_and_function(self):
@@ -317,6 +319,8 @@ class ProfileTest(unittest.TestCase):
         # kernel workers grouped by kind, whatever their number
         self.assertEqual(c[("kernel: kworker", "memset_orig")], 37)
         self.assertEqual(c[("swapper", "pv_native_safe_halt")], 419)
+        # addresses without a symbol: under their library
+        self.assertEqual(c[("sfsclient", "libcrypto.so.3 (no symbol)")], 15)
 
     def test_table_gives_cpu_seconds_per_gib_and_leaves_idle_out(self):
         c = fsprofile.parse_report(self.REPORT)
@@ -328,7 +332,7 @@ class ProfileTest(unittest.TestCase):
         self.assertIn("the rest {:.2f}".format(78 / 499 / 0.5), sfsd)
         self.assertFalse([r for r in rows if r.startswith("| swapper")])
         self.assertIn("idle (swapper) {:.2f}".format(419 / 499 / 0.5), rows[-1])
-        busy = 324 + 188 + 106 + 78 + 37
+        busy = 324 + 188 + 106 + 78 + 37 + 15
         self.assertIn("**{:.2f}**".format(busy / 499 / 0.5), rows[-1])
 
 
