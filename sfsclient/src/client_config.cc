@@ -66,7 +66,7 @@ const std::vector<Setting>& settings() {
        }},
       {"threads", "N", "worker threads (default 0: one per CPU)",
        [](std::string_view v, ClientConfig& c) { return parse_unsigned(v, c.threads); }},
-      {"read_ahead_kb", "KB", "the mount's read-ahead (default 1024)",
+      {"read_ahead_kb", "KB", "the mount's read-ahead (default 8192)",
        [](std::string_view v, ClientConfig& c) { return parse_unsigned(v, c.read_ahead_kb); }},
       {"connections", "N",
        "connections to each server: reads go in turn over all N, everything else over the first "

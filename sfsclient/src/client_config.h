@@ -16,7 +16,7 @@ struct ClientConfig {
   std::chrono::milliseconds timeout{60000};  // a lost server: calls fail with EIO after this
   bool hard = false;                         // ...or wait forever
   unsigned threads = 0;                      // 0: one per CPU in the affinity mask
-  unsigned read_ahead_kb = 1024;
+  unsigned read_ahead_kb = 8192;  // 8 MiB: eight 1 MiB READs in flight for one sequential reader
   unsigned connections = 0;  // per server; 0: one per worker thread, at most 4
   unsigned write_behind_mb = 16;  // per open file: writes answered before the server has them
   unsigned uncommitted_mb = 64;   // per open file: then a COMMIT in the background
