@@ -155,6 +155,7 @@ int do_mount(ClientConfig cfg) {
   fo.revoked_dir = cfg.revoked_dir;
   fo.max_write_behind = std::size_t{cfg.write_behind_mb} << 20;
   fo.max_uncommitted = std::size_t{cfg.uncommitted_mb} << 20;
+  fo.read_ahead = static_cast<std::uint32_t>(std::min<std::uint64_t>(cfg.read_ahead_kb, 1u << 20) * 1024);
   fo.connections = cfg.connections ? cfg.connections : std::clamp(rt.threads(), 1u, 4u);
   // Agents: the registration socket every user's sfsagent connects to.
   // An agent registering: users anonymous for want of one log in (set to

@@ -97,7 +97,9 @@ void SfsFs::init(fuse_conn_info* conn) {
   // in flight, READDIRPLUS (one round trip for names and attributes).
   conn->max_write = 1 << 20;
   conn->max_read = 1 << 20;
-  conn->max_readahead = 1 << 20;
+  // The kernel lowers the mount's read-ahead to this at INIT (whatever
+  // main.cc wrote to read_ahead_kb before): it must be the configured one.
+  conn->max_readahead = opts_.read_ahead;
   conn->max_background = 64;
   conn->congestion_threshold = 48;
   conn->want |= FUSE_CAP_ASYNC_READ | FUSE_CAP_READDIRPLUS | FUSE_CAP_AUTO_INVAL_DATA;

@@ -44,6 +44,9 @@ struct FsOptions {
   sfs::LogSink log = sfs::log_to_stderr;
   std::string revoked_dir;  // ServerMountOptions::revoked_dir
   unsigned connections = 1;  // per server: ServerMountOptions::connections
+  // The mount's read-ahead, bytes: FUSE's max_readahead at INIT, which the
+  // kernel takes as a ceiling for the mount's read_ahead_kb.
+  std::uint32_t read_ahead = 1 << 20;
 };
 
 struct FsStats {

@@ -30,6 +30,36 @@ void make_tree(const std::string& root) {
 
 class MountTest : public MountFixture {};
 
+// The mount's read_ahead_kb as the kernel keeps it ("" if not found).
+std::string read_ahead_kb_of(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, devno, root, dir;
+    if (f >> id >> parent >> devno >> root >> dir && dir == mountpoint) {
+      std::string kb;
+      std::ifstream("/sys/class/bdi/" + devno + "/read_ahead_kb") >> kb;
+      return kb;
+    }
+  }
+  return "";
+}
+
+// The configured read-ahead is the one the kernel uses: FUSE's INIT lowers
+// the mount's read_ahead_kb to the daemon's max_readahead, which used to be
+// 1 MiB whatever read_ahead_kb said (8192 was silently 1024).
+TEST_F(MountTest, TheConfiguredReadAheadIsTheKernels) {
+  Mount& a = mount();
+  ASSERT_TRUE(a.mounted());
+  ASSERT_TRUE(std::filesystem::exists(at(a)));  // a first call: INIT is done by its answer
+  EXPECT_EQ(read_ahead_kb_of(a.path()), "8192");
+  Mount& b = mount({"--read-ahead-kb", "2048"});
+  ASSERT_TRUE(b.mounted());
+  ASSERT_TRUE(std::filesystem::exists(at(b)));
+  EXPECT_EQ(read_ahead_kb_of(b.path()), "2048");
+}
+
 TEST_F(MountTest, CopyATreeInAndDiffIt) {
   Mount& m = mount();
   const std::string src = server_.dir() + "/src";
