@@ -9,16 +9,19 @@
 // can be cut is cut. bench/run measures it beside the file systems, in the
 // same run, as the file system "ideal".
 //
-//   ideal_pipe serve --port-file FILE [--aead aes-256-gcm|chacha20-poly1305]
+//   ideal_pipe serve --dir DIR --port-file FILE [--aead aes-256-gcm|chacha20-poly1305]
 //       Listens on 127.0.0.1 (a port the kernel picks, written to FILE);
-//       a thread per connection; runs until killed.
+//       a thread per connection; runs until killed. Serves only the
+//       regular files directly in DIR (a name with '/', "." or "..", or a
+//       symlink, is refused): whoever can reach the port reads them.
 //   ideal_pipe read --port PORT [--block BYTES] FILE...
-//       One connection and one thread per FILE (a path the server opens),
-//       all at once. Prints "BYTES SECONDS" and exits 0 when every file
-//       arrived whole and authentic; non-zero with a message otherwise.
+//       One connection and one thread per FILE, all at once: the server
+//       sends its DIR/basename(FILE), FILE is what the size is checked
+//       against. Prints "BYTES SECONDS" and exits 0 when every file arrived
+//       whole and authentic; non-zero with a message otherwise.
 //
 // Each connection starts with the key (32 bytes), the block size and the
-// path, in clear: this program measures cost, not secrecy. The AEAD
+// name, in clear: this program measures cost, not secrecy. The AEAD
 // implementation is the one the channel picks on this CPU (kAuto).
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -102,16 +105,24 @@ sfs::AeadAlg parse_alg(const std::string& s, bool* ok) {
   return sfs::AeadAlg::kAes256Gcm;
 }
 
-void serve_one(int s, sfs::AeadAlg alg, sfs::AeadImpl impl) {
+bool plain_name(const std::string& n) {
+  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos &&
+         n.find('\0') == std::string::npos;
+}
+
+void serve_one(int s, int dir, sfs::AeadAlg alg, sfs::AeadImpl impl) {
   Hello h{};
-  std::string path;
-  if (read_full(s, &h, sizeof h) && h.block > 0 && h.block <= kMaxBlock && h.path_len < 4096) {
-    path.resize(h.path_len);
-    if (!read_full(s, path.data(), path.size())) path.clear();
+  std::string name;
+  if (read_full(s, &h, sizeof h) && h.block > 0 && h.block <= kMaxBlock && h.path_len < 256) {
+    name.resize(h.path_len);
+    if (!read_full(s, name.data(), name.size())) name.clear();
   }
-  const int fd = path.empty() ? -1 : ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) {
-    std::fprintf(stderr, "ideal_pipe serve: cannot open '%s': %s\n", path.c_str(), std::strerror(errno));
+  const int fd = plain_name(name) ? ::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fprintf(stderr, "ideal_pipe serve: refused '%s': %s\n", name.c_str(),
+                 fd < 0 ? std::strerror(errno) : "not a regular file");
+    if (fd >= 0) ::close(fd);
     ::close(s);
     return;
   }
@@ -129,8 +140,13 @@ void serve_one(int s, sfs::AeadAlg alg, sfs::AeadImpl impl) {
   ::close(s);
 }
 
-int serve(const std::string& port_file, sfs::AeadAlg alg) {
+int serve(const std::string& dir_path, const std::string& port_file, sfs::AeadAlg alg) {
   ::prctl(PR_SET_NAME, "ideal-server");  // apart from the reader in profiles
+  const int dir = ::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) {
+    std::fprintf(stderr, "ideal_pipe serve: cannot open directory %s: %s\n", dir_path.c_str(), std::strerror(errno));
+    return 1;
+  }
   const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -158,7 +174,7 @@ int serve(const std::string& port_file, sfs::AeadAlg alg) {
       std::fprintf(stderr, "ideal_pipe serve: accept: %s\n", std::strerror(errno));
       return 1;
     }
-    std::thread(serve_one, s, alg, impl).detach();
+    std::thread(serve_one, s, dir, alg, impl).detach();
   }
 }
 
@@ -178,8 +194,9 @@ long long read_one(int port, const std::string& path, std::uint32_t block, sfs::
   Hello h{};
   std::ifstream("/dev/urandom", std::ios::binary).read(reinterpret_cast<char*>(h.key.data()), h.key.size());
   h.block = block;
-  h.path_len = static_cast<std::uint32_t>(path.size());
-  if (!write_full(s, &h, sizeof h) || !write_full(s, path.data(), path.size())) {
+  const std::string name = path.substr(path.rfind('/') + 1);
+  h.path_len = static_cast<std::uint32_t>(name.size());
+  if (!write_full(s, &h, sizeof h) || !write_full(s, name.data(), name.size())) {
     *err = "sending the request failed";
     ::close(s);
     return -1;
@@ -241,7 +258,7 @@ int read_files(int port, std::uint32_t block, sfs::AeadAlg alg, const std::vecto
 
 int usage() {
   std::fprintf(stderr,
-               "usage: ideal_pipe serve --port-file FILE [--aead aes-256-gcm|chacha20-poly1305]\n"
+               "usage: ideal_pipe serve --dir DIR --port-file FILE [--aead aes-256-gcm|chacha20-poly1305]\n"
                "       ideal_pipe read --port PORT [--block BYTES] [--aead ...] FILE...\n");
   return 2;
 }
@@ -251,7 +268,7 @@ int usage() {
 int main(int argc, char** argv) {
   if (argc < 2) return usage();
   const std::string mode = argv[1];
-  std::string port_file, aead = "aes-256-gcm";
+  std::string port_file, dir, aead = "aes-256-gcm";
   int port = 0;
   unsigned long block = 1u << 20;
   std::vector<std::string> files;
@@ -259,6 +276,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     const bool has = i + 1 < argc;
     if (a == "--port-file" && has) port_file = argv[++i];
+    else if (a == "--dir" && has) dir = argv[++i];
     else if (a == "--aead" && has) aead = argv[++i];
     else if (a == "--port" && has) port = std::atoi(argv[++i]);
     else if (a == "--block" && has) block = std::strtoul(argv[++i], nullptr, 10);
@@ -268,7 +286,7 @@ int main(int argc, char** argv) {
   bool ok = false;
   const sfs::AeadAlg alg = parse_alg(aead, &ok);
   if (!ok) return usage();
-  if (mode == "serve" && !port_file.empty() && files.empty()) return serve(port_file, alg);
+  if (mode == "serve" && !port_file.empty() && !dir.empty() && files.empty()) return serve(dir, port_file, alg);
   if (mode == "read" && port > 0 && port < 65536 && !files.empty() && block > 0 && block <= kMaxBlock)
     return read_files(port, static_cast<std::uint32_t>(block), alg, files);
   return usage();
