@@ -186,7 +186,7 @@ int do_mount(ClientConfig cfg) {
     fuse_session_destroy(se);
     return 1;
   }
-  set_read_ahead(cfg.mountpoint, cfg.read_ahead_kb, log);
+  set_read_ahead(cfg.mountpoint, fo.read_ahead / 1024, log);  // as capped for FUSE's INIT
   if (!cfg.foreground) {
     // Before any thread exists: the runtime's workers and the notifier
     // start after this.

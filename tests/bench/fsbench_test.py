@@ -300,7 +300,7 @@ class HelpersTest(unittest.TestCase):
 
 
 class ProfileTest(unittest.TestCase):
-    # `perf report -n -t '|' --sort comm,sym` as perf 6.1 prints it.
+    # `perf report -n -t '|' --sort comm,dso,sym` as perf 6.1 prints it.
     REPORT = """ 16.58% | 419        |swapper    |[kernel.kallsyms]  |[k] pv_native_safe_halt
  12.82% | 324        |sfsclient  |[kernel.kallsyms]  |[k] __pi_memcpy
  7.44%  | 188        |sfsd       |libc.so.6          |[.] __memmove_avx512_unaligned_erms

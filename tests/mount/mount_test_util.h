@@ -49,6 +49,15 @@ inline bool readable(int fd, std::chrono::milliseconds limit) {
   return ::poll(&p, 1, static_cast<int>(limit.count())) > 0;
 }
 
+// Kills a child that may be stuck in the mount and reaps it if it goes
+// within 5 s. A call the daemon has read and never answers cannot be
+// killed (the kernel waits for its answer): such a child goes when the
+// test's mount is aborted, and is not waited for here.
+inline void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 50 && ::waitpid(pid, nullptr, WNOHANG) == 0; ++i) ::usleep(100000);
+}
+
 // Runs f in a child process (after `enter` there, e.g. becoming another
 // user; the child exits 126 if it fails) as a program would; returns what
 // f returned, or "timeout" if it had not finished after `seconds` (the
@@ -82,11 +91,7 @@ inline std::string in_child(const std::function<std::string()>& f, int seconds,
     ::waitpid(pid, nullptr, 0);
     return out;
   }
-  // A call the daemon has read and never answers cannot be killed (the
-  // kernel waits for its answer): the child goes when the test's mount is
-  // aborted, and is not waited for here.
-  ::kill(pid, SIGKILL);
-  for (int i = 0; i < 50 && ::waitpid(pid, nullptr, WNOHANG) == 0; ++i) ::usleep(100000);
+  kill_and_reap(pid);
   return "timeout";
 }
 

@@ -172,10 +172,7 @@ TEST_F(WriteBehindTest, FsyncOnOneDescriptorMakesTheWholeFileStable) {
   }
   ::close(go[1]);
   ::close(said[0]);
-  // Done, or stuck in the mount (this test has failed already; a call the
-  // daemon never answers cannot be killed: the child goes with the mount).
-  ::kill(pid, SIGKILL);
-  for (int i = 0; i < 50 && ::waitpid(pid, nullptr, WNOHANG) == 0; ++i) ::usleep(100000);
+  kill_and_reap(pid);  // done, or stuck in the mount (then this test has failed already)
   EXPECT_EQ(synced, "synced");
 }
 
