@@ -92,7 +92,7 @@ class FakeBackend final : public sfsd::Backend {
     r.value.attr = attr(fh);
     answer(std::move(done), std::move(r));
   }
-  void write(const nfs::CallOptions&, const nfs::FileHandle& fh, std::uint64_t offset, nfs::Buffer data,
+  void write(const nfs::CallOptions&, const nfs::FileHandle& fh, std::uint64_t offset, nfs::WriteData data,
              nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) override {
     Node* n = find(fh);
     if (!n || n->attr.type != nfs::FileType::kReg)

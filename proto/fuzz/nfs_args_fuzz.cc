@@ -109,9 +109,9 @@ void use(std::uint32_t proc, void* a) {
       break;
     }
     case SFS_NFSPROC3_WRITE: {
-      auto* w = static_cast<sfs_WRITE3args*>(a);
+      auto* w = static_cast<sfsd::WriteArgs*>(a);
       check_fh(w->file);
-      if (w->data.data_len > SFS_NFS3_MAXDATA) std::abort();
+      if (w->data.len > SFS_NFS3_MAXDATA) std::abort();
       break;
     }
     case SFS_NFSPROC3_RENAME: {

@@ -48,6 +48,18 @@ void FuseDriver::on_readable() {
   }
 }
 
+std::shared_ptr<const void> FuseDriver::take_request_buffer(const char* p, std::size_t n) {
+  // libfuse 3.14 reads a request into up to 1 MiB + 4 KiB (its bufsize);
+  // a 1 MiB write fills it.
+  constexpr std::size_t kWorthTaking = 512 << 10;
+  const auto* mem = static_cast<const char*>(buf_.mem);
+  if (!mem || (buf_.flags & FUSE_BUF_IS_FD) || n < kWorthTaking || p < mem || p + n > mem + buf_.size)
+    return nullptr;
+  std::shared_ptr<const void> owner(buf_.mem, std::free);
+  buf_.mem = nullptr;  // fuse_session_receive_buf allocates the next one
+  return owner;
+}
+
 void FuseDriver::inval_inode(fuse_ino_t ino, off_t off, off_t len) {
   std::lock_guard lk(mu_);
   notes_.push_back({false, ino, off, len, {}, nullptr});

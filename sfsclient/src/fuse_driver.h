@@ -6,7 +6,9 @@
 // malloc per request: libfuse 3.14 would otherwise allocate ~1 MiB each
 // time) and hands them to fuse_session_process_buf, which calls the file
 // system's operations right there, on that color. Replies (fuse_reply_*)
-// may be sent from any thread.
+// may be sent from any thread. A handler that keeps a large part of its
+// request (a write's data, until committed) takes the buffer over instead
+// of copying it, and the next request is read into a new one.
 //
 // Notifications (fuse_lowlevel_notify_inval_inode/_entry) take the kernel's
 // inode and directory locks; a request handler or a thread a handler waits
@@ -18,6 +20,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -42,6 +45,14 @@ class FuseDriver {
   // Runs fn (on the notifier thread) once every notification queued so far
   // has been made.
   void after_notifications(std::function<void()> fn);
+
+  // For the handler of the request being processed (on the driver's
+  // color), which means to keep the bytes [p, p + n) of it: takes over the
+  // buffer they lie in and returns what keeps them alive; the next request
+  // is read into a new buffer. Null (copy them instead) if they are not in
+  // the buffer or are less than half of it: a kept buffer holds ~1 MiB
+  // whatever the size of the write.
+  std::shared_ptr<const void> take_request_buffer(const char* p, std::size_t n);
 
  private:
   void on_readable();

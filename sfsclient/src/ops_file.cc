@@ -263,7 +263,7 @@ void end_extent(Inode& in, const Extent& e) {
 
 }  // namespace
 
-void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<std::string> data,
+void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<const WrittenBytes> data,
                        bool stable, std::function<void(int)> done) {
   const std::size_t size = data->size();
   const fuse_ino_t ino = f->ino;
@@ -297,7 +297,7 @@ void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, st
           a.count = static_cast<u_int>(data->size());
           a.stable = stable ? SFS_FILE_SYNC : SFS_UNSTABLE;
           a.data.data_len = static_cast<u_int>(data->size());
-          a.data.data_val = data->data();
+          a.data.data_val = const_cast<char*>(data->data());  // only encoded
         },
         [this, f, off, data, finish](sfs::fs::Reply<sfs_WRITE3res> r, Clock::time_point sent) {
           Inode* in = inodes_.find(f->ino);
@@ -335,9 +335,17 @@ void SfsFs::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_
   if (it == files_.end()) return (void)fuse_reply_err(req, EBADF);
   auto f = it->second;
   if (f->error) return (void)fuse_reply_err(req, std::exchange(f->error, 0));
-  // The request buffer is reused for the next request: keep a copy (also
-  // what a resend after a verifier change needs).
-  auto data = std::make_shared<std::string>(buf, size);
+  // Kept until committed (a resend after a verifier change needs them):
+  // the request buffer itself when the write fills most of it, else a copy
+  // (the driver reuses its buffer for the next request).
+  auto data = std::make_shared<WrittenBytes>();
+  if (driver_) data->owner = driver_->take_request_buffer(buf, size);
+  if (!data->owner) {
+    auto copy = std::make_shared<std::string>(buf, size);
+    buf = copy->data();
+    data->owner = std::move(copy);
+  }
+  data->bytes = std::string_view(buf, size);
   send_write(f, static_cast<std::uint64_t>(off), std::move(data), false, [this, f](int) { commit_behind(f); });
   if (f->blocked.empty() && room_for_writes(*f)) return (void)fuse_reply_write(req, size);
   f->blocked.push_back([req, size] { fuse_reply_write(req, size); });

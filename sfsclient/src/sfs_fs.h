@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -53,6 +54,16 @@ struct FsStats {
   std::uint64_t invalidations = 0;  // INVALIDATE received
   std::uint64_t reconnects = 0;
   std::uint64_t attr_hits = 0;      // getattr answered from a lease
+};
+
+// The bytes of one write, kept until a COMMIT makes them stable: a view
+// into the FUSE request buffer they arrived in (taken over from the
+// driver) or into a copy, and what keeps that alive.
+struct WrittenBytes {
+  std::shared_ptr<const void> owner;
+  std::string_view bytes;
+  const char* data() const { return bytes.data(); }
+  std::size_t size() const { return bytes.size(); }
 };
 
 class SfsFs {
@@ -193,7 +204,7 @@ class SfsFs {
   bool room_for_writes(const OpenFile& f) const;
   // Answers the writes held back (all, or while there is room).
   void release_writers(OpenFile& f, bool all);
-  void send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<std::string> data,
+  void send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, std::shared_ptr<const WrittenBytes> data,
                   bool stable, std::function<void(int err)> done);
   // Runs fn once the inode has no write in flight (at once if it has none).
   void after_writes(fuse_ino_t ino, std::function<void()> fn);
@@ -231,7 +242,7 @@ struct SfsFs::OpenFile {
   uid_t uid = 0;
   struct Extent {
     std::uint64_t off;
-    std::shared_ptr<std::string> data;
+    std::shared_ptr<const WrittenBytes> data;
   };
   std::vector<Extent> uncommitted;
   std::size_t uncommitted_bytes = 0;

@@ -47,7 +47,7 @@ class Backend {
   virtual void read(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
                     std::uint32_t count, nfs::Done<nfs::ReadOk> done) = 0;
   virtual void write(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
-                     nfs::Buffer data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) = 0;
+                     nfs::WriteData data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) = 0;
   virtual void create(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
                       nfs::CreateMode mode, const nfs::SetAttr& attr, nfs::Verifier verf,
                       nfs::Done<nfs::CreateOk> done) = 0;

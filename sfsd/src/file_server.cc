@@ -29,7 +29,7 @@ std::vector<sfs_nfs_fh3*> handles_in(std::uint32_t proc, void* args) {
     case SFS_NFSPROC3_ACCESS: return {&static_cast<sfs_ACCESS3args*>(args)->object};
     case SFS_NFSPROC3_READLINK: return {&static_cast<sfs_READLINK3args*>(args)->symlink};
     case SFS_NFSPROC3_READ: return {&static_cast<sfs_READ3args*>(args)->file};
-    case SFS_NFSPROC3_WRITE: return {&static_cast<sfs_WRITE3args*>(args)->file};
+    case SFS_NFSPROC3_WRITE: return {&static_cast<WriteArgs*>(args)->file};
     case SFS_NFSPROC3_CREATE: return {&static_cast<sfs_CREATE3args*>(args)->where.dir};
     case SFS_NFSPROC3_MKDIR: return {&static_cast<sfs_MKDIR3args*>(args)->where.dir};
     case SFS_NFSPROC3_SYMLINK: return {&static_cast<sfs_SYMLINK3args*>(args)->where.dir};
@@ -82,6 +82,11 @@ void reply_with_status(rpc::Call& c, sfs_nfsstat3 st) {
 
 }  // namespace
 
+bool_t xdr_write_args(XDR* x, WriteArgs* a) {
+  return xdr_sfs_nfs_fh3(x, &a->file) && xdr_sfs_offset3(x, &a->offset) && xdr_sfs_count3(x, &a->count) &&
+         xdr_sfs_stable_how(x, &a->stable) && rpc::xdr_opaque_view(x, &a->data, SFS_NFS3_MAXDATA);
+}
+
 // Answers any SFS_NFS procedure with only a status (and empty failure data).
 void reply_status(rpc::Call& c, sfs_nfsstat3 st) {
   switch (c.proc()) {
@@ -123,7 +128,7 @@ std::shared_ptr<const rpc::Interface> sfs_nfs_interface() {
        proc(xdr_sfs_ACCESS3args, xdr_sfs_ACCESS3res),
        proc(xdr_sfs_READLINK3args, xdr_sfs_READLINK3res),
        proc(xdr_sfs_READ3args, xdr_sfs_READ3res),
-       proc(xdr_sfs_WRITE3args, xdr_sfs_WRITE3res),
+       proc(xdr_write_args, xdr_sfs_WRITE3res),
        proc(xdr_sfs_CREATE3args, xdr_sfs_CREATE3res),
        proc(xdr_sfs_MKDIR3args, xdr_sfs_MKDIR3res),
        proc(xdr_sfs_SYMLINK3args, xdr_sfs_SYMLINK3res),

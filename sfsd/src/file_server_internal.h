@@ -67,6 +67,20 @@ inline sfs_nfsstat3 status_of(const nfs::Error& e, bool mutating) {
 
 // Answers any SFS_NFS procedure with a status and empty failure data.
 void reply_status(asmp::rpc::Call& c, sfs_nfsstat3 st);
+// The procedures sfsd serves. WRITE's arguments decode as WriteArgs.
 std::shared_ptr<const asmp::rpc::Interface> sfs_nfs_interface();
+
+// sfs_WRITE3args (same wire form) with the data as a view into the call's
+// record, which the Call owns: the data goes from the opened record to the
+// backend's WRITE without a copy (xdr_sfs_WRITE3args would allocate, zero
+// and copy 1 MiB).
+struct WriteArgs {
+  sfs_nfs_fh3 file{};
+  sfs_offset3 offset = 0;
+  sfs_count3 count = 0;
+  sfs_stable_how stable = SFS_UNSTABLE;
+  asmp::rpc::BytesView data;
+};
+bool_t xdr_write_args(XDR* x, WriteArgs* a);
 
 }  // namespace sfsd

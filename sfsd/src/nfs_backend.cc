@@ -107,7 +107,7 @@ void NfsBackend::read(const nfs::CallOptions& o, const nfs::FileHandle& fh, std:
   data_conn(fh).read(o, fh, offset, count, std::move(done));
 }
 void NfsBackend::write(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
-                       nfs::Buffer data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) {
+                       nfs::WriteData data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) {
   data_conn(fh).write(o, fh, offset, std::move(data), stable, std::move(done));
 }
 void NfsBackend::create(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,

@@ -45,7 +45,7 @@ class NfsBackend final : public Backend {
   void read(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
             std::uint32_t count, nfs::Done<nfs::ReadOk> done) override;
   void write(const nfs::CallOptions& o, const nfs::FileHandle& fh, std::uint64_t offset,
-             nfs::Buffer data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) override;
+             nfs::WriteData data, nfs::StableHow stable, nfs::Done<nfs::WriteOk> done) override;
   void create(const nfs::CallOptions& o, const nfs::FileHandle& dir, std::string_view name,
               nfs::CreateMode mode, const nfs::SetAttr& attr, nfs::Verifier verf,
               nfs::Done<nfs::CreateOk> done) override;

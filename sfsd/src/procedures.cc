@@ -142,15 +142,16 @@ void FileServer::do_readlink(const std::shared_ptr<Req>& r) {
 }
 
 void FileServer::do_write(const std::shared_ptr<Req>& r) {
-  const auto* a = r->call.args<sfs_WRITE3args>();
-  if (a->count != a->data.data_len) return send_status(r, SFS_NFS3ERR_INVAL);
+  const auto* a = r->call.args<WriteArgs>();
+  if (a->count != a->data.len) return send_status(r, SFS_NFS3ERR_INVAL);
   // Any number decodes as stable_how (sfs::fs::wire_value); the backend
   // gets only RFC 1813's three.
   const std::uint32_t stable = sfs::fs::wire_value(a->stable);
   if (stable > SFS_FILE_SYNC) return send_status(r, SFS_NFS3ERR_INVAL);
   const nfs::FileHandle fh = fh_of(a->file);
-  nfs::Buffer data = nfs::Buffer::copy_of(
-      std::as_bytes(std::span<const char>(a->data.data_val, a->data.data_len)));
+  // A view into the call's record, kept by r (which holds the Call) until
+  // the backend's WRITE is done.
+  nfs::WriteData data(std::as_bytes(std::span<const char>(a->data.data, a->data.len)), r);
   backend_->write(r->cred, fh, a->offset, std::move(data), static_cast<nfs::StableHow>(stable),
                   on_shared<nfs::WriteOk>([this, r, fh](nfs::Result<nfs::WriteOk> res) {
                     auto out = std::make_shared<ReplyOf<sfs_WRITE3res>>();

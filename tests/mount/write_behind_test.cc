@@ -176,5 +176,69 @@ TEST_F(WriteBehindTest, FsyncOnOneDescriptorMakesTheWholeFileStable) {
   EXPECT_EQ(synced, "synced");
 }
 
+// The bytes kept for a resend are the bytes written. A write that fills
+// most of FUSE's request buffer is kept in that buffer itself (sfsclient
+// takes it over rather than copying it, fuse_driver.h); if the buffer were
+// still read into for later requests, what a resend after a server restart
+// wrote would be some later request's bytes. So: 1 MiB writes, each with
+// its own pattern, followed by more requests; sfsd restarts (a new write
+// verifier) and the file is changed on the server behind its back; close()
+// must write every kept byte again, in its place.
+TEST_F(WriteBehindTest, WritesResentAfterARestartAreTheBytesWritten) {
+  Mount& m = mount();
+  ASSERT_TRUE(m.mounted());
+  const std::string path = at(m) + "/resent";
+  const std::string on_disk = server_.export_dir() + "/resent";
+  std::string written;
+  for (int i = 0; i < 6; ++i) written += pattern(1u << 20, 20 + i);
+  int go[2], said[2];
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(said, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {  // the program: see FsyncOnOneDescriptorMakesTheWholeFileStable for why a child
+    auto say = [&](const std::string& w) { (void)!::write(said[1], w.data(), w.size()); };
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    bool wrote = fd >= 0;
+    for (std::size_t off = 0; wrote && off < written.size(); off += 1u << 20)
+      wrote = ::write(fd, written.data() + off, 1u << 20) == 1 << 20;
+    if (!wrote) say(std::string("open or write: ") + std::strerror(errno));
+    else {
+      struct stat st{};
+      (void)::fstat(fd, &st);  // more requests through the same buffer
+      (void)::access(path.c_str(), F_OK);
+      say("written");
+      char c;
+      if (::read(go[0], &c, 1) == 1) say(::close(fd) != 0 ? std::string("close: ") + std::strerror(errno) : "closed");
+    }
+    ::_exit(0);
+  }
+  ::close(go[0]);
+  ::close(said[1]);
+  auto hear = [&](int seconds) {
+    if (!readable(said[0], std::chrono::seconds(seconds))) return std::string("timeout");
+    char buf[256];
+    const ssize_t n = ::read(said[0], buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("the program died");
+  };
+  const std::string heard = hear(60);
+  if (heard == "written") {
+    server_.stop_sfsd(SIGKILL);
+    std::string why;
+    EXPECT_TRUE(server_.start_sfsd(&why, sfsd_flags())) << why;
+    { std::ofstream(on_disk, std::ios::binary | std::ios::trunc) << pattern(written.size(), 30); }
+    EXPECT_EQ(::write(go[1], "g", 1), 1);
+    EXPECT_EQ(hear(60), "closed") << m.log();
+    const std::string back = contents(on_disk);
+    EXPECT_EQ(back.size(), written.size());
+    for (std::size_t mib = 0; mib * (1u << 20) < written.size(); ++mib)
+      EXPECT_TRUE(back.compare(mib << 20, 1u << 20, written, mib << 20, 1u << 20) == 0)
+          << "MiB " << mib << " on the server is not what was written there";
+  }
+  ::close(go[1]);
+  ::close(said[0]);
+  kill_and_reap(pid);
+  EXPECT_EQ(heard, "written");
+}
+
 }  // namespace
 }  // namespace mount_test

@@ -216,8 +216,7 @@ enum AccessBits : std::uint32_t {
 using Verifier = std::array<std::uint8_t, 8>;
 
 // A byte buffer that is not zero-filled on allocation. READ fills one (you
-// may hand one in to be reused); WRITE takes one so that the data outlives
-// the hop to the client's color and a resend after reconnect.
+// may hand one in to be reused); WRITE takes one (as WriteData, below).
 class Buffer {
  public:
   Buffer() = default;
@@ -239,6 +238,30 @@ class Buffer {
   std::unique_ptr<std::byte[]> data_;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
+};
+
+// The data of a WRITE: bytes, and what keeps them alive until the call is
+// done (its callback has run), across the hop to the client's color and a
+// resend after reconnect. Either a Buffer moved in, or a view into memory
+// that an owner keeps, e.g. the record a request arrived in, so that data
+// received from elsewhere reaches libnfs's encoder without a copy first.
+class WriteData {
+ public:
+  WriteData() = default;
+  WriteData(Buffer b)  // NOLINT(google-explicit-constructor): owning is the common case
+      : owner_(std::make_shared<const Buffer>(std::move(b))) {
+    bytes_ = static_cast<const Buffer*>(owner_.get())->span();
+  }
+  // The bytes must not change while `owner` lives.
+  WriteData(std::span<const std::byte> bytes, std::shared_ptr<const void> owner)
+      : bytes_(bytes), owner_(std::move(owner)) {}
+  const std::byte* data() const { return bytes_.data(); }
+  std::size_t size() const { return bytes_.size(); }
+  std::span<const std::byte> span() const { return bytes_; }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::shared_ptr<const void> owner_;
 };
 
 // AUTH_UNIX credentials of one call (RFC 5531 appendix A: at most 16 groups).
@@ -452,7 +475,7 @@ class NfsClient {
   // capped at 1 MiB (libnfs's limit; also ganesha's rtmax): expect short reads.
   void read(const CallOptions& o, const FileHandle& fh, std::uint64_t offset, std::uint32_t count,
             Done<ReadOk> done, Buffer reuse = {});
-  void write(const CallOptions& o, const FileHandle& fh, std::uint64_t offset, Buffer data,
+  void write(const CallOptions& o, const FileHandle& fh, std::uint64_t offset, WriteData data,
              StableHow stable, Done<WriteOk> done);
   // verf is used with CreateMode::kExclusive, attr otherwise.
   void create(const CallOptions& o, const FileHandle& dir, std::string_view name, CreateMode mode,

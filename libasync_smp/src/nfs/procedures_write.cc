@@ -70,7 +70,7 @@ void NfsClient::setattr(const CallOptions& o, const FileHandle& fh, const SetAtt
 }
 
 void NfsClient::write(const CallOptions& o, const FileHandle& fh, std::uint64_t offset,
-                      Buffer data, StableHow stable, Done<WriteOk> done) {
+                      WriteData data, StableHow stable, Done<WriteOk> done) {
   const std::uint64_t bytes = data.size();
   auto call = make_call<WriteOk>(
       "WRITE", o, kResend, std::move(done),
