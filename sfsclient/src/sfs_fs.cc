@@ -144,7 +144,9 @@ void SfsFs::reply_attr(fuse_req_t req, Inode& in, double timeout) {
 
 Inode* SfsFs::learn_child(Inode& parent, const std::string& name, const sfs::fs::Handle& fh,
                           const sfs_post_op_attr& attr, Clock::time_point sent, bool lookup, double* attr_timeout) {
-  Inode& child = inodes_.get(parent.server, fh, lookup);
+  // Counted only when the kernel gets the entry: an error reply leaves it
+  // no reference to forget.
+  Inode& child = inodes_.get(parent.server, fh, false);
   // The server just gave this handle: it is current. And where the file
   // was reached, to find it again by path (refind.cc).
   child.epoch = inodes_.root_epoch(parent.server);
@@ -155,6 +157,7 @@ Inode* SfsFs::learn_child(Inode& parent, const std::string& name, const sfs::fs:
   const double t = note_attr(child, attr, sent);
   if (attr_timeout) *attr_timeout = t;
   if (!child.attr) return nullptr;
+  if (lookup) ++child.nlookup;
   parent.children[name] = child.ino;
   parent.negatives.erase(name);
   return &child;

@@ -136,8 +136,8 @@ class SfsFs {
   // What make_entry learns, without the kernel's entry: the child's inode
   // (one kernel reference more if `lookup`; none: a directory read ahead),
   // where it was reached, its attributes under their lease (*attr_timeout:
-  // the kernel's timeout), its name in the parent. nullptr if the reply had
-  // no attributes.
+  // the kernel's timeout), its name in the parent. nullptr (and no
+  // reference counted) if the reply had no attributes.
   Inode* learn_child(Inode& parent, const std::string& name, const sfs::fs::Handle& fh, const sfs_post_op_attr& attr,
                      Clock::time_point sent, bool lookup, double* attr_timeout = nullptr);
   void note_negative(Inode& parent, const std::string& name);
