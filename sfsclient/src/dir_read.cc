@@ -105,6 +105,8 @@ bool SfsFs::scan_instead(Inode& dir, uid_t uid, std::function<void()> again) {
     std::uint64_t gen;
     std::shared_ptr<std::vector<std::function<void()>>> waiters;
     std::size_t entries = 0;
+    bool whole = false;  // read to the end, every name learnt
+    bool skipped = false;
     char verf[8] = {};
   };
   auto job = std::make_shared<Job>(Job{dir.ino, uid, dir.dir_gen, std::make_shared<std::vector<std::function<void()>>>()});
@@ -116,6 +118,10 @@ bool SfsFs::scan_instead(Inode& dir, uid_t uid, std::function<void()> again) {
     if (Inode* d = inodes_.find(job->ino); d && d->scan.waiters == job->waiters) {
       d->scan.waiters.reset();
       d->scan.done = true;
+      // Every name of the directory is in the table now: a name not
+      // there is answered ENOENT here while the lease lasts. (Before the
+      // trim, which forgets this again if it drops one of them.)
+      if (job->whole && d->dir_gen == job->gen && d->entries_until > Clock::now()) d->set_complete();
     }
     inodes_.trim_unreferenced(kKeepUnreferenced);
     for (auto& w : *job->waiters) w();
@@ -131,11 +137,13 @@ bool SfsFs::scan_instead(Inode& dir, uid_t uid, std::function<void()> again) {
       }
       std::memcpy(job->verf, c->cookieverf, 8);
       for (const auto& e : c->entries) {
-        if (dot_or_dotdot(e.name) || !e.has_handle || !e.attr.attributes_follow) continue;
-        learn_child(*d, e.name, e.fh, e.attr, c->sent, false);
+        if (dot_or_dotdot(e.name)) continue;
+        if (!e.has_handle || !e.attr.attributes_follow || !learn_child(*d, e.name, e.fh, e.attr, c->sent, false))
+          job->skipped = true;
       }
       job->entries += c->entries.size();
       if (c->eof || c->entries.empty() || job->entries >= kScanMaxEntries) {
+        job->whole = c->eof && !job->skipped;
         *next = nullptr;
         return finish();
       }

@@ -51,7 +51,10 @@ void InodeTable::trim_unreferenced(std::size_t keep) {
     if (!in || in->nlookup > 0 || in->open_count > 0 || in->writes_in_flight > 0 || in->is_server_root) continue;
     if (Inode* parent = find(in->parent)) {
       auto it = parent->children.find(in->name);
-      if (it != parent->children.end() && it->second == ino) parent->children.erase(it);
+      if (it != parent->children.end() && it->second == ino) {
+        parent->children.erase(it);
+        parent->complete = false;  // the name exists, but is no longer listed
+      }
     }
     unindex(*in);
     by_ino_.erase(ino);

@@ -70,6 +70,21 @@ struct Inode {
   std::map<std::string, fuse_ino_t> children;
   std::set<std::string> negatives;
   Clock::time_point entries_until{};
+  // `children` names every entry of this directory (generation
+  // complete_gen): a name not there does not exist, and a LOOKUP of it is
+  // answered here. Learnt from a listing read whole under the lease, or at
+  // the MKDIR that made it empty; kept by this client's own changes, each
+  // of which updates `children` when it succeeds; forgotten when one fails
+  // (its outcome may be unknown) or a name leaves `children` otherwise.
+  bool complete = false;
+  std::uint64_t complete_gen = 0;
+  bool names_complete(Clock::time_point now) const {
+    return complete && complete_gen == dir_gen && entries_until > now;
+  }
+  void set_complete() {
+    complete = true;
+    complete_gen = dir_gen;
+  }
   // Bumped whenever what was learnt of this directory's entries is void
   // (INVALIDATE, a lost connection, a lease that lapsed before it was
   // renewed): names and listings read before are not used.

@@ -93,6 +93,15 @@ void SfsFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* cname) {
         e.entry_timeout = seconds_left(dir->entries_until, now);
         return (void)fuse_reply_entry(req, &e);
       }
+    } else if (dir->names_complete(now)) {
+      // Every name is known and this is not one (a file about to be
+      // created, a search path probed): no round trip. Noted as a negative
+      // so that an INVALIDATE of the directory reaches the kernel's entry.
+      ++stats_.negative_hits;
+      note_negative(*dir, name);
+      fuse_entry_param e{};
+      e.entry_timeout = seconds_left(dir->entries_until, now);
+      return (void)fuse_reply_entry(req, &e);
     }
   }
   // Not known here: a directory whose names are asked one by one is read
@@ -238,28 +247,40 @@ void make_object(SfsFs& fs, fuse_req_t req, fuse_ino_t parent, const std::string
   Inode* dir = fs.inodes().find(parent);
   if (!dir || parent == FUSE_ROOT_ID) return (void)fuse_reply_err(req, dir ? EPERM : ESTALE);
   if (name.size() > kNameMax) return (void)fuse_reply_err(req, ENAMETOOLONG);
-  fs.call<P>(
-      req, dir->server, std::move(build),
+  // Never repeated if the connection is lost (call_changing): repeating a
+  // creation whose answer was lost would fail with EEXIST for something
+  // we made; outcome unknown is EIO instead.
+  fs.call_changing<P>(
+      req, dir->server, parent, 0, std::move(build),
       [&fs, req, parent, name, reply](typename sfs::fs::Reply<typename sfs::fs::ProcTraits<P>::Res> r,
                                       Clock::time_point sent) {
         Inode* d = fs.inodes().find(parent);
         if (!d) return (void)fuse_reply_err(req, ESTALE);
         if (r->status != SFS_NFS3_OK) {
           fs.note_wcc(*d, MakeResult<P>::fail(*r), sent);
+          fs.change_failed(parent);
           return (void)fuse_reply_err(req, errno_of(r->status));
         }
         const sfs_CREATE3resok& ok = MakeResult<P>::ok(*r);
         fs.note_wcc(*d, ok.dir_wcc, sent);
         fuse_entry_param e;
-        if (!ok.obj.handle_follows ||
-            !fs.make_entry(e, *d, name, FileClient::handle_of(ok.obj.sfs_post_op_fh3_u.handle),
-                           ok.obj_attributes, sent))
+        if (!ok.obj.handle_follows) {
+          fs.change_failed(parent);  // made, but not known here
           return (void)fuse_reply_err(req, EIO);
+        }
+        if (!fs.make_entry(e, *d, name, FileClient::handle_of(ok.obj.sfs_post_op_fh3_u.handle), ok.obj_attributes,
+                           sent))
+          return (void)fuse_reply_err(req, EIO);
+        if constexpr (P == SFS_NFSPROC3_MKDIR) {
+          // Made empty just now: every name of it is known.
+          if (Inode* made = fs.inodes().find(e.ino); made && made->entries_until > Clock::now()) {
+            made->children.clear();
+            made->negatives.clear();
+            made->set_complete();
+          }
+        }
         reply(e);
-      },
-      // Repeating a creation whose answer was lost would fail with EEXIST
-      // for something we made: outcome unknown is EIO instead.
-      false);
+      });
 }
 template void make_object<SFS_NFSPROC3_CREATE>(SfsFs&, fuse_req_t, fuse_ino_t, const std::string&,
                                                SfsFs::Build<SFS_NFSPROC3_CREATE>,
@@ -343,8 +364,8 @@ void SfsFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const cha
   if (!in || !dir) return (void)fuse_reply_err(req, ESTALE);
   if (in->server != dir->server) return (void)fuse_reply_err(req, EXDEV);
   const Handle fh = in->fh, dfh = dir->fh;
-  call<SFS_NFSPROC3_LINK>(
-      req, in->server,
+  call_changing<SFS_NFSPROC3_LINK>(
+      req, in->server, newparent, 0,
       [fh, dfh, name](sfs_LINK3args& a) {
         a.file = FileClient::wire(fh);
         a.link.dir = FileClient::wire(dfh);
@@ -356,12 +377,14 @@ void SfsFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const cha
         if (!d || !i) return (void)fuse_reply_err(req, ESTALE);
         auto& w = r->status == SFS_NFS3_OK ? r->sfs_LINK3res_u.resok : r->sfs_LINK3res_u.resfail;
         note_wcc(*d, w.linkdir_wcc, sent);
-        if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
+        if (r->status != SFS_NFS3_OK) {
+          change_failed(newparent);
+          return (void)fuse_reply_err(req, errno_of(r->status));
+        }
         fuse_entry_param e;
         if (!make_entry(e, *d, name, fh, w.file_attributes, sent)) return (void)fuse_reply_err(req, EIO);
         fuse_reply_entry(req, &e);
-      },
-      false);
+      });
 }
 
 void SfsFs::unlink(fuse_req_t req, fuse_ino_t parent, const char* cname, bool is_dir) {
@@ -374,7 +397,10 @@ void SfsFs::unlink(fuse_req_t req, fuse_ino_t parent, const char* cname, bool is
     Inode* d = inodes_.find(parent);
     if (!d) return (void)fuse_reply_err(req, ESTALE);
     note_wcc(*d, wcc, sent);
-    if (st != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(st));
+    if (st != SFS_NFS3_OK) {
+      change_failed(parent);
+      return (void)fuse_reply_err(req, errno_of(st));
+    }
     // The object lost a link: its cached attributes are stale.
     auto it = d->children.find(name);
     if (it != d->children.end())
@@ -386,8 +412,8 @@ void SfsFs::unlink(fuse_req_t req, fuse_ino_t parent, const char* cname, bool is
     fuse_reply_err(req, 0);
   };
   if (is_dir) {
-    call<SFS_NFSPROC3_RMDIR>(
-        req, dir->server,
+    call_changing<SFS_NFSPROC3_RMDIR>(
+        req, dir->server, parent, 0,
         [dfh, name](sfs_RMDIR3args& a) {
           a.object.dir = FileClient::wire(dfh);
           a.object.name = const_cast<char*>(name.c_str());
@@ -395,11 +421,10 @@ void SfsFs::unlink(fuse_req_t req, fuse_ino_t parent, const char* cname, bool is
         [done](sfs::fs::Reply<sfs_RMDIR3res> r, Clock::time_point sent) {
           done(r->status == SFS_NFS3_OK ? r->sfs_RMDIR3res_u.resok.dir_wcc : r->sfs_RMDIR3res_u.resfail.dir_wcc,
                r->status, sent);
-        },
-        false);
+        });
   } else {
-    call<SFS_NFSPROC3_REMOVE>(
-        req, dir->server,
+    call_changing<SFS_NFSPROC3_REMOVE>(
+        req, dir->server, parent, 0,
         [dfh, name](sfs_REMOVE3args& a) {
           a.object.dir = FileClient::wire(dfh);
           a.object.name = const_cast<char*>(name.c_str());
@@ -407,8 +432,7 @@ void SfsFs::unlink(fuse_req_t req, fuse_ino_t parent, const char* cname, bool is
         [done](sfs::fs::Reply<sfs_REMOVE3res> r, Clock::time_point sent) {
           done(r->status == SFS_NFS3_OK ? r->sfs_REMOVE3res_u.resok.dir_wcc : r->sfs_REMOVE3res_u.resfail.dir_wcc,
                r->status, sent);
-        },
-        false);
+        });
   }
 }
 
@@ -427,6 +451,8 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
   // Lost with the connection (EIO): the server may have renamed or not.
   // The kernel kept both names as they were; make it ask again.
   auto unknown = [this, req, parent, newparent, name, newname](int err) {
+    change_failed(parent);
+    change_failed(newparent);
     if (driver_) {
       driver_->inval_entry(parent, name);
       driver_->inval_entry(newparent, newname);
@@ -448,7 +474,11 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
         auto& w = r->status == SFS_NFS3_OK ? r->sfs_RENAME3res_u.resok : r->sfs_RENAME3res_u.resfail;
         note_wcc(*f, w.fromdir_wcc, sent);
         note_wcc(*t, w.todir_wcc, sent);
-        if (r->status != SFS_NFS3_OK) return (void)fuse_reply_err(req, errno_of(r->status));
+        if (r->status != SFS_NFS3_OK) {
+          change_failed(parent);
+          change_failed(newparent);
+          return (void)fuse_reply_err(req, errno_of(r->status));
+        }
         auto it = f->children.find(name);
         const fuse_ino_t moved = it == f->children.end() ? 0 : it->second;
         if (auto old = t->children.find(newname); old != t->children.end())
@@ -469,6 +499,8 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
           // directory drops it (a forgotten one stayed, stale, after the
           // server renamed it away: tests/faults).
           t->children[newname] = moved;
+        } else {
+          t->complete = false;  // the new name exists, but is not known here
         }
         fuse_reply_err(req, 0);
       },

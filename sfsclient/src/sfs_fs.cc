@@ -156,7 +156,10 @@ Inode* SfsFs::learn_child(Inode& parent, const std::string& name, const sfs::fs:
   }
   const double t = note_attr(child, attr, sent);
   if (attr_timeout) *attr_timeout = t;
-  if (!child.attr) return nullptr;
+  if (!child.attr) {
+    parent.complete = false;  // the name exists, but is not listed
+    return nullptr;
+  }
   if (lookup) ++child.nlookup;
   parent.children[name] = child.ino;
   parent.negatives.erase(name);
@@ -181,6 +184,10 @@ bool SfsFs::make_entry(fuse_entry_param& e, Inode& parent, const std::string& na
 void SfsFs::note_negative(Inode& parent, const std::string& name) {
   parent.children.erase(name);
   if (parent.entries_until > Clock::now()) parent.negatives.insert(name);
+}
+
+void SfsFs::change_failed(fuse_ino_t dir) {
+  if (Inode* d = inodes_.find(dir)) d->complete = false;
 }
 
 void SfsFs::forget_name(Inode& parent, const std::string& name) {

@@ -54,6 +54,7 @@ struct FsStats {
   std::uint64_t invalidations = 0;  // INVALIDATE received
   std::uint64_t reconnects = 0;
   std::uint64_t attr_hits = 0;      // getattr answered from a lease
+  std::uint64_t negative_hits = 0;  // lookups answered ENOENT from a directory known whole
 };
 
 // The bytes of one write, kept until a COMMIT makes them stable: a view
@@ -128,6 +129,15 @@ class SfsFs {
   template <std::uint32_t P>
   void call_as(uid_t uid, ServerId server, Build<P> build, Done<P> done, std::function<void(int err)> fail,
                bool retry_if_lost = true);
+  // call() for a change of the directory `dir` (and `dir2`, a rename's
+  // other one), never repeated if the connection is lost: a failure
+  // without an answer is change_failed for them, then the error.
+  template <std::uint32_t P>
+  void call_changing(fuse_req_t req, ServerId server, fuse_ino_t dir, fuse_ino_t dir2, Build<P> build, Done<P> done);
+  // A change of the directory that did not succeed (an error, or no
+  // answer: it may have been made or not): its names are no longer known
+  // whole (Inode::complete).
+  void change_failed(fuse_ino_t dir);
 
   // The entry for a child from a reply: the inode (one more kernel
   // reference), attributes cached under their lease, the kernel's timeouts.

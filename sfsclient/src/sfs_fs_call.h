@@ -145,4 +145,17 @@ void SfsFs::call(fuse_req_t req, ServerId sid, Build<P> build, Done<P> done, boo
              [req](int err) { fuse_reply_err(req, err); }, retry_if_lost);
 }
 
+template <std::uint32_t P>
+void SfsFs::call_changing(fuse_req_t req, ServerId sid, fuse_ino_t dir, fuse_ino_t dir2, Build<P> build,
+                          Done<P> done) {
+  call_as<P>(
+      fuse_req_ctx(req)->uid, sid, std::move(build), std::move(done),
+      [this, req, dir, dir2](int err) {
+        change_failed(dir);
+        if (dir2) change_failed(dir2);
+        fuse_reply_err(req, err);
+      },
+      false);
+}
+
 }  // namespace sfsclient

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <future>
 #include <set>
 #include <thread>
 
@@ -143,6 +144,74 @@ TEST_F(DirCacheTest, ADirectoryThatCannotBeReadIsStillWalked) {
   EXPECT_EQ(::readdir(d), nullptr);
   EXPECT_EQ(errno, EACCES);
   ::closedir(d);
+}
+
+// Directories known whole: a directory this client made (empty at its
+// MKDIR) or read whole (a stat walk's second miss) is known name by name
+// while its lease lasts, so a name that is not there is ENOENT without a
+// round trip (a file about to be created, a search path probed). Leases
+// long enough that none lapses during a test, under any sanitizer.
+class WholeDirTest : public MountFixture {
+ protected:
+  std::vector<std::string> sfsd_flags() override { return {"--lease", "60s"}; }
+
+  // stat(): 0 or errno.
+  static int stat_errno(const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 ? 0 : errno;
+  }
+};
+
+// With sfsd stopped (SIGSTOP: the connection stays up, nothing answers)
+// a LOOKUP sent to it would wait; the absent names must be answered at
+// once, the names present from the table.
+TEST_F(WholeDirTest, AbsentNamesAreAnsweredWithoutTheServer) {
+  Mount& a = mount();
+  const std::string made = at(a) + "/made";
+  ASSERT_EQ(::mkdir(made.c_str(), 0755), 0);
+  { std::ofstream(made + "/kept") << "k"; }
+  const std::string backend = server_.export_dir() + "/read";
+  std::filesystem::create_directories(backend);
+  for (int i = 0; i < 20; ++i) std::ofstream(backend + "/f" + std::to_string(i)) << "x";
+  const std::string read = at(a) + "/read";
+  EXPECT_EQ(stat_errno(read + "/f0"), 0);
+  EXPECT_EQ(stat_errno(read + "/f1"), 0);  // the second miss: read whole here
+
+  server_.sfsd().signal(SIGSTOP);
+  auto answers = std::async(std::launch::async, [&] {
+    return std::vector<int>{stat_errno(made + "/absent"), stat_errno(made + "/kept"),
+                            stat_errno(read + "/absent"), stat_errno(read + "/f19")};
+  });
+  const bool at_once = answers.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  server_.sfsd().signal(SIGCONT);
+  EXPECT_TRUE(at_once) << "a lookup waited for the stopped server";
+  EXPECT_EQ(answers.get(), (std::vector<int>{ENOENT, 0, ENOENT, 0}));
+}
+
+// What another client makes in a directory known whole reaches this one at
+// once (INVALIDATE), the kernel's cached "no such name" included; what
+// this client makes is in its own table.
+TEST_F(WholeDirTest, NamesMadeElsewhereAreSeenAtOnce) {
+  Mount& a = mount();
+  Mount& b = mount();
+  const std::string da = at(a) + "/shared", db = at(b) + "/shared";
+  ASSERT_EQ(::mkdir(da.c_str(), 0755), 0);
+  EXPECT_EQ(stat_errno(da + "/late"), ENOENT);  // answered in a; its kernel keeps it
+  { std::ofstream(db + "/late") << "from b"; }
+  EXPECT_EQ(stat_errno(da + "/late"), 0);
+  { std::ofstream(da + "/mine") << "a"; }
+  EXPECT_EQ(stat_errno(da + "/mine"), 0);
+  EXPECT_EQ(stat_errno(db + "/mine"), 0);
+  ASSERT_EQ(::rename((db + "/late").c_str(), (db + "/moved").c_str()), 0);
+  EXPECT_EQ(stat_errno(da + "/late"), ENOENT);
+  EXPECT_EQ(stat_errno(da + "/moved"), 0);
+  // a's own rename and unlink keep its table right.
+  ASSERT_EQ(::rename((da + "/mine").c_str(), (da + "/renamed").c_str()), 0);
+  EXPECT_EQ(stat_errno(da + "/mine"), ENOENT);
+  EXPECT_EQ(stat_errno(da + "/renamed"), 0);
+  ASSERT_EQ(::unlink((da + "/renamed").c_str()), 0);
+  EXPECT_EQ(stat_errno(da + "/renamed"), ENOENT);
+  EXPECT_EQ(stat_errno(db + "/renamed"), ENOENT);
 }
 
 }  // namespace
