@@ -14,6 +14,14 @@ namespace {
 
 class WriteBehindTest : public MountFixture {};
 
+// What a test's child program said next on `fd` (within `seconds`).
+std::string hear(int fd, int seconds) {
+  if (!readable(fd, std::chrono::seconds(seconds))) return "timeout";
+  char buf[256];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("the program died");
+}
+
 // A program's calls on one file, in a child: "ok", or the first failure.
 std::string write_file(const std::string& path, const std::string& data, std::size_t block, std::size_t fsync_every) {
   const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
@@ -151,13 +159,7 @@ TEST_F(WriteBehindTest, FsyncOnOneDescriptorMakesTheWholeFileStable) {
   }
   ::close(go[0]);
   ::close(said[1]);
-  auto hear = [&](int seconds) {
-    if (!readable(said[0], std::chrono::seconds(seconds))) return std::string("timeout");
-    char buf[256];
-    const ssize_t n = ::read(said[0], buf, sizeof buf);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("the program died");
-  };
-  const std::string synced = hear(60);
+  const std::string synced = hear(said[0], 60);
   if (synced == "synced") {
     EXPECT_TRUE(contents(on_disk) == written) << "fsync() answered before b's writes were on the server";
     server_.stop_sfsd(SIGKILL);
@@ -166,7 +168,7 @@ TEST_F(WriteBehindTest, FsyncOnOneDescriptorMakesTheWholeFileStable) {
     const std::string changed = pattern(written.size(), 12);
     { std::ofstream(on_disk, std::ios::binary | std::ios::trunc) << changed; }
     EXPECT_EQ(::write(go[1], "g", 1), 1);
-    EXPECT_EQ(hear(60), "closed") << m.log();
+    EXPECT_EQ(hear(said[0], 60), "closed") << m.log();
     EXPECT_TRUE(contents(on_disk) == changed)
         << "closing b wrote its data again: fsync(a) had not made b's writes stable";
   }
@@ -214,20 +216,14 @@ TEST_F(WriteBehindTest, WritesResentAfterARestartAreTheBytesWritten) {
   }
   ::close(go[0]);
   ::close(said[1]);
-  auto hear = [&](int seconds) {
-    if (!readable(said[0], std::chrono::seconds(seconds))) return std::string("timeout");
-    char buf[256];
-    const ssize_t n = ::read(said[0], buf, sizeof buf);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("the program died");
-  };
-  const std::string heard = hear(60);
+  const std::string heard = hear(said[0], 60);
   if (heard == "written") {
     server_.stop_sfsd(SIGKILL);
     std::string why;
     EXPECT_TRUE(server_.start_sfsd(&why, sfsd_flags())) << why;
     { std::ofstream(on_disk, std::ios::binary | std::ios::trunc) << pattern(written.size(), 30); }
     EXPECT_EQ(::write(go[1], "g", 1), 1);
-    EXPECT_EQ(hear(60), "closed") << m.log();
+    EXPECT_EQ(hear(said[0], 60), "closed") << m.log();
     const std::string back = contents(on_disk);
     EXPECT_EQ(back.size(), written.size());
     for (std::size_t mib = 0; mib * (1u << 20) < written.size(); ++mib)
