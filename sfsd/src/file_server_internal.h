@@ -81,6 +81,9 @@ struct WriteArgs {
   sfs_stable_how stable = SFS_UNSTABLE;
   asmp::rpc::BytesView data;
 };
-bool_t xdr_write_args(XDR* x, WriteArgs* a);
+// Its xdr routine, with xdrproc_t's own (variadic) type (the second
+// argument is a WriteArgs*): called through xdrproc_t, a C++ function of
+// another type is undefined behaviour (clang's -fsanitize=function).
+bool_t xdr_write_args(XDR* x, ...);
 
 }  // namespace sfsd

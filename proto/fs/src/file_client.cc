@@ -1,11 +1,20 @@
 // file_client.cc: see sfs/file_client.h.
 #include "sfs/file_client.h"
 
+#include <cstdarg>
+
 namespace sfs::fs {
 
 namespace {
 
-bool_t xdr_read_view(XDR* x, ReadView* v) {
+// With xdrproc_t's own (variadic) type, the second argument a ReadView*:
+// called through xdrproc_t, a C++ function of another type is undefined
+// behaviour (clang's -fsanitize=function).
+bool_t xdr_read_view(XDR* x, ...) {
+  va_list ap;
+  va_start(ap, x);
+  auto* v = static_cast<ReadView*>(va_arg(ap, void*));
+  va_end(ap);
   if (!xdr_sfs_nfsstat3(x, &v->status)) return FALSE;
   if (!xdr_sfs_post_op_attr(x, &v->file_attributes)) return FALSE;
   if (v->status != SFS_NFS3_OK) return TRUE;
