@@ -107,7 +107,8 @@ std::shared_ptr<const Interface> echo_interface() {
   // decoded in place (a pointer into the record) instead of malloc + copy.
   // Encoding still copies the bytes into the record, once per direction.
   i->procs = {proc(xdr_void, xdr_void),
-              proc(xdr_bytes_view<SFSTEST_MAXDATA>, xdr_bytes_view<SFSTEST_MAXDATA>)};
+              Proc{xdrproc_of<xdr_bytes_view<SFSTEST_MAXDATA>>(), sizeof(BytesView),
+                   xdrproc_of<xdr_bytes_view<SFSTEST_MAXDATA>>()}};
   return i;
 }
 

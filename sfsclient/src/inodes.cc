@@ -53,7 +53,7 @@ void InodeTable::trim_unreferenced(std::size_t keep) {
       auto it = parent->children.find(in->name);
       if (it != parent->children.end() && it->second == ino) {
         parent->children.erase(it);
-        parent->complete = false;  // the name exists, but is no longer listed
+        parent->forget_complete();  // the name exists, but is no longer listed
       }
     }
     unindex(*in);

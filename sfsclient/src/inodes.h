@@ -76,15 +76,10 @@ struct Inode {
   // the MKDIR that made it empty; kept by this client's own changes, each
   // of which updates `children` when it succeeds; forgotten when one fails
   // (its outcome may be unknown) or a name leaves `children` otherwise.
-  bool complete = false;
-  std::uint64_t complete_gen = 0;
-  bool names_complete(Clock::time_point now) const {
-    return complete && complete_gen == dir_gen && entries_until > now;
-  }
-  void set_complete() {
-    complete = true;
-    complete_gen = dir_gen;
-  }
+  std::optional<std::uint64_t> complete_gen;
+  bool names_complete(Clock::time_point now) const { return complete_gen == dir_gen && entries_until > now; }
+  void set_complete() { complete_gen = dir_gen; }
+  void forget_complete() { complete_gen.reset(); }
   // Bumped whenever what was learnt of this directory's entries is void
   // (INVALIDATE, a lost connection, a lease that lapsed before it was
   // renewed): names and listings read before are not used.

@@ -500,7 +500,7 @@ void SfsFs::rename(fuse_req_t req, fuse_ino_t parent, const char* cname, fuse_in
           // server renamed it away: tests/faults).
           t->children[newname] = moved;
         } else {
-          t->complete = false;  // the new name exists, but is not known here
+          t->forget_complete();  // the new name exists, but is not known here
         }
         fuse_reply_err(req, 0);
       },

@@ -157,7 +157,7 @@ Inode* SfsFs::learn_child(Inode& parent, const std::string& name, const sfs::fs:
   const double t = note_attr(child, attr, sent);
   if (attr_timeout) *attr_timeout = t;
   if (!child.attr) {
-    parent.complete = false;  // the name exists, but is not listed
+    parent.forget_complete();  // the name exists, but is not listed
     return nullptr;
   }
   if (lookup) ++child.nlookup;
@@ -187,7 +187,7 @@ void SfsFs::note_negative(Inode& parent, const std::string& name) {
 }
 
 void SfsFs::change_failed(fuse_ino_t dir) {
-  if (Inode* d = inodes_.find(dir)) d->complete = false;
+  if (Inode* d = inodes_.find(dir)) d->forget_complete();
 }
 
 void SfsFs::forget_name(Inode& parent, const std::string& name) {

@@ -6,7 +6,6 @@
 
 #include <sodium.h>
 
-#include <cstdarg>
 #include <cstring>
 #include <map>
 
@@ -83,11 +82,7 @@ void reply_with_status(rpc::Call& c, sfs_nfsstat3 st) {
 
 }  // namespace
 
-bool_t xdr_write_args(XDR* x, ...) {
-  va_list ap;
-  va_start(ap, x);
-  auto* a = static_cast<WriteArgs*>(va_arg(ap, void*));
-  va_end(ap);
+bool_t xdr_write_args(XDR* x, WriteArgs* a) {
   return xdr_sfs_nfs_fh3(x, &a->file) && xdr_sfs_offset3(x, &a->offset) && xdr_sfs_count3(x, &a->count) &&
          xdr_sfs_stable_how(x, &a->stable) && rpc::xdr_opaque_view(x, &a->data, SFS_NFS3_MAXDATA);
 }
@@ -133,7 +128,7 @@ std::shared_ptr<const rpc::Interface> sfs_nfs_interface() {
        proc(xdr_sfs_ACCESS3args, xdr_sfs_ACCESS3res),
        proc(xdr_sfs_READLINK3args, xdr_sfs_READLINK3res),
        proc(xdr_sfs_READ3args, xdr_sfs_READ3res),
-       rpc::Proc{xdr_write_args, sizeof(WriteArgs), rpc::as_xdrproc(xdr_sfs_WRITE3res)},
+       rpc::Proc{rpc::xdrproc_of<xdr_write_args>(), sizeof(WriteArgs), rpc::as_xdrproc(xdr_sfs_WRITE3res)},
        proc(xdr_sfs_CREATE3args, xdr_sfs_CREATE3res),
        proc(xdr_sfs_MKDIR3args, xdr_sfs_MKDIR3res),
        proc(xdr_sfs_SYMLINK3args, xdr_sfs_SYMLINK3res),

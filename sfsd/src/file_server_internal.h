@@ -81,9 +81,6 @@ struct WriteArgs {
   sfs_stable_how stable = SFS_UNSTABLE;
   asmp::rpc::BytesView data;
 };
-// Its xdr routine, with xdrproc_t's own (variadic) type (the second
-// argument is a WriteArgs*): called through xdrproc_t, a C++ function of
-// another type is undefined behaviour (clang's -fsanitize=function).
-bool_t xdr_write_args(XDR* x, ...);
+bool_t xdr_write_args(XDR* x, WriteArgs* a);  // called through rpc::xdrproc_of
 
 }  // namespace sfsd

@@ -43,6 +43,7 @@
 #include <rpc/rpc.h>
 
 #include <atomic>
+#include <cstdarg>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -148,6 +149,28 @@ constexpr std::size_t xdr_c_size(bool_t (*)(void)) { return 0; }
 template <class XA, class XR>
 Proc proc(XA* xa, XR* xr) {
   return {as_xdrproc(xa), xdr_c_size(xa), as_xdrproc(xr)};
+}
+
+// An xdr routine written in C++ (bool_t f(XDR*, T*)) as an xdrproc_t that
+// may be called through: xdrproc_t is variadic, and calling a C++ function
+// of another type through it is undefined behaviour (clang's
+// -fsanitize=function stops there; rpcgen's C routines are not checked).
+// The thunk has xdrproc_t's own type and hands the object pointer on.
+template <auto F>
+struct XdrThunk;
+template <class T, bool_t (*F)(XDR*, T*)>
+struct XdrThunk<F> {
+  static bool_t call(XDR* x, ...) {
+    va_list ap;
+    va_start(ap, x);
+    void* obj = va_arg(ap, void*);
+    va_end(ap);
+    return F(x, static_cast<T*>(obj));
+  }
+};
+template <auto F>
+xdrproc_t xdrproc_of() {
+  return XdrThunk<F>::call;
 }
 
 // ---- zero-copy opaque data ----------------------------------------------------

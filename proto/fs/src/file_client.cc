@@ -1,20 +1,11 @@
 // file_client.cc: see sfs/file_client.h.
 #include "sfs/file_client.h"
 
-#include <cstdarg>
-
 namespace sfs::fs {
 
 namespace {
 
-// With xdrproc_t's own (variadic) type, the second argument a ReadView*:
-// called through xdrproc_t, a C++ function of another type is undefined
-// behaviour (clang's -fsanitize=function).
-bool_t xdr_read_view(XDR* x, ...) {
-  va_list ap;
-  va_start(ap, x);
-  auto* v = static_cast<ReadView*>(va_arg(ap, void*));
-  va_end(ap);
+bool_t xdr_read_view(XDR* x, ReadView* v) {
   if (!xdr_sfs_nfsstat3(x, &v->status)) return FALSE;
   if (!xdr_sfs_post_op_attr(x, &v->file_attributes)) return FALSE;
   if (v->status != SFS_NFS3_OK) return TRUE;
@@ -146,7 +137,7 @@ void FileClient::read(std::uint32_t auth, const Handle& fh, std::uint64_t offset
   ReadView* raw = view.get();
   const asmp::color_t color = done.color();
   raw_call(SFS_NFSPROC3_READ, auth, rpc::as_xdrproc(xdr_sfs_READ3args), &a,
-           rpc::as_xdrproc(xdr_read_view), raw,
+           rpc::xdrproc_of<xdr_read_view>(), raw,
            rpc::CallDone(
                [view = std::move(view), done = std::move(done)](rpc::RpcStatus st) mutable {
                  done(st, *view);
