@@ -10,6 +10,11 @@
 //          own) reads the stamps: latency = callback time - write time.
 //   timer  a chain of delaycb(--timer-ms) on a color of its own: lateness =
 //          time the callback runs - the deadline it asked for.
+//   hop    the fd callback hands each batch of stamps to another color
+//          (cpucb), as a server hands a call from its connection's color to
+//          the next stage: hop = time that callback starts - time of the
+//          cpucb. Small colors go ahead of the load through the light lane
+//          (RuntimeOptions::light_batch; --light-us 0 turns it off).
 // Also reported: load callbacks run per second (the work the latency costs).
 //
 // Output: one table (min / median / p90 / max in ms, and sample counts).
@@ -43,6 +48,7 @@ struct Options {
   unsigned every_ms = 5;
   unsigned timer_ms = 1;
   double seconds = 3;
+  int light_us = -1;  // RuntimeOptions::light_batch; -1: the runtime's default
 };
 
 std::int64_t now_ns() {
@@ -79,8 +85,9 @@ void print_row(const char* what, Samples& s) {
 [[noreturn]] void usage(int code) {
   std::fprintf(code ? stderr : stdout,
                "usage: event_latency_bench [--threads T] [--colors C] [--work-us W] [--every-ms E]\n"
-               "                           [--timer-ms M] [--seconds S]\n"
-               "  defaults: --threads 2 --colors 64 --work-us 50 --every-ms 5 --timer-ms 1 --seconds 3\n");
+               "                           [--timer-ms M] [--seconds S] [--light-us L]\n"
+               "  defaults: --threads 2 --colors 64 --work-us 50 --every-ms 5 --timer-ms 1 --seconds 3\n"
+               "            --light-us: the runtime's light_batch (0: no light lane)\n");
   std::exit(code);
 }
 
@@ -99,14 +106,17 @@ int main(int argc, char** argv) {
     else if (a == "--every-ms") o.every_ms = static_cast<unsigned>(std::atoi(v));
     else if (a == "--timer-ms") o.timer_ms = static_cast<unsigned>(std::atoi(v));
     else if (a == "--seconds") o.seconds = std::atof(v);
+    else if (a == "--light-us") o.light_us = std::atoi(v);
     else usage(2);
   }
   if (o.threads == 0 || o.every_ms == 0 || !(o.seconds > 0)) usage(2);
 
-  asmp::Runtime rt(asmp::RuntimeOptions{.threads = o.threads});
+  asmp::RuntimeOptions ro{.threads = o.threads};
+  if (o.light_us >= 0) ro.light_batch = std::chrono::microseconds(o.light_us);
+  asmp::Runtime rt(ro);
   std::atomic<bool> ending{false};
   std::atomic<std::uint64_t> load_callbacks{0};
-  const asmp::color_t fd_color = o.colors + 1000, timer_color = o.colors + 2000;
+  const asmp::color_t fd_color = o.colors + 1000, timer_color = o.colors + 2000, hop_color = o.colors + 3000;
 
   // The load: each color keeps exactly one callback queued.
   struct Loader {
@@ -130,7 +140,7 @@ int main(int argc, char** argv) {
     std::perror("pipe2");
     return 1;
   }
-  Samples fd_ms, timer_ms;
+  Samples fd_ms, timer_ms, hop_ms;
   rt.fdcb(p[0], asmp::selread, asmp::Closure(
                                    [&] {
                                      std::int64_t stamps[64];
@@ -139,6 +149,10 @@ int main(int argc, char** argv) {
                                        std::int64_t t = now_ns();
                                        for (ssize_t k = 0; k < r / 8; ++k)
                                          fd_ms.add(static_cast<double>(t - stamps[k]) / 1e6);
+                                       std::int64_t sent = now_ns();
+                                       rt.cpucb(asmp::Closure(
+                                           [&hop_ms, sent] { hop_ms.add(static_cast<double>(now_ns() - sent) / 1e6); },
+                                           hop_color));
                                      }
                                    },
                                    fd_color));
@@ -183,11 +197,13 @@ int main(int argc, char** argv) {
   ::close(p[1]);
 
   std::printf("event_latency_bench: %u workers, %u colors of %u us callbacks, stamp every %u ms, "
-              "timer %u ms, %.1f s\n",
-              o.threads, o.colors, o.work_us, o.every_ms, o.timer_ms, o.seconds);
+              "timer %u ms, %.1f s, light lane %lld us\n",
+              o.threads, o.colors, o.work_us, o.every_ms, o.timer_ms, o.seconds,
+              static_cast<long long>(ro.light_batch.count()));
   std::printf("%-22s %8s %9s %9s %9s %9s\n", "ms", "samples", "min", "median", "p90", "max");
   print_row("fd ready -> callback", fd_ms);
   print_row("timer lateness", timer_ms);
+  print_row("hop (cpucb -> start)", hop_ms);
   std::printf("load callbacks/s      %8.0f\n", static_cast<double>(load_callbacks.load()) / secs);
   return 0;
 }

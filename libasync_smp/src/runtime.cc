@@ -80,6 +80,8 @@ Runtime::Impl::Impl(Runtime* owner, RuntimeOptions o) : self(owner), opts(o) {
   poll_interval_ns_ = std::max<std::int64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(opts.poll_interval).count(), 1000);
   clock_check_ns_ = std::max<std::int64_t>(poll_interval_ns_ / 4, 20000);
+  light_batch_ns_ = std::clamp<std::int64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(opts.light_batch).count(), 0, 1000000000);
   last_poll_ns_.store(mono_ns(), std::memory_order_relaxed);
   shared_queue = opts.scheduler == SchedulerKind::kSharedQueue;
   freelists = opts.scheduler == SchedulerKind::kFreelist || opts.scheduler == SchedulerKind::kStealing;

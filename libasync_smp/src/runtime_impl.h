@@ -55,6 +55,16 @@
 //   at most the current batch and one other, and queued work still gets
 //   every other batch however many events arrive.
 //
+//   Light lane: each slot keeps a running average of its batches' length
+//   (wall time, Slot::avg_batch_ns, written by its runner at the batch's
+//   end). A slot whose average is under RuntimeOptions::light_batch is
+//   queued in the light lane, which a worker serves before the other two:
+//   a color that does little per turn (a lease lookup, a small call's
+//   decryption, a metadata call's send) waits for the batch in progress,
+//   not behind every bulk color's batch (a 1 MiB seal each). At most
+//   kLightStreak light batches run in a row while other lanes wait, so bulk
+//   work still gets a turn however many light colors keep coming.
+//
 //   fd registrations: each (fd, direction) has a generation, bumped by every
 //   fdcb. A fired task carries the generation it was fired for and, under
 //   fd_mu_, starts only if it is still current, recording the worker that
@@ -105,7 +115,12 @@ struct alignas(64) Slot {
   std::atomic<std::uint32_t> owner{0};
   std::atomic<std::uint64_t> runs{0};
   std::atomic<std::uint64_t> cpu_ns{0};  // RuntimeOptions::color_cpu
+  // Running average of this slot's batch length (ns; see "Light lane").
+  // Written by the runner before it lets the slot go (idle or queued),
+  // read by whoever queues it next.
+  std::atomic<std::uint32_t> avg_batch_ns{0};
 };
+static_assert(sizeof(Slot) == 64, "a slot should fill exactly one cache line");
 
 // The calling thread's CPU time in nanoseconds (a system call: the vDSO
 // does not serve thread clocks).
@@ -133,14 +148,18 @@ enum WorkerState : std::uint32_t { kRunning = 0, kSleepFutex = 1, kSleepEpoll = 
 struct alignas(64) Worker {
   unsigned index = 0;
 
-  // Ready queue of slots: a normal lane and an urgent lane (slots woken by
-  // the poller); rq_len counts both.
+  // Ready queue of slots: a normal lane, an urgent lane (slots woken by the
+  // poller) and a light lane (slots whose batches are short); rq_len counts
+  // all three.
   alignas(64) SpinLock lock;
   Slot* rq_head = nullptr;
   Slot* rq_tail = nullptr;
   Slot* uq_head = nullptr;
   Slot* uq_tail = nullptr;
-  bool urgent_turn = false;  // the next pop prefers the urgent lane
+  Slot* lq_head = nullptr;
+  Slot* lq_tail = nullptr;
+  bool urgent_turn = false;   // the next pop prefers the urgent lane
+  unsigned light_streak = 0;  // light-lane pops since another lane's
   std::atomic<std::size_t> rq_len{0};
   std::atomic<bool> busy{false};  // inside run_slot; read by thieves
 
@@ -261,6 +280,7 @@ struct Runtime::Impl {
   std::int64_t poll_interval_ns_ = 1000000;
   unsigned idle_spins_ = 500;  // RuntimeOptions::idle_spins
   std::int64_t clock_check_ns_ = 250000;
+  std::int64_t light_batch_ns_ = 100000;  // RuntimeOptions::light_batch; 0: no light lane
 
   alignas(64) std::mutex fd_mu_;
   std::condition_variable fd_cv_;  // a run that fdcb waits for has finished

@@ -23,6 +23,21 @@ inline void cpu_relax() {
 
 constexpr std::size_t kMaxFreeTasks = 1 << 14;  // per worker
 
+// Light batches run in a row at most this many times while another lane
+// waits (see "Light lane" in runtime_impl.h).
+constexpr unsigned kLightStreak = 8;
+
+// The running average of a slot's batch length after a batch of `ns`: up
+// fast (half way), down slowly (an eighth of the way), so that a color
+// whose turns alternate between small and bulk work (a 1 MiB seal after
+// each small request) stays out of the light lane, and one bulk turn keeps
+// a color out of it for several short ones.
+inline std::uint32_t next_avg_batch(std::uint32_t avg, std::int64_t ns) {
+  const std::int64_t t = std::clamp<std::int64_t>(ns, 0, UINT32_MAX);
+  const std::int64_t a = avg;
+  return static_cast<std::uint32_t>(t > a ? a + (t - a) / 2 : a - (a - t) / 8);
+}
+
 }  // namespace
 
 void SpinLock::lock() noexcept {
@@ -141,10 +156,12 @@ Worker& Runtime::Impl::queue_of(Slot& s) {
 
 void Runtime::Impl::make_ready(Slot& s, bool urgent) {
   Worker& q = queue_of(s);
+  const bool light =
+      light_batch_ns_ > 0 && s.avg_batch_ns.load(std::memory_order_relaxed) < light_batch_ns_;
   q.lock.lock();
   s.next_ready = nullptr;
-  Slot*& head = urgent ? q.uq_head : q.rq_head;
-  Slot*& tail = urgent ? q.uq_tail : q.rq_tail;
+  Slot*& head = light ? q.lq_head : urgent ? q.uq_head : q.rq_head;
+  Slot*& tail = light ? q.lq_tail : urgent ? q.uq_tail : q.rq_tail;
   if (tail)
     tail->next_ready = &s;
   else
@@ -182,22 +199,29 @@ inline Slot* pop_lane(Slot*& head, Slot*& tail) {
 
 }  // namespace
 
-// Pops the oldest slot of queue q for worker w, taking the urgent and the
-// normal lane in turn (either one alone when the other is empty): an event
-// waits for at most one normal batch, and a flood of events still leaves
-// queued work every other batch. w is marked busy before the queue length
-// drops, so a thief that sees the shorter queue also sees that w is running
-// something and may take a lone color queued behind it.
+// Pops the oldest slot of queue q for worker w: the light lane first (at
+// most kLightStreak times in a row while another lane waits), then the
+// urgent and the normal lane in turn (either one alone when the other is
+// empty): an event waits for at most one normal batch, and a flood of
+// events still leaves queued work every other batch. w is marked busy
+// before the queue length drops, so a thief that sees the shorter queue
+// also sees that w is running something and may take a lone color queued
+// behind it.
 Slot* Runtime::Impl::pop_ready(Worker& q, Worker& w) {
   if (q.rq_len.load(std::memory_order_relaxed) == 0) return nullptr;
   q.lock.lock();
   Slot* s = nullptr;
-  if (q.uq_head && (q.urgent_turn || !q.rq_head)) {
+  if (q.lq_head && (q.light_streak < kLightStreak || (!q.uq_head && !q.rq_head))) {
+    s = pop_lane(q.lq_head, q.lq_tail);
+    ++q.light_streak;
+  } else if (q.uq_head && (q.urgent_turn || !q.rq_head)) {
     s = pop_lane(q.uq_head, q.uq_tail);
     q.urgent_turn = false;
+    q.light_streak = 0;
   } else if (q.rq_head) {
     s = pop_lane(q.rq_head, q.rq_tail);
     q.urgent_turn = true;
+    q.light_streak = 0;
   }
   if (s) {
     w.busy.store(true, std::memory_order_relaxed);
@@ -224,8 +248,10 @@ Slot* Runtime::Impl::steal(Worker& w) {
     Worker& v = *workers_[(w.index + offset) % nworkers];
     if (&v == &w || !stealable(v)) continue;
     if (!v.lock.try_lock()) continue;
-    // An event's color first: it is the one waiting for a worker.
-    Slot* s = v.uq_head ? pop_lane(v.uq_head, v.uq_tail)
+    // A light color first, then an event's: they are the ones waiting
+    // for a worker.
+    Slot* s = v.lq_head   ? pop_lane(v.lq_head, v.lq_tail)
+              : v.uq_head ? pop_lane(v.uq_head, v.uq_tail)
               : v.rq_head ? pop_lane(v.rq_head, v.rq_tail)
                           : nullptr;
     if (s) {
@@ -260,6 +286,14 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
   // already run it: hence fetch_add.
   const bool account = opts.color_cpu;
   const std::uint64_t cpu_start = account ? thread_cpu_ns() : 0;
+  // The batch's length, for the light lane: stored before the slot is let
+  // go (queued again or idle), so that whoever queues it next reads it.
+  const bool timed = light_batch_ns_ > 0;
+  const std::int64_t batch_start = timed ? mono_ns() : 0;
+  const std::uint32_t avg0 = s.avg_batch_ns.load(std::memory_order_relaxed);
+  auto time_batch = [&] {
+    if (timed) s.avg_batch_ns.store(next_avg_batch(avg0, mono_ns() - batch_start), std::memory_order_relaxed);
+  };
   auto account_batch = [&] {
     if (!account) return;
     const std::uint64_t used = thread_cpu_ns() - cpu_start;
@@ -272,6 +306,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
         drain_inbox(s);
         continue;
       }
+      time_batch();
       Task* expected = nullptr;
       if (s.inbox.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel,
                                           std::memory_order_relaxed))
@@ -285,6 +320,7 @@ void Runtime::Impl::run_slot(Worker& w, Slot& s) {
       s.runs.store(runs, std::memory_order_relaxed);
       w.callbacks.v.store(cbs, std::memory_order_relaxed);
       account_batch();
+      time_batch();
       make_ready(s);
       return;
     }

@@ -32,7 +32,8 @@
 // an event (fd, timer, signal) is queued in its worker's event lane, which
 // the worker serves in turn with its other queued colors: an event waits
 // for about one poll interval and two batches, not for the whole queue,
-// and queued work still gets every other batch. Idle workers spin briefly,
+// and queued work still gets every other batch. A color whose batches are
+// short (`light_batch`) goes ahead of both, in the light lane. Idle workers spin briefly,
 // then sleep on a futex (or in epoll_wait, for the one holding the poller)
 // and are woken when work arrives for them.
 #pragma once
@@ -73,6 +74,12 @@ struct RuntimeOptions {
   // default: by batch count, 64 colors of 50 us callbacks made events wait
   // ~150 ms).
   unsigned poll_every = 0;
+  // A color whose batches average less than this (wall time) is queued
+  // ahead of the others (the light lane, served first; at most a few light
+  // batches in a row while other colors wait): small calls and hand-offs
+  // wait for the batch in progress, not behind every bulk color's turn.
+  // 0: no light lane (colors queue in arrival order, events in turn).
+  std::chrono::microseconds light_batch{100};
   // How many times an idle worker checks for work before it sleeps. Spinning
   // saves a futex wake (~10 us) when work comes back at once, and pays when
   // the program has cores to itself (micro-benchmarks); it wastes CPU when
