@@ -4,8 +4,9 @@
 // /proc/PID/mem (the test runs as root) and searching it for the key's
 // secret bytes and their base32 text: found in the holder (so the search
 // works), absent from sfsd. Also: handshakes go through the holder; a lost
-// holder fails new handshakes (logged) while open connections go on; the
-// holder ends with sfsd.
+// holder fails new handshakes (logged) while open connections go on; a
+// stalled one fails only the handshakes it misses; the holder ends with
+// sfsd.
 // Starts: ganesha.nfsd, sfsd (with its key holder).
 #include <dirent.h>
 #include <fcntl.h>
@@ -160,6 +161,26 @@ TEST_F(KeyHolderTest, ALostHolderFailsNewHandshakesAndOpenConnectionsGoOn) {
   EXPECT_TRUE(getattr(*before, root, before->root().fh).has_value()) << "an open connection stopped working";
   EXPECT_FALSE(server_.sfsd().exited());
   before->close();
+}
+
+// A holder that is only slow (here: stopped for longer than sfsd waits)
+// fails the handshakes it misses, and no more: its late answers are dropped
+// by number, and once it runs again new handshakes succeed.
+TEST_F(KeyHolderTest, AStalledHolderFailsOnlyTheHandshakesItMisses) {
+  std::string why;
+  ASSERT_EQ(::kill(holder_, SIGSTOP), 0);
+  EXPECT_FALSE(connect(server_, 1, nullptr, &why)) << "a handshake succeeded with the holder stopped";
+  EXPECT_TRUE(eventually([&] { return server_.sfsd().errors().find("did not answer in 2 s") != std::string::npos; }, 10s))
+      << server_.sfsd().errors();
+  ASSERT_EQ(::kill(holder_, SIGCONT), 0);
+  // Its answer to the missed question is now on its way (or there): the
+  // next handshake must get its own answer, not that one.
+  auto after = connect(server_, 2, nullptr, &why);
+  ASSERT_TRUE(after) << "no handshake after the holder ran again: " << why;
+  const std::uint32_t root = login(*after, server_.user("root"));
+  EXPECT_TRUE(getattr(*after, root, after->root().fh).has_value());
+  EXPECT_EQ(server_.sfsd().errors().find("server key holder lost"), std::string::npos) << server_.sfsd().errors();
+  after->close();
 }
 
 TEST_F(KeyHolderTest, TheHolderEndsWithSfsd) {
