@@ -16,14 +16,9 @@
 namespace asmp {
 namespace {
 
+using testing::busy_for;
 using testing::run_bounded;
 using namespace std::chrono_literals;
-
-void busy_for(std::chrono::microseconds d) {
-  auto end = Clock::now() + d;
-  while (Clock::now() < end) {
-  }
-}
 
 struct ChainResult {
   int started_at = -1;  // backlog callbacks done when the chain began

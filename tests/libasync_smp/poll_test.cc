@@ -15,14 +15,9 @@
 namespace asmp {
 namespace {
 
+using testing::busy_for;
 using testing::run_bounded;
 using namespace std::chrono_literals;
-
-void busy_for(std::chrono::microseconds d) {
-  auto end = Clock::now() + d;
-  while (Clock::now() < end) {
-  }
-}
 
 class PollTest : public ::testing::TestWithParam<SchedulerKind> {};
 

@@ -19,15 +19,10 @@ namespace asmp {
 namespace {
 
 using testing::finish_within;
+using testing::busy_for;
 using testing::run_bounded;
 using testing::wait_until;
 using namespace std::chrono_literals;
-
-void busy_for(std::chrono::milliseconds d) {
-  auto end = Clock::now() + d;
-  while (Clock::now() < end) {
-  }
-}
 
 // Two colors become stealable behind a stuck worker, one right after the
 // other, while two workers sleep (one on its futex, one in epoll_wait). Each

@@ -1,6 +1,6 @@
 // test_util.h: helpers shared by the libasync_smp tests: a watchdog that
 // bounds every run(), a bounded wait for a condition, a destructor counter,
-// and a non-blocking pipe.
+// a non-blocking pipe, and busy work.
 #pragma once
 
 #include <fcntl.h>
@@ -35,6 +35,13 @@ inline std::string kind_param_name(const ::testing::TestParamInfo<SchedulerKind>
   for (char& ch : name)
     if (ch == '-') ch = '_';
   return name;
+}
+
+// Keeps the calling thread busy (a callback's work) for d.
+inline void busy_for(std::chrono::nanoseconds d) {
+  const auto end = Clock::now() + d;
+  while (Clock::now() < end) {
+  }
 }
 
 // Exit code a watchdog gives stop(); a test never uses it otherwise.
