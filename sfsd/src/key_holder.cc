@@ -50,7 +50,8 @@ void close_all_but(int keep) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   close_all_but(fd);
   std::uint8_t in[1 + kSeq + kMaxSigned];
-  std::uint8_t out[kSeq + 1 + sfs::kKeyBytes];
+  // The larger of the two answers: a DH result or a signature.
+  std::uint8_t out[kSeq + std::max<std::size_t>(1 + sfs::kKeyBytes, sizeof(sfs::Signature))];
   constexpr ssize_t kHead = 1 + kSeq;
   for (;;) {
     const ssize_t n = ::recv(fd, in, sizeof in, 0);
@@ -61,7 +62,7 @@ void close_all_but(int keep) {
     if (in[0] == kOpDh && n == kHead + static_cast<ssize_t>(sfs::kKeyBytes)) {
       std::span<std::uint8_t, sfs::kKeyBytes> shared(out + kSeq + 1, sfs::kKeyBytes);
       out[kSeq] = key.dh(shared, {in + kHead, sfs::kKeyBytes}) ? 1 : 0;
-      sent = ::send(fd, out, sizeof out, MSG_NOSIGNAL);
+      sent = ::send(fd, out, kSeq + 1 + sfs::kKeyBytes, MSG_NOSIGNAL);
       sodium_memzero(out, sizeof out);
     } else if (in[0] == kOpSign && n >= kHead) {
       const sfs::Signature sig = key.sign({in + kHead, static_cast<std::size_t>(n - kHead)});
@@ -126,6 +127,7 @@ class HeldServerKey final : public sfs::ServerKeyOps {
     ssize_t n;
     while ((n = ::send(fd_, req, req_len, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
     }
+    // Room for either answer and then some: a longer one is malformed.
     std::uint8_t in[kSeq + 1 + sfs::kKeyBytes + sizeof(sfs::Signature)];
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReplyTimeoutMs);
     if (n != static_cast<ssize_t>(req_len)) why = "cannot reach it";
