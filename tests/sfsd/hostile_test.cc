@@ -67,7 +67,7 @@ class HostileTest : public ::testing::Test {
 
 TEST_F(HostileTest, AClientThatNeverReadsItsRepliesCannotGrowTheServer) {
   start();
-  if (IsSkipped()) return;
+  if (IsSkipped() || HasFatalFailure()) return;
   // A 1 MiB file to read over and over.
   const std::uint32_t root = login(*honest_, server_.user("root"));
   auto f = create(*honest_, root, honest_->root().fh, "big", 0644);
@@ -108,7 +108,7 @@ TEST_F(HostileTest, AClientThatNeverReadsItsRepliesCannotGrowTheServer) {
 
 TEST_F(HostileTest, ASlowLorisIsClosedAndCostsNothingMeanwhile) {
   start({"--progress-timeout", "1s", "--handshake-timeout", "60s"});
-  if (IsSkipped()) return;
+  if (IsSkipped() || HasFatalFailure()) return;
   // A record mark announcing a 2000-byte record (a larger one is refused at
   // once before the handshake), then a byte every 100 ms.
   const int fd = raw_connect(server_.port());
