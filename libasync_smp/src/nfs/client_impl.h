@@ -167,6 +167,7 @@ class NfsClient::Impl : public std::enable_shared_from_this<NfsClient::Impl> {
     int fd = -1;
     unsigned ops = 0;       // Selop bits registered with the runtime
     std::uint64_t gen = 0;  // bumped on teardown; stale fd callbacks check it
+    bool connecting = false;  // rpc_connect_port_async sent, its callback not yet run
   };
 
   // ---- client.cc
