@@ -2,6 +2,7 @@
 // The protocol is described at the top of runtime_impl.h.
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cassert>
@@ -20,6 +21,41 @@ inline void cpu_relax() {
   std::atomic_signal_fence(std::memory_order_seq_cst);
 #endif
 }
+
+#if defined(__SANITIZE_THREAD__)
+#define ASMP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ASMP_TSAN 1
+#endif
+#endif
+
+// While a worker sleeps on its futex, under ThreadSanitizer only: the
+// asynchronous signals are blocked in its thread. TSan runs a signal's
+// handler only once the interrupted thread enters a call it intercepts
+// (or is in one it counts as blocking, as epoll_wait); futex(2), which
+// std::atomic::wait makes directly, is neither, so a signal the kernel gave
+// a worker asleep there waited until something woke that worker: seconds
+// in an idle sfsd (SIGUSR1 answered after 4.4 s and 5 s in 40 tries, and a
+// test that waited 5 s for it failed in CI). Blocked here, the kernel gives
+// the signal to a thread that takes it now: the one in epoll_wait, whose
+// handler writes the self-pipe it waits on. Without TSan the handler runs
+// at once wherever the signal lands, and this is nothing.
+class SignalsElsewhere {
+ public:
+#ifdef ASMP_TSAN
+  SignalsElsewhere() {
+    sigset_t async;
+    sigfillset(&async);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&async, sig);
+    pthread_sigmask(SIG_BLOCK, &async, &saved_);
+  }
+  ~SignalsElsewhere() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+
+ private:
+  sigset_t saved_;
+#endif
+};
 
 constexpr std::size_t kMaxFreeTasks = 1 << 14;  // per worker
 
@@ -448,8 +484,10 @@ void Runtime::Impl::idle(Worker& w) {
     std::uint32_t seq = w.futex.load(std::memory_order_seq_cst);
     w.state.store(kSleepFutex, std::memory_order_seq_cst);
     // Not if the poller was released meanwhile: then go round and take it.
-    if (!has_work(w) && poll_busy_.load(std::memory_order_seq_cst))
+    if (!has_work(w) && poll_busy_.load(std::memory_order_seq_cst)) {
+      [[maybe_unused]] SignalsElsewhere signals_elsewhere;
       w.futex.wait(seq, std::memory_order_seq_cst);
+    }
   }
   w.state.store(kRunning, std::memory_order_seq_cst);
   sleepers_.fetch_sub(1, std::memory_order_seq_cst);
