@@ -16,8 +16,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -107,10 +109,21 @@ class SfsdProcess {
     err_fd_ = errp[0];
     // Read stdout until the first line (the name) or the process exits.
     std::string line;
-    const auto deadline = std::chrono::steady_clock::now() + limit;
+    // Why no name, for the failure message: a start that fails in CI once
+    // in many runs is diagnosed from this line or not at all.
+    std::string why;
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + limit;
     ::fcntl(out_fd_, F_SETFL, O_NONBLOCK);
     ::fcntl(err_fd_, F_SETFL, O_NONBLOCK);
-    while (std::chrono::steady_clock::now() < deadline) {
+    for (;;) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        const pid_t pid = pid_;
+        const bool gone = exited();
+        why = "no name on stdout in " + std::to_string(limit.count()) + " ms (pid " + std::to_string(pid) +
+              (gone ? ", now " + describe_status() : ", still running") + ")";
+        break;
+      }
       drain_err();
       char c;
       ssize_t n = ::read(out_fd_, &c, 1);
@@ -119,16 +132,33 @@ class SfsdProcess {
         line += c;
         continue;
       }
+      const int read_errno = errno;
       if (n == 0 || exited()) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                              started);
+        const bool gone = exited();
+        why = (n == 0 ? std::string("stdout closed") : "read: " + std::string(std::strerror(read_errno))) +
+              " after " + std::to_string(ms.count()) + " ms with \"" + line + "\" read; the process " +
+              (gone ? describe_status() : "is still running");
         line.clear();
         break;
       }
       std::this_thread::sleep_for(2ms);
     }
     drain_err();
-    if (out) *out = line + "\n" + err_;
+    if (out) *out = (why.empty() ? line : "[harness: " + why + "]") + "\n" + err_;
     if (line.empty() || line[0] != '@') return "";
     return line;
+  }
+
+  // How the child ended, once exited() said it has.
+  std::string describe_status() const {
+    if (status_ == -1) return "ended (status unknown)";
+    if (WIFEXITED(status_)) return "exited with status " + std::to_string(WEXITSTATUS(status_));
+    if (WIFSIGNALED(status_))
+      return std::string("was killed by signal ") + std::to_string(WTERMSIG(status_)) + " (" +
+             ::strsignal(WTERMSIG(status_)) + ")";
+    return "ended (status " + std::to_string(status_) + ")";
   }
 
   bool exited() {
