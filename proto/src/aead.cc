@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "aead_impl.h"
@@ -26,6 +27,19 @@ std::unique_ptr<Aead> make_aead(AeadAlg alg, AeadImpl impl, const AeadKey& key) 
       return detail::make_openssl_aead(alg, key);
   }
   return nullptr;
+}
+
+bool Aead::seal_pieces(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
+                       std::span<const std::span<const std::uint8_t>> pieces, std::span<std::uint8_t> out) {
+  std::size_t n = 0;
+  for (auto p : pieces) n += p.size();
+  if (n > kAeadMaxMessageBytes || out.size() < n + kAeadTagBytes) return false;
+  std::size_t at = 0;
+  for (auto p : pieces) {
+    if (!p.empty()) std::memcpy(out.data() + at, p.data(), p.size());
+    at += p.size();
+  }
+  return seal(nonce, ad, out.first(n), out);
 }
 
 double measure_aead(AeadAlg alg, AeadImpl impl, std::size_t record_bytes, int rounds) {

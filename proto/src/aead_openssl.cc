@@ -75,6 +75,33 @@ class EvpAead final : public Aead {
                                out.data() + n) == 1;
   }
 
+  bool seal_pieces(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
+                   std::span<const std::span<const std::uint8_t>> pieces,
+                   std::span<std::uint8_t> out) override {
+    std::size_t n = 0;
+    for (auto p : pieces) n += p.size();
+    if (out.size() < n + kAeadTagBytes || n > kAeadMaxMessageBytes || ad.size() > INT_MAX) return false;
+    EVP_CIPHER_CTX* c = seal_.get();
+    if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1) return false;
+    int ad_len = 0;
+    if (!ad.empty() && EVP_EncryptUpdate(c, nullptr, &ad_len, ad.data(), static_cast<int>(ad.size())) != 1)
+      return false;
+    // GCM and ChaCha20-Poly1305 are stream modes: EVP takes pieces of any
+    // length and writes as many bytes as it was given (counted anyway).
+    std::size_t written = 0;
+    for (auto p : pieces) {
+      if (p.empty()) continue;
+      int len = 0;
+      if (EVP_EncryptUpdate(c, out.data() + written, &len, p.data(), static_cast<int>(p.size())) != 1)
+        return false;
+      written += static_cast<std::size_t>(len);
+    }
+    int tail = 0;
+    if (EVP_EncryptFinal_ex(c, out.data() + written, &tail) != 1) return false;
+    if (written + static_cast<std::size_t>(tail) != n) return false;
+    return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kAeadTagBytes), out.data() + n) == 1;
+  }
+
   bool open(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
             std::span<const std::uint8_t> sealed, std::span<std::uint8_t> out) override {
     if (sealed.size() < kAeadTagBytes || ad.size() > INT_MAX) return false;

@@ -95,11 +95,16 @@ SealState::SealState(AeadAlg alg, AeadImpl impl, const AeadKey& key, const Chann
 
 RecordResult SealState::seal(std::span<const std::uint8_t> plaintext,
                              std::span<std::uint8_t> out) {
+  return seal_pieces({&plaintext, 1}, out);
+}
+
+RecordResult SealState::seal_pieces(std::span<const std::span<const std::uint8_t>> pieces,
+                                    std::span<std::uint8_t> out) {
   if (s_.dead) return {ChannelError::kDead};
-  if (out.size() < sealed_size(plaintext.size()))
-    return {s_.kill(ChannelError::kBufferTooSmall)};
-  const RecordResult r = seal_body(plaintext, out.first<kRecordHeaderBytes>(),
-                                   out.subspan(kRecordHeaderBytes));
+  std::size_t n = 0;
+  for (auto p : pieces) n += p.size();
+  if (out.size() < sealed_size(n)) return {s_.kill(ChannelError::kBufferTooSmall)};
+  const RecordResult r = seal_body(pieces, out.first<kRecordHeaderBytes>(), out.subspan(kRecordHeaderBytes));
   return r.ok() ? RecordResult{ChannelError::kOk, kRecordHeaderBytes + r.bytes} : r;
 }
 
@@ -107,16 +112,18 @@ RecordResult SealState::seal_in_place(std::span<std::uint8_t> buf, std::size_t n
                                       std::span<std::uint8_t, kRecordHeaderBytes> header) {
   if (s_.dead) return {ChannelError::kDead};
   if (n > buf.size()) return {s_.kill(ChannelError::kBufferTooSmall)};
-  return seal_body(buf.first(n), header, buf);
+  const std::span<const std::uint8_t> plaintext = buf.first(n);
+  return seal_body({&plaintext, 1}, header, buf);
 }
 
 // Writes the length field to `header` and ciphertext || tag to `body`
-// (which may start at plaintext.data(): in place).
-RecordResult SealState::seal_body(std::span<const std::uint8_t> plaintext,
+// (one piece may start at body.data(): in place).
+RecordResult SealState::seal_body(std::span<const std::span<const std::uint8_t>> pieces,
                                   std::span<std::uint8_t, kRecordHeaderBytes> header,
                                   std::span<std::uint8_t> body) {
   if (s_.dead) return {ChannelError::kDead};
-  const std::size_t n = plaintext.size();
+  std::size_t n = 0;
+  for (auto p : pieces) n += p.size();
   if (n > s_.config.max_plaintext) return {s_.kill(ChannelError::kOversized)};
   if (body.size() < n + kAeadTagBytes) return {s_.kill(ChannelError::kBufferTooSmall)};
   // "Counters refuse to wrap": the last sequence number is never used.
@@ -126,8 +133,9 @@ RecordResult SealState::seal_body(std::span<const std::uint8_t> plaintext,
 
   store_be32(header.data(), static_cast<std::uint32_t>(n + kAeadTagBytes));
   const AeadNonce nonce = record_nonce(s_.seq);
-  if (!s_.aead->seal(nonce, header, plaintext, body))
-    return {s_.kill(ChannelError::kCryptoFailure)};
+  const bool ok = pieces.size() == 1 ? s_.aead->seal(nonce, header, pieces[0], body)
+                                     : s_.aead->seal_pieces(nonce, header, pieces, body);
+  if (!ok) return {s_.kill(ChannelError::kCryptoFailure)};
   ++s_.seq;
   return {ChannelError::kOk, n + kAeadTagBytes};
 }

@@ -13,22 +13,25 @@ namespace {
 
 using sfs::fs::fill_post_op;
 
+// `keep` owns `data` until the reply is sealed: the data goes from where
+// it was read (the NFS reply's buffer, a cached block) straight into the
+// sealed record (Call::reply_with_tail), never copied into the reply first.
 void reply_read(asmp::rpc::Call& call, std::uint64_t sample, sfs_nfsstat3 status, const std::optional<nfs::Attr>& attr,
-                std::span<const std::byte> data, bool eof) {
+                std::span<const std::byte> data, bool eof, std::shared_ptr<const void> keep) {
   ReplyOf<sfs_READ3res> out;
   out.res.status = status;
   auto& a = status == SFS_NFS3_OK ? out.res.sfs_READ3res_u.resok.file_attributes
                                   : out.res.sfs_READ3res_u.resfail.file_attributes;
   fill_post_op(a, attr, sample, 0);
-  if (status == SFS_NFS3_OK) {
-    auto& ok = out.res.sfs_READ3res_u.resok;
-    ok.count = static_cast<std::uint32_t>(data.size());
-    ok.eof = eof;
-    ok.data.data_len = static_cast<u_int>(data.size());
-    // The encoder copies from here into the record; nothing writes it.
-    ok.data.data_val = const_cast<char*>(reinterpret_cast<const char*>(data.data()));
-  }
-  out.encode(call);
+  if (status != SFS_NFS3_OK) return out.encode(call);
+  auto& ok = out.res.sfs_READ3res_u.resok;
+  ok.count = static_cast<std::uint32_t>(data.size());
+  ok.eof = eof;
+  // Encoded empty: data is the result's last field, and its bytes follow
+  // as the record's tail.
+  ok.data.data_len = 0;
+  ok.data.data_val = nullptr;
+  call.reply_with_tail(&out.res, {reinterpret_cast<const char*>(data.data()), data.size()}, std::move(keep));
 }
 
 }  // namespace
@@ -44,9 +47,9 @@ void FileServer::do_read(const std::shared_ptr<Req>& r, bool revalidated) {
       case DataCache::Lookup::kHit:
         rt_.cpucb(asmp::Closure(
             [r, hit = std::move(hit)]() mutable {
-              reply_read(r->call, r->sample, SFS_NFS3_OK, hit.attr,
-                         std::span<const std::byte>(hit.block->data).subspan(hit.offset_in_block, hit.count),
-                         hit.eof);
+              const auto bytes =
+                  std::span<const std::byte>(hit.block->data).subspan(hit.offset_in_block, hit.count);
+              reply_read(r->call, r->sample, SFS_NFS3_OK, hit.attr, bytes, hit.eof, std::move(hit.block));
             },
             r->call.color()));
         return;
@@ -72,8 +75,9 @@ void FileServer::do_read(const std::shared_ptr<Req>& r, bool revalidated) {
                        if (res.ok() && res.value.attr)
                          cache->fill(fh, generation, r->cred.cred, offset, res.value.data.span(), res.value.eof,
                                      *res.value.attr);
-                       reply_read(r->call, r->sample, status_of(res.error, false), res.value.attr,
-                                  res.value.data.span(), res.value.eof);
+                       auto data = std::make_shared<const nfs::Buffer>(std::move(res.value.data));
+                       reply_read(r->call, r->sample, status_of(res.error, false), res.value.attr, data->span(),
+                                  res.value.eof, data);
                      },
                      r->call.color()));
 }

@@ -68,6 +68,37 @@ TEST(SecureRecordFilterTest, SealsAndOpensWholeRecords) {
   }
 }
 
+// A record with a tail (a READ's data, Call::reply_with_tail) is sealed as
+// the record with the tail and its padding appended: byte for byte the
+// same wire record, which the peer opens to the concatenation.
+TEST(SecureRecordFilterTest, ARecordsTailIsSealedAsIfAppended) {
+  for (AeadAlg alg : {AeadAlg::kChaCha20Poly1305, AeadAlg::kAes256Gcm}) {
+    SessionKeys k = test_keys(alg);
+    LogCapture log;
+    SecureRecordFilter with_tail(make_channel(k, Role::kServer), alg, "client c", log.sink());
+    SecureRecordFilter appended(make_channel(k, Role::kServer), alg, "client c", log.sink());
+    SecureRecordFilter client(make_channel(k, Role::kClient), alg, "server s", log.sink());
+    for (std::size_t n : {0u, 1u, 3u, 4u, 4097u, 1u << 20}) {
+      auto data = std::make_shared<std::string>(n, '\0');
+      for (std::size_t i = 0; i < n; ++i) (*data)[i] = static_cast<char>(i * 13 + 1);
+      const rpc::RecordTail tail{{data->data(), data->size()}, static_cast<std::uint32_t>((4 - n % 4) % 4), data};
+      rpc::RecordBuf head;
+      head.append("head-of-reply", 13);
+      rpc::RecordBuf whole;
+      whole.append("head-of-reply", 13);
+      tail.append_to(whole);
+      ASSERT_EQ(whole.size(), 13 + n + tail.pad);
+      const std::string expect(whole.data(), whole.size());
+      ASSERT_TRUE(with_tail.seal_tail(head, tail));
+      ASSERT_TRUE(appended.seal(whole));
+      ASSERT_EQ(std::string(head.data(), head.size()), std::string(whole.data(), whole.size()))
+          << aead_name(alg) << " n=" << n;
+      ASSERT_TRUE(client.open(head)) << log.all();
+      EXPECT_EQ(std::string(head.data(), head.size()), expect) << aead_name(alg) << " n=" << n;
+    }
+  }
+}
+
 TEST(SecureRecordFilterTest, OversizedRecordsAreRefusedBothWays) {
   SessionKeys k = test_keys(AeadAlg::kChaCha20Poly1305);
   ChannelConfig small;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -161,6 +162,55 @@ TEST(AeadInPlace, SealAndOpenInPlace) {
       EXPECT_EQ(buf, expect) << aead_name(alg) << " " << aead_impl_name(impl);
       ASSERT_TRUE(a->open(nonce, {}, buf, buf));
       EXPECT_TRUE(std::equal(pt.begin(), pt.end(), buf.begin()));
+    }
+  }
+}
+
+// seal_pieces() of a plaintext cut anywhere (inside a cipher block, empty
+// pieces, one byte each) is seal() of the whole.
+TEST(AeadPieces, AnyCutSealsAsTheWhole) {
+  Bytes key(32);
+  randombytes_buf(key.data(), key.size());
+  for (AeadAlg alg : kAlgs) {
+    for (AeadImpl impl : kImpls) {
+      auto a = make(alg, impl, key);
+      ASSERT_NE(a, nullptr);
+      for (std::size_t n : {0u, 1u, 17u, 100u, 5000u, 65557u}) {
+        Bytes pt(n);
+        for (std::size_t i = 0; i < n; ++i) pt[i] = static_cast<std::uint8_t>(i * 7 + n);
+        const Bytes ad = {4, 0, 1, 2};
+        AeadNonce nonce;
+        randombytes_buf(nonce.data(), nonce.size());
+        Bytes whole(n + kAeadTagBytes);
+        ASSERT_TRUE(a->seal(nonce, ad, pt, whole));
+        const std::vector<std::vector<std::size_t>> cuts = {
+            {}, {0}, {n / 3}, {1, n / 2}, {n / 2, n / 2, n}, {7, 63, 64, 65}};
+        for (const auto& cut : cuts) {
+          std::vector<std::span<const std::uint8_t>> pieces;
+          std::size_t at = 0;
+          for (std::size_t c : cut) {
+            c = std::min(std::max(c, at), n);
+            pieces.emplace_back(pt.data() + at, c - at);
+            at = c;
+          }
+          pieces.emplace_back(pt.data() + at, n - at);
+          Bytes got(n + kAeadTagBytes, 0xee);
+          ASSERT_TRUE(a->seal_pieces(nonce, ad, pieces, got));
+          EXPECT_EQ(got, whole) << aead_name(alg) << " " << aead_impl_name(impl) << " n=" << n << " in "
+                                << pieces.size() << " pieces";
+        }
+        // One byte per piece (small n only: a call per byte).
+        if (n <= 100) {
+          std::vector<std::span<const std::uint8_t>> bytes;
+          for (std::size_t i = 0; i < n; ++i) bytes.emplace_back(pt.data() + i, 1);
+          Bytes got(n + kAeadTagBytes);
+          ASSERT_TRUE(a->seal_pieces(nonce, ad, bytes, got));
+          EXPECT_EQ(got, whole) << aead_name(alg) << " " << aead_impl_name(impl) << " n=" << n << " bytewise";
+        }
+        Bytes small(n + kAeadTagBytes - 1);
+        const std::span<const std::uint8_t> one = pt;
+        EXPECT_FALSE(a->seal_pieces(nonce, ad, {&one, 1}, small)) << "an output one byte short";
+      }
     }
   }
 }

@@ -60,6 +60,52 @@ TEST_F(RpcTest, RoundTrips) {
   conn->close();
 }
 
+// Call::reply_with_tail: the result's last opaque goes out from where its
+// bytes are (sfsd's READ data). The peer decodes what reply() would have
+// sent, without a filter and through one (whose seal sees the tail
+// appended); a result whose encoding does not end with an empty opaque is
+// answered SYSTEM_ERR rather than with wrong bytes.
+TEST_F(RpcTest, AReplyWithATailDecodesAsTheWholeReply) {
+  server_->on_echo = [](Call& c) {
+    const auto* a = c.args<sfstest_data>();
+    auto data = std::make_shared<std::string>(a->sfstest_data_val, a->sfstest_data_len);
+    sfstest_data empty{};
+    // 7 bytes: the argument itself as the result, not encoded empty.
+    c.reply_with_tail(data->size() == 7 ? a : &empty, {data->data(), data->size()}, data);
+    return true;
+  };
+  auto conn = connect_to(server_->port(), 115);
+  ASSERT_TRUE(conn);
+  Client cl(conn, iface_);
+  auto echo_all = [&] {
+    for (std::size_t n : {0u, 1u, 2u, 3u, 4u, 5u, 65539u, 1u << 20}) {
+      auto bytes = pattern(n, 3);
+      sfstest_data arg = make_data(bytes), res{};
+      auto r = call_sync(cl, SFSTEST_ECHO, &arg, &res);
+      ASSERT_TRUE(r.status.ok()) << n << ": " << r.status.message();
+      ASSERT_EQ(res.sfstest_data_len, n);
+      EXPECT_EQ(0, n ? std::memcmp(res.sfstest_data_val, bytes.data(), n) : 0) << n;
+      xdr_free(as_xdrproc(xdr_sfstest_data), &res);
+    }
+    auto seven = pattern(7, 1);  // no zero byte: its encoding cannot end in four
+    sfstest_data arg = make_data(seven), res{};
+    auto r = call_sync(cl, SFSTEST_ECHO, &arg, &res);
+    EXPECT_EQ(r.status.error, RpcError::kSystemErr) << r.status.message();
+  };
+  echo_all();
+  auto mine = std::make_shared<XorFilter>(0x5a);
+  std::atomic<bool> switched{false};
+  cl.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([&](RpcStatus st) {
+            EXPECT_TRUE(st.ok());
+            conn->transport()->set_filter(mine);
+            switched = true;
+          }, 115));
+  ASSERT_TRUE(eventually([&] { return switched.load(); }));
+  echo_all();
+  EXPECT_EQ(mine->opened.load(), 9) << "the replies came through the filter";
+  conn->close();
+}
+
 TEST_F(RpcTest, AuthSysReachesTheHandler) {
   auto conn = connect_to(server_->port(), 101);
   AuthSys s;

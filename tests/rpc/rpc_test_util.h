@@ -142,12 +142,16 @@ class TestServer {
   std::shared_ptr<XorFilter> filter = std::make_shared<XorFilter>(0x5a);
   // Hook for tests that need a handler of their own for ADD.
   std::function<void(Call&)> on_add;
+  // And for ECHO: true if it answered.
+  std::function<bool(Call&)> on_echo;
 
  private:
   void dispatch(Call c) {
     switch (c.proc()) {
       case SFSTEST_NULL: c.reply(nullptr); break;
-      case SFSTEST_ECHO: c.reply(c.args<sfstest_data>()); break;
+      case SFSTEST_ECHO:
+        if (!on_echo || !on_echo(c)) c.reply(c.args<sfstest_data>());
+        break;
       case SFSTEST_ADD: {
         if (on_add) on_add(c);
         {

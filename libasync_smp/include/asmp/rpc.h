@@ -278,6 +278,15 @@ class Call {
   // returns, with the procedure's result routine (or xres).
   void reply(const void* res);
   void reply(xdrproc_t xres, const void* res);
+  // reply() for a result whose encoding ends with a variable-length opaque
+  // (a READ's data), encoded empty in `res`: its bytes are `data`, read
+  // where they are when the record is sealed or sent (RecordTail), never
+  // copied into the record first. `keep` owns `data` until then. If the
+  // encoding of res does not end with an empty opaque's zero length, this
+  // answers SYSTEM_ERR: a caller's mistake, never wrong bytes.
+  void reply_with_tail(xdrproc_t xres, const void* res, std::span<const char> data,
+                       std::shared_ptr<const void> keep);
+  void reply_with_tail(const void* res, std::span<const char> data, std::shared_ptr<const void> keep);
   // Answers with an accept_stat other than SUCCESS (e.g. SYSTEM_ERR).
   void reply_error(RpcError e);
   // Answers MSG_DENIED / AUTH_ERROR with the given auth_stat.
@@ -356,8 +365,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_timeout(std::uint32_t xid);
   // A dispatched call's answer (from Call, any thread): hops to the
   // connection's color, counts the call done, queues the reply.
-  void answer(RecordBuf rec);
-  void answered(RecordBuf rec);
+  void answer(RecordBuf rec, RecordTail tail = {});
+  void answered(RecordBuf rec, RecordTail tail);
   // Runs p's callback (under its color) with st; rec, the reply record
   // that results may point into, lives until the callback has returned.
   void complete(Pending p, RpcStatus st, RecordBuf rec = RecordBuf());

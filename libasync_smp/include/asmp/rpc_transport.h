@@ -52,6 +52,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,21 @@ class RecordBuf {
   std::size_t cap_ = 0;
 };
 
+// An outgoing record's last bytes, where they already are: on the wire
+// (and under the seal) `bytes` and then `pad` zero bytes follow the
+// record's own. `keep` holds what owns `bytes` until the record is sealed
+// or copied. Made by Call::reply_with_tail, so that a READ reply's data
+// goes from the buffer it was read into straight into the sealed record.
+struct RecordTail {
+  std::span<const char> bytes;
+  std::uint32_t pad = 0;  // < 4: XDR's padding of an opaque
+  std::shared_ptr<const void> keep;
+  bool empty() const { return bytes.empty() && pad == 0; }
+  // Appends bytes and pad to `record` (the path without a filter, and the
+  // default RecordFilter::seal_tail).
+  void append_to(RecordBuf& record) const;
+};
+
 // The layer point for a secure channel: it sees every whole record, on the
 // transport's color, in order. seal() transforms an outgoing record in place
 // (it may grow or shrink it); open() undoes that for an incoming one and
@@ -100,6 +116,12 @@ class RecordFilter {
  public:
   virtual ~RecordFilter() = default;
   virtual bool seal(RecordBuf& record) = 0;
+  // seal() of record's bytes followed by tail's; a filter that can read
+  // the tail where it is overrides this (the default appends it first).
+  virtual bool seal_tail(RecordBuf& record, const RecordTail& tail) {
+    tail.append_to(record);
+    return seal(record);
+  }
   virtual bool open(RecordBuf& record) = 0;
 };
 
@@ -169,7 +191,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   void send(RecordBuf record);
   // The same, for a record that answers the peer (an RPC reply): it counts
   // toward TransportOptions::max_queued_output_bytes (see the contract).
-  void send_response(RecordBuf record);
+  void send_response(RecordBuf record, RecordTail tail = {});
   // Closes now (kLocal); queued output is dropped. Any thread; idempotent.
   void close();
   // Stops reading (no record is delivered after it takes effect), sends
@@ -214,7 +236,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
 
   void on_readable();
   void on_writable();
-  void enqueue(RecordBuf record, bool response);
+  void enqueue(RecordBuf record, bool response, const RecordTail& tail = {});
   void flush();
   void shutdown(CloseReason why, int err);
   bool parse();

@@ -298,19 +298,22 @@ void Connection::on_call(RecordBuf rec) {
   program->dispatch(Call(std::move(st)));
 }
 
-void Connection::answer(RecordBuf rec) {
+void Connection::answer(RecordBuf rec, RecordTail tail) {
   if (transport_->on_own_color()) {
-    answered(std::move(rec));
+    answered(std::move(rec), std::move(tail));
     return;
   }
-  rt_->cpucb(Closure([self = shared_from_this(), r = std::move(rec)]() mutable { self->answered(std::move(r)); },
-                     color()));
+  rt_->cpucb(Closure(
+      [self = shared_from_this(), r = std::move(rec), t = std::move(tail)]() mutable {
+        self->answered(std::move(r), std::move(t));
+      },
+      color()));
 }
 
-void Connection::answered(RecordBuf rec) {
+void Connection::answered(RecordBuf rec, RecordTail tail) {
   if (in_progress_ > 0) --in_progress_;
   in_progress_hint_.store(in_progress_, std::memory_order_relaxed);
-  transport_->send_response(std::move(rec));
+  transport_->send_response(std::move(rec), std::move(tail));
   if (holding_ && in_progress_ <= opts_.max_calls_in_progress / 2) {
     holding_ = false;
     transport_->release_reading();

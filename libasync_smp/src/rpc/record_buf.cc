@@ -1,5 +1,6 @@
 // record_buf.cc: RecordBuf, the byte buffer of one RPC record, and the
 // per-thread cache its storage comes from (asmp/rpc_transport.h).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -127,6 +128,13 @@ void RecordBuf::append(const void* p, std::size_t n) {
   std::size_t old = size_;
   resize(size_ + n);
   std::memcpy(data_ + old, p, n);
+}
+
+void RecordTail::append_to(RecordBuf& record) const {
+  static constexpr char kZeros[4] = {};
+  record.reserve(record.size() + bytes.size() + pad);
+  record.append(bytes.data(), bytes.size());
+  record.append(kZeros, std::min<std::size_t>(pad, sizeof kZeros));
 }
 
 }  // namespace asmp::rpc

@@ -184,13 +184,15 @@ void Transport::send(RecordBuf record) {
       color_));
 }
 
-void Transport::send_response(RecordBuf record) {
+void Transport::send_response(RecordBuf record, RecordTail tail) {
   if (on_own_color()) {
-    enqueue(std::move(record), true);
+    enqueue(std::move(record), true, tail);
     return;
   }
   rt_->cpucb(Closure(
-      [self = shared_from_this(), rec = std::move(record)]() mutable { self->enqueue(std::move(rec), true); },
+      [self = shared_from_this(), rec = std::move(record), tail = std::move(tail)]() mutable {
+        self->enqueue(std::move(rec), true, tail);
+      },
       color_));
 }
 
@@ -477,11 +479,15 @@ bool Transport::fragment_done() {
 
 // ---- output ------------------------------------------------------------------
 
-void Transport::enqueue(RecordBuf record, bool response) {
+void Transport::enqueue(RecordBuf record, bool response, const RecordTail& tail) {
   if (closed_ || closing_) return;
-  if (std::shared_ptr<RecordFilter> f = filter_; f && !f->seal(record)) {
-    shutdown(CloseReason::kFilterRejected, 0);
-    return;
+  if (std::shared_ptr<RecordFilter> f = filter_) {
+    if (!(tail.empty() ? f->seal(record) : f->seal_tail(record, tail))) {
+      shutdown(CloseReason::kFilterRejected, 0);
+      return;
+    }
+  } else if (!tail.empty()) {
+    tail.append_to(record);
   }
   std::size_t wire = wire_size(record.size(), opts_.max_fragment);
   out_bytes_ += wire;

@@ -1,6 +1,7 @@
 // secure_filter.cc: SecureRecordFilter (the channel as the transport's
 // record filter), the auth-number credential, and the helpers the client
 // and server halves share (secure_internal.h). See sfs/secure_rpc.h.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -142,8 +143,24 @@ bool SecureRecordFilter::received_control(const ControlMessage& m, std::uint64_t
 }
 
 bool SecureRecordFilter::seal(rpc::RecordBuf& record) {
+  const std::span<const std::uint8_t> whole{reinterpret_cast<const std::uint8_t*>(record.data()), record.size()};
+  return seal_pieces(record, {&whole, 1});
+}
+
+bool SecureRecordFilter::seal_tail(rpc::RecordBuf& record, const rpc::RecordTail& tail) {
+  static constexpr std::uint8_t kZeros[4] = {};
+  const std::span<const std::uint8_t> pieces[3] = {
+      {reinterpret_cast<const std::uint8_t*>(record.data()), record.size()},
+      {reinterpret_cast<const std::uint8_t*>(tail.bytes.data()), tail.bytes.size()},
+      {kZeros, std::min<std::size_t>(tail.pad, sizeof kZeros)}};
+  return seal_pieces(record, pieces);
+}
+
+bool SecureRecordFilter::seal_pieces(rpc::RecordBuf& record,
+                                     std::span<const std::span<const std::uint8_t>> pieces) {
   if (failure_ != ChannelError::kOk) return false;  // failure is final, in both directions
-  const std::size_t n = record.size();
+  std::size_t n = 0;
+  for (auto p : pieces) n += p.size();
   ++records_since_;
   std::optional<ControlMessage> ctl = next_control();
   std::uint8_t ctl_plain[kControlMaxPlaintext];
@@ -151,7 +168,8 @@ bool SecureRecordFilter::seal(rpc::RecordBuf& record) {
   const std::size_t ctl_sealed = ctl ? SealState::sealed_size(ctl_n) : 0;
   // Sealed into a fresh buffer (recycled per thread by RecordBuf) rather
   // than in place: the record must grow by 4 bytes at the front, and moving
-  // the body costs as much as encrypting out of place.
+  // the body costs as much as encrypting out of place. A tail (a READ's
+  // data) is read from its own buffer: never copied next to the header.
   rpc::RecordBuf out(ctl_sealed + SealState::sealed_size(n));
   out.resize(ctl_sealed + SealState::sealed_size(n));
   if (ctl) {
@@ -161,8 +179,7 @@ bool SecureRecordFilter::seal(rpc::RecordBuf& record) {
     if (!sent_control(*ctl)) return fail(ChannelError::kCryptoFailure, "outgoing", seq);
   }
   const std::uint64_t seq = channel_.send.sequence();
-  RecordResult r = channel_.send.seal({reinterpret_cast<const std::uint8_t*>(record.data()), n},
-                                      bytes_of(out).subspan(ctl_sealed));
+  RecordResult r = channel_.send.seal_pieces(pieces, bytes_of(out).subspan(ctl_sealed));
   if (!r.ok()) return fail(r.error, "outgoing", seq);
   out.resize(ctl_sealed + r.bytes);
   record = std::move(out);

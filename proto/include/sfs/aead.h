@@ -60,6 +60,15 @@ class Aead {
   virtual bool seal(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
                     std::span<const std::uint8_t> plaintext, std::span<std::uint8_t> out) = 0;
 
+  // seal() of the concatenation of `pieces` (n = the sum of their sizes),
+  // read where they are: a record's header and a READ's data need not be
+  // copied together first. None of the pieces may overlap out. OpenSSL
+  // feeds EVP one piece at a time; libsodium has no incremental AEAD, so
+  // its implementation copies the pieces into out and seals in place.
+  virtual bool seal_pieces(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
+                           std::span<const std::span<const std::uint8_t>> pieces,
+                           std::span<std::uint8_t> out);
+
   // Verifies and decrypts ciphertext||tag into out[0, n), n =
   // sealed.size() - 16. Requires sealed.size() >= 16 and out.size() >= n.
   // Returns false if the tag does not verify; out is then zeroed.

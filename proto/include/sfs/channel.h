@@ -117,15 +117,19 @@ class SealState {
   RecordResult seal_in_place(std::span<std::uint8_t> buf, std::size_t n,
                              std::span<std::uint8_t, kRecordHeaderBytes> header);
 
+  // seal() of the concatenation of `pieces`, read where they are (a
+  // reply's header and its READ data; Aead::seal_pieces). None may overlap
+  // out.
+  RecordResult seal_pieces(std::span<const std::span<const std::uint8_t>> pieces, std::span<std::uint8_t> out);
+
   std::uint64_t sequence() const { return s_.seq; }
   bool dead() const { return s_.dead; }
   AeadImpl impl() const { return s_.impl; }
   bool replace_key(const AeadKey& k) { return s_.replace_key(k); }
 
  private:
-  RecordResult seal_body(std::span<const std::uint8_t> plaintext,
-                         std::span<std::uint8_t, kRecordHeaderBytes> header,
-                         std::span<std::uint8_t> body);
+  RecordResult seal_body(std::span<const std::span<const std::uint8_t>> pieces,
+                         std::span<std::uint8_t, kRecordHeaderBytes> header, std::span<std::uint8_t> body);
   DirectionState s_;
 };
 

@@ -92,6 +92,8 @@ class SecureRecordFilter : public asmp::rpc::RecordFilter {
   // Plaintext record -> section 4 record (u32 L || ciphertext || tag),
   // preceded by a control record when a rekey message is due.
   bool seal(asmp::rpc::RecordBuf& record) override;
+  // The same for record || tail, the tail read where it is (a READ's data).
+  bool seal_tail(asmp::rpc::RecordBuf& record, const asmp::rpc::RecordTail& tail) override;
   // Section 4 record(s) -> plaintext; false (and a log line) if not
   // authentic, or a control record breaks the rekey state machine.
   bool open(asmp::rpc::RecordBuf& record) override;
@@ -113,6 +115,8 @@ class SecureRecordFilter : public asmp::rpc::RecordFilter {
   // After it went out: the send key switches for ACK and DONE.
   bool sent_control(const ControlMessage& m);
   bool received_control(const ControlMessage& m, std::uint64_t seq);
+  // seal() and seal_tail(): the plaintext is the pieces' concatenation.
+  bool seal_pieces(asmp::rpc::RecordBuf& record, std::span<const std::span<const std::uint8_t>> pieces);
 
   // Rekey state (docs/protocol.md 4.1). Client: kIdle -> kAwaitAck (REKEY
   // sent) -> kDonePending (ACK received, receive key switched) -> kIdle
