@@ -3,6 +3,7 @@
 pkg_check_modules(TIRPC REQUIRED IMPORTED_TARGET libtirpc)
 add_library(asmp_rpc
   src/rpc/transport.cc
+  src/rpc/transport_output.cc
   src/rpc/record_buf.cc
   src/rpc/tcp_connect.cc
   src/rpc/messages.cc

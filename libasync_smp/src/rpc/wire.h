@@ -13,6 +13,16 @@
 
 namespace asmp::rpc::wire {
 
+// RFC 5531 11, record marking: each fragment is preceded by a 32-bit word
+// holding its length and, in the top bit, whether it ends the record.
+constexpr std::uint32_t kLastFragment = 0x80000000u;
+
+// Wire bytes of a record: its body plus a header per fragment.
+inline std::size_t wire_size(std::size_t size, std::size_t frag) {
+  std::size_t frags = size == 0 ? 1 : (size + frag - 1) / frag;
+  return size + 4 * frags;
+}
+
 // RFC 5531 9: msg_type, reply_stat, accept_stat, reject_stat.
 constexpr std::uint32_t kCall = 0;
 constexpr std::uint32_t kReply = 1;
