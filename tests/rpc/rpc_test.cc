@@ -106,6 +106,65 @@ TEST_F(RpcTest, AReplyWithATailDecodesAsTheWholeReply) {
   conn->close();
 }
 
+// CallOptions::tail: the arguments' last opaque sent from where its bytes
+// are (sfsclient's WRITE data); the server decodes the whole argument,
+// without a filter and through one. Arguments that do not end with an
+// empty opaque fail with kEncodeArgs and send nothing.
+TEST_F(RpcTest, ACallWithATailDecodesAsTheWholeCall) {
+  auto conn = connect_to(server_->port(), 116);
+  ASSERT_TRUE(conn);
+  auto call_with_tail = [&](std::size_t n) {
+    auto bytes = std::make_shared<std::vector<char>>(pattern(n, 5));
+    sfstest_data empty{}, res{};
+    CallOptions co;
+    co.tail = {bytes->data(), bytes->size()};
+    co.tail_keep = bytes;
+    std::atomic<bool> done{false};
+    RpcStatus got;
+    conn->call(SFSTEST_PROG, SFSTEST_V1, SFSTEST_ECHO, as_xdrproc(xdr_sfstest_data), &empty,
+               as_xdrproc(xdr_sfstest_data), &res, CallDone([&](RpcStatus st) {
+                 got = st;
+                 done = true;
+               }, 116),
+               co);
+    ASSERT_TRUE(eventually([&] { return done.load(); }));
+    ASSERT_TRUE(got.ok()) << n << ": " << got.message();
+    ASSERT_EQ(res.sfstest_data_len, n);
+    EXPECT_EQ(0, n ? std::memcmp(res.sfstest_data_val, bytes->data(), n) : 0) << n;
+    xdr_free(as_xdrproc(xdr_sfstest_data), &res);
+  };
+  for (std::size_t n : {1u, 2u, 3u, 4u, 5u, 65539u, 1u << 20}) call_with_tail(n);
+  {
+    sfstest_pair pr{1, 2};  // ends with b = 2, not an empty opaque
+    int sum = 0;
+    CallOptions co;
+    const char x[3] = {1, 2, 3};
+    co.tail = {x, sizeof x};
+    std::atomic<bool> done{false};
+    RpcStatus got;
+    conn->call(SFSTEST_PROG, SFSTEST_V1, SFSTEST_ADD, as_xdrproc(xdr_sfstest_pair), &pr, as_xdrproc(xdr_int),
+               &sum, CallDone([&](RpcStatus st) {
+                 got = st;
+                 done = true;
+               }, 116),
+               co);
+    ASSERT_TRUE(eventually([&] { return done.load(); }));
+    EXPECT_EQ(got.error, RpcError::kEncodeArgs) << got.message();
+  }
+  auto mine = std::make_shared<XorFilter>(0x5a);
+  std::atomic<bool> switched{false};
+  Client cl(conn, iface_);
+  cl.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([&](RpcStatus st) {
+            EXPECT_TRUE(st.ok());
+            conn->transport()->set_filter(mine);
+            switched = true;
+          }, 116));
+  ASSERT_TRUE(eventually([&] { return switched.load(); }));
+  for (std::size_t n : {3u, 4096u, 1u << 20}) call_with_tail(n);
+  EXPECT_EQ(mine->sealed.load(), 3) << "the calls went through the filter";
+  conn->close();
+}
+
 TEST_F(RpcTest, AuthSysReachesTheHandler) {
   auto conn = connect_to(server_->port(), 101);
   AuthSys s;

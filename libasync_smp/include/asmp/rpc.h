@@ -50,6 +50,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -318,6 +319,13 @@ struct ConnectionOptions {
 struct CallOptions {
   std::chrono::nanoseconds timeout = std::chrono::seconds(30);
   const Auth* auth = nullptr;  // null: AUTH_NONE
+  // For arguments whose encoding ends with a variable-length opaque (a
+  // WRITE's data), encoded empty in args: its bytes, read where they are
+  // when the call is sealed or sent (as Call::reply_with_tail), and what
+  // keeps them alive until then. If the encoding does not end with an
+  // empty opaque, the call fails with kEncodeArgs.
+  std::span<const char> tail;
+  std::shared_ptr<const void> tail_keep;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -360,7 +368,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_close(CloseReason why, int err);
   void on_reply(RecordBuf rec);
   void on_call(RecordBuf rec);
-  void add_pending(std::uint32_t xid, RecordBuf rec, xdrproc_t xres, void* res, CallDone cb,
+  void add_pending(std::uint32_t xid, RecordBuf rec, RecordTail tail, xdrproc_t xres, void* res, CallDone cb,
                    std::chrono::nanoseconds timeout);
   void on_timeout(std::uint32_t xid);
   // A dispatched call's answer (from Call, any thread): hops to the

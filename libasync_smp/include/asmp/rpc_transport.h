@@ -188,7 +188,9 @@ class Transport : public std::enable_shared_from_this<Transport> {
 
   // Queues one record. Any thread. Dropped if the transport is closed or
   // closing (close_after_flush).
-  void send(RecordBuf record);
+  // With a tail: record's bytes, then the tail's (RecordTail), sealed or
+  // written together without being copied next to each other first.
+  void send(RecordBuf record, RecordTail tail = {});
   // The same, for a record that answers the peer (an RPC reply): it counts
   // toward TransportOptions::max_queued_output_bytes (see the contract).
   void send_response(RecordBuf record, RecordTail tail = {});

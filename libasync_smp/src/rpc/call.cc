@@ -52,20 +52,13 @@ void Call::reply_with_tail(xdrproc_t xres, const void* res, std::span<const char
                            std::shared_ptr<const void> keep) {
   if (!state_ || state_->answered) return;
   RecordBuf rec = wire::success(state_->xid, xres, res);
-  // The encoding must end with the empty opaque's length word, 0; it
-  // becomes data's length, and data and its padding follow as the tail.
-  char* end = rec.data() + rec.size();
-  if (rec.size() < 4 || std::memcmp(end - 4, "\0\0\0\0", 4) != 0 || data.size() > UINT32_MAX) {
+  std::optional<RecordTail> tail = wire::tail_for_last_opaque(rec, data, std::move(keep));
+  if (!tail) {
     reply_error(RpcError::kSystemErr);
     return;
   }
   state_->answered = true;
-  const auto n = static_cast<std::uint32_t>(data.size());
-  end[-4] = static_cast<char>(n >> 24);
-  end[-3] = static_cast<char>(n >> 16);
-  end[-2] = static_cast<char>(n >> 8);
-  end[-1] = static_cast<char>(n);
-  state_->conn->answer(std::move(rec), RecordTail{data, (4 - n % 4) % 4, std::move(keep)});
+  state_->conn->answer(std::move(rec), std::move(*tail));
 }
 
 void Call::reply_error(RpcError e) {

@@ -77,24 +77,30 @@ void Connection::call(std::uint32_t prog, std::uint32_t vers, std::uint32_t proc
   xdrmem_create(&x, p + hdr, static_cast<u_int>(body), XDR_ENCODE);
   bool ok = xargs(&x, a) && XDR_GETPOS(&x) == body;
   XDR_DESTROY(&x);
+  RecordTail tail;
+  if (ok && !opts.tail.empty()) {
+    std::optional<RecordTail> t = wire::tail_for_last_opaque(rec, opts.tail, opts.tail_keep);
+    if (t) tail = std::move(*t);
+    else ok = false;
+  }
   if (!ok) {
     complete(Pending{xres, res, std::move(cb), 0}, RpcStatus{RpcError::kEncodeArgs});
     return;
   }
   if (transport_->on_own_color()) {
-    add_pending(xid, std::move(rec), xres, res, std::move(cb), opts.timeout);
+    add_pending(xid, std::move(rec), std::move(tail), xres, res, std::move(cb), opts.timeout);
     return;
   }
   rt_->cpucb(Closure(
-      [self = shared_from_this(), xid, rec = std::move(rec), xres, res, cb = std::move(cb),
+      [self = shared_from_this(), xid, rec = std::move(rec), tail = std::move(tail), xres, res, cb = std::move(cb),
        timeout = opts.timeout]() mutable {
-        self->add_pending(xid, std::move(rec), xres, res, std::move(cb), timeout);
+        self->add_pending(xid, std::move(rec), std::move(tail), xres, res, std::move(cb), timeout);
       },
       color()));
 }
 
-void Connection::add_pending(std::uint32_t xid, RecordBuf rec, xdrproc_t xres, void* res, CallDone cb,
-                             std::chrono::nanoseconds timeout) {
+void Connection::add_pending(std::uint32_t xid, RecordBuf rec, RecordTail tail, xdrproc_t xres, void* res,
+                             CallDone cb, std::chrono::nanoseconds timeout) {
   if (closed_ || transport_->closed()) {
     complete(Pending{xres, res, std::move(cb), 0}, RpcStatus{RpcError::kConnectionLost});
     return;
@@ -109,7 +115,7 @@ void Connection::add_pending(std::uint32_t xid, RecordBuf rec, xdrproc_t xres, v
   if (timeout.count() > 0)
     timer = rt_->delaycb(timeout, Closure(wrap(color(), &Connection::on_timeout, shared_from_this(), xid)));
   pending_.emplace(xid, Pending{xres, res, std::move(cb), timer});
-  transport_->send(std::move(rec));
+  transport_->send(std::move(rec), std::move(tail));
 }
 
 void Connection::on_timeout(std::uint32_t xid) {

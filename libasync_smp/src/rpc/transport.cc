@@ -164,13 +164,15 @@ void Transport::start(RecordHandler on_record, CloseHandler on_close) {
 
 void Transport::set_filter(std::shared_ptr<RecordFilter> filter) { filter_ = std::move(filter); }
 
-void Transport::send(RecordBuf record) {
+void Transport::send(RecordBuf record, RecordTail tail) {
   if (on_own_color()) {
-    enqueue(std::move(record), false);
+    enqueue(std::move(record), false, tail);
     return;
   }
   rt_->cpucb(Closure(
-      [self = shared_from_this(), rec = std::move(record)]() mutable { self->enqueue(std::move(rec), false); },
+      [self = shared_from_this(), rec = std::move(record), tail = std::move(tail)]() mutable {
+        self->enqueue(std::move(rec), false, tail);
+      },
       color_));
 }
 

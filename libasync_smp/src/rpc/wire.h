@@ -8,6 +8,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
 
 #include "asmp/rpc.h"
 
@@ -16,6 +19,22 @@ namespace asmp::rpc::wire {
 // RFC 5531 11, record marking: each fragment is preceded by a 32-bit word
 // holding its length and, in the top bit, whether it ends the record.
 constexpr std::uint32_t kLastFragment = 0x80000000u;
+
+// For a record whose encoding ends with an empty opaque (its length word,
+// 0): writes data's length there and returns the tail that carries data
+// and its padding (RecordTail); nullopt if the record does not end so.
+inline std::optional<RecordTail> tail_for_last_opaque(RecordBuf& rec, std::span<const char> data,
+                                                      std::shared_ptr<const void> keep) {
+  char* end = rec.data() + rec.size();
+  if (rec.size() < 4 || std::memcmp(end - 4, "\0\0\0\0", 4) != 0 || data.size() > UINT32_MAX)
+    return std::nullopt;
+  const auto n = static_cast<std::uint32_t>(data.size());
+  end[-4] = static_cast<char>(n >> 24);
+  end[-3] = static_cast<char>(n >> 16);
+  end[-2] = static_cast<char>(n >> 8);
+  end[-1] = static_cast<char>(n);
+  return RecordTail{data, (4 - n % 4) % 4, std::move(keep)};
+}
 
 // Wire bytes of a record: its body plus a header per fragment.
 inline std::size_t wire_size(std::size_t size, std::size_t frag) {
