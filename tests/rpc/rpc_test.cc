@@ -24,6 +24,19 @@ std::vector<char> pattern(std::size_t n, unsigned seed) {
   return v;
 }
 
+// Asks the server to turn its filter on (SEAL) and turns `mine` on for
+// this side at the same record boundary, from the reply's callback on the
+// connection's color. True once both are on (and SEAL was answered).
+bool seal_both_ways(const Client& cl, const std::shared_ptr<Connection>& conn, std::shared_ptr<RecordFilter> mine,
+                    color_t color) {
+  auto switched = std::make_shared<std::atomic<int>>(0);  // 1: answered, 2: failed
+  cl.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([conn, mine, switched](RpcStatus st) {
+            conn->transport()->set_filter(mine);  // on the connection's color
+            *switched = st.ok() ? 1 : 2;
+          }, color));
+  return eventually([&] { return switched->load() != 0; }) && switched->load() == 1;
+}
+
 class RpcTest : public ::testing::Test {
  protected:
   RunningRuntime run_;
@@ -94,13 +107,7 @@ TEST_F(RpcTest, AReplyWithATailDecodesAsTheWholeReply) {
   };
   echo_all();
   auto mine = std::make_shared<XorFilter>(0x5a);
-  std::atomic<bool> switched{false};
-  cl.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([&](RpcStatus st) {
-            EXPECT_TRUE(st.ok());
-            conn->transport()->set_filter(mine);
-            switched = true;
-          }, 115));
-  ASSERT_TRUE(eventually([&] { return switched.load(); }));
+  ASSERT_TRUE(seal_both_ways(cl, conn, mine, 115));
   echo_all();
   EXPECT_EQ(mine->opened.load(), 9) << "the replies came through the filter";
   conn->close();
@@ -152,14 +159,7 @@ TEST_F(RpcTest, ACallWithATailDecodesAsTheWholeCall) {
     EXPECT_EQ(got.error, RpcError::kEncodeArgs) << got.message();
   }
   auto mine = std::make_shared<XorFilter>(0x5a);
-  std::atomic<bool> switched{false};
-  Client cl(conn, iface_);
-  cl.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([&](RpcStatus st) {
-            EXPECT_TRUE(st.ok());
-            conn->transport()->set_filter(mine);
-            switched = true;
-          }, 116));
-  ASSERT_TRUE(eventually([&] { return switched.load(); }));
+  ASSERT_TRUE(seal_both_ways(Client(conn, iface_), conn, mine, 116));
   for (std::size_t n : {3u, 4096u, 1u << 20}) call_with_tail(n);
   EXPECT_EQ(mine->sealed.load(), 3) << "the calls went through the filter";
   conn->close();
@@ -478,13 +478,7 @@ TEST_F(RpcTest, RecordFilterSealsEveryRecordAfterTheSwitch) {
   auto conn = connect_to(server_->port(), 113);
   Client cl(conn, iface_);
   auto mine = std::make_shared<XorFilter>(0x5a);
-  std::atomic<bool> switched{false};
-  cl.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([&](RpcStatus st) {
-            EXPECT_TRUE(st.ok());
-            conn->transport()->set_filter(mine);  // on the connection's color
-            switched = true;
-          }, 113));
-  ASSERT_TRUE(eventually([&] { return switched.load(); }));
+  ASSERT_TRUE(seal_both_ways(cl, conn, mine, 113));
   for (int i = 0; i < 5; ++i) {
     auto bytes = pattern(5000 + i, i);
     sfstest_data arg = make_data(bytes), res{};
@@ -503,13 +497,8 @@ TEST_F(RpcTest, RecordFilterSealsEveryRecordAfterTheSwitch) {
   // server closes the connection; the pending call fails.
   auto conn2 = connect_to(server_->port(), 114);
   Client cl2(conn2, iface_);
-  std::atomic<bool> switched2{false};
   auto wrong = std::make_shared<XorFilter>(0x33);
-  cl2.call(SFSTEST_SEAL, nullptr, nullptr, CallDone([&](RpcStatus) {
-             conn2->transport()->set_filter(wrong);
-             switched2 = true;
-           }, 114));
-  ASSERT_TRUE(eventually([&] { return switched2.load(); }));
+  ASSERT_TRUE(seal_both_ways(cl2, conn2, wrong, 114));
   auto r = call_sync(cl2, SFSTEST_NULL, nullptr, nullptr);
   EXPECT_EQ(r.status.error, RpcError::kConnectionLost) << r.status.message();
   conn->close();
