@@ -31,8 +31,7 @@ std::unique_ptr<Aead> make_aead(AeadAlg alg, AeadImpl impl, const AeadKey& key) 
 
 bool Aead::seal_pieces(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
                        std::span<const std::span<const std::uint8_t>> pieces, std::span<std::uint8_t> out) {
-  std::size_t n = 0;
-  for (auto p : pieces) n += p.size();
+  const std::size_t n = total_size(pieces);
   if (n > kAeadMaxMessageBytes || out.size() < n + kAeadTagBytes) return false;
   std::size_t at = 0;
   for (auto p : pieces) {

@@ -78,8 +78,7 @@ class EvpAead final : public Aead {
   bool seal_pieces(const AeadNonce& nonce, std::span<const std::uint8_t> ad,
                    std::span<const std::span<const std::uint8_t>> pieces,
                    std::span<std::uint8_t> out) override {
-    std::size_t n = 0;
-    for (auto p : pieces) n += p.size();
+    const std::size_t n = total_size(pieces);
     if (out.size() < n + kAeadTagBytes || n > kAeadMaxMessageBytes || ad.size() > INT_MAX) return false;
     EVP_CIPHER_CTX* c = seal_.get();
     if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1) return false;

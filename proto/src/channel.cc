@@ -101,10 +101,9 @@ RecordResult SealState::seal(std::span<const std::uint8_t> plaintext,
 RecordResult SealState::seal_pieces(std::span<const std::span<const std::uint8_t>> pieces,
                                     std::span<std::uint8_t> out) {
   if (s_.dead) return {ChannelError::kDead};
-  std::size_t n = 0;
-  for (auto p : pieces) n += p.size();
+  const std::size_t n = total_size(pieces);
   if (out.size() < sealed_size(n)) return {s_.kill(ChannelError::kBufferTooSmall)};
-  const RecordResult r = seal_body(pieces, out.first<kRecordHeaderBytes>(), out.subspan(kRecordHeaderBytes));
+  const RecordResult r = seal_body(pieces, n, out.first<kRecordHeaderBytes>(), out.subspan(kRecordHeaderBytes));
   return r.ok() ? RecordResult{ChannelError::kOk, kRecordHeaderBytes + r.bytes} : r;
 }
 
@@ -113,17 +112,15 @@ RecordResult SealState::seal_in_place(std::span<std::uint8_t> buf, std::size_t n
   if (s_.dead) return {ChannelError::kDead};
   if (n > buf.size()) return {s_.kill(ChannelError::kBufferTooSmall)};
   const std::span<const std::uint8_t> plaintext = buf.first(n);
-  return seal_body({&plaintext, 1}, header, buf);
+  return seal_body({&plaintext, 1}, n, header, buf);
 }
 
 // Writes the length field to `header` and ciphertext || tag to `body`
-// (one piece may start at body.data(): in place).
-RecordResult SealState::seal_body(std::span<const std::span<const std::uint8_t>> pieces,
+// (one piece may start at body.data(): in place). n: the pieces' total size.
+RecordResult SealState::seal_body(std::span<const std::span<const std::uint8_t>> pieces, std::size_t n,
                                   std::span<std::uint8_t, kRecordHeaderBytes> header,
                                   std::span<std::uint8_t> body) {
   if (s_.dead) return {ChannelError::kDead};
-  std::size_t n = 0;
-  for (auto p : pieces) n += p.size();
   if (n > s_.config.max_plaintext) return {s_.kill(ChannelError::kOversized)};
   if (body.size() < n + kAeadTagBytes) return {s_.kill(ChannelError::kBufferTooSmall)};
   // "Counters refuse to wrap": the last sequence number is never used.

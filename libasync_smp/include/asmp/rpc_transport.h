@@ -103,8 +103,10 @@ struct RecordTail {
   std::uint32_t pad = 0;  // < 4: XDR's padding of an opaque
   std::shared_ptr<const void> keep;
   bool empty() const { return bytes.empty() && pad == 0; }
-  // Appends bytes and pad to `record` (the path without a filter, and the
-  // default RecordFilter::seal_tail).
+  // The pad zero bytes (a static buffer).
+  std::span<const char> padding() const;
+  // Appends bytes and padding to `record` (the path without a filter, and
+  // the default RecordFilter::seal_tail).
   void append_to(RecordBuf& record) const;
 };
 

@@ -130,11 +130,16 @@ void RecordBuf::append(const void* p, std::size_t n) {
   std::memcpy(data_ + old, p, n);
 }
 
-void RecordTail::append_to(RecordBuf& record) const {
+std::span<const char> RecordTail::padding() const {
   static constexpr char kZeros[4] = {};
-  record.reserve(record.size() + bytes.size() + pad);
+  return {kZeros, std::min<std::size_t>(pad, sizeof kZeros)};
+}
+
+void RecordTail::append_to(RecordBuf& record) const {
+  const std::span<const char> zeros = padding();
+  record.reserve(record.size() + bytes.size() + zeros.size());
   record.append(bytes.data(), bytes.size());
-  record.append(kZeros, std::min<std::size_t>(pad, sizeof kZeros));
+  record.append(zeros.data(), zeros.size());
 }
 
 }  // namespace asmp::rpc

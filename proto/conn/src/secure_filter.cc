@@ -1,7 +1,6 @@
 // secure_filter.cc: SecureRecordFilter (the channel as the transport's
 // record filter), the auth-number credential, and the helpers the client
 // and server halves share (secure_internal.h). See sfs/secure_rpc.h.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -148,19 +147,18 @@ bool SecureRecordFilter::seal(rpc::RecordBuf& record) {
 }
 
 bool SecureRecordFilter::seal_tail(rpc::RecordBuf& record, const rpc::RecordTail& tail) {
-  static constexpr std::uint8_t kZeros[4] = {};
+  const auto bytes = [](std::span<const char> s) {
+    return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  };
   const std::span<const std::uint8_t> pieces[3] = {
-      {reinterpret_cast<const std::uint8_t*>(record.data()), record.size()},
-      {reinterpret_cast<const std::uint8_t*>(tail.bytes.data()), tail.bytes.size()},
-      {kZeros, std::min<std::size_t>(tail.pad, sizeof kZeros)}};
+      bytes({record.data(), record.size()}), bytes(tail.bytes), bytes(tail.padding())};
   return seal_pieces(record, pieces);
 }
 
 bool SecureRecordFilter::seal_pieces(rpc::RecordBuf& record,
                                      std::span<const std::span<const std::uint8_t>> pieces) {
   if (failure_ != ChannelError::kOk) return false;  // failure is final, in both directions
-  std::size_t n = 0;
-  for (auto p : pieces) n += p.size();
+  const std::size_t n = total_size(pieces);
   ++records_since_;
   std::optional<ControlMessage> ctl = next_control();
   std::uint8_t ctl_plain[kControlMaxPlaintext];

@@ -46,6 +46,14 @@ inline constexpr std::size_t kAeadTagBytes = 16;
 inline constexpr std::size_t kAeadMaxMessageBytes = (std::size_t{1} << 31) - 1;
 
 using AeadKey = std::array<std::uint8_t, kAeadKeyBytes>;
+
+// A message given as pieces (Aead::seal_pieces, SealState::seal_pieces):
+// its length.
+inline std::size_t total_size(std::span<const std::span<const std::uint8_t>> pieces) {
+  std::size_t n = 0;
+  for (auto p : pieces) n += p.size();
+  return n;
+}
 using AeadNonce = std::array<std::uint8_t, kAeadNonceBytes>;
 
 class Aead {

@@ -128,7 +128,7 @@ class SealState {
   bool replace_key(const AeadKey& k) { return s_.replace_key(k); }
 
  private:
-  RecordResult seal_body(std::span<const std::span<const std::uint8_t>> pieces,
+  RecordResult seal_body(std::span<const std::span<const std::uint8_t>> pieces, std::size_t n,
                          std::span<std::uint8_t, kRecordHeaderBytes> header, std::span<std::uint8_t> body);
   DirectionState s_;
 };
