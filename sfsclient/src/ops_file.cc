@@ -296,10 +296,8 @@ void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, st
           a.offset = off;
           a.count = static_cast<u_int>(data->size());
           a.stable = stable ? SFS_FILE_SYNC : SFS_UNSTABLE;
-          // Left empty: the data follows as the call's tail (below), sealed
-          // from where FUSE put it, never copied into the call first.
-          a.data.data_len = 0;
-          a.data.data_val = nullptr;
+          a.data.data_len = static_cast<u_int>(data->size());
+          a.data.data_val = const_cast<char*>(data->data());  // only encoded
         },
         [this, f, off, data, finish](sfs::fs::Reply<sfs_WRITE3res> r, Clock::time_point sent) {
           Inode* in = inodes_.find(f->ino);
@@ -321,7 +319,7 @@ void SfsFs::send_write(const std::shared_ptr<OpenFile>& f, std::uint64_t off, st
           }
           finish(0);
         },
-        finish, true, FileClient::Tail{{data->data(), data->size()}, data});
+        finish);
   };
   // Behind an overlapping write in flight (or one already waiting): later.
   if (Inode* in = inodes_.find(ino); in && (!in->overlapping.empty() || overlaps_any(in->writing, extent))) {

@@ -125,12 +125,10 @@ class SfsFs {
   template <std::uint32_t P>
   void call(fuse_req_t req, ServerId server, Build<P> build, Done<P> done, bool retry_if_lost = true);
   // The same for a call no request waits on (writes behind, commits at
-  // release): as uid, failures to `fail`. `tail`: the bytes of the
-  // arguments' last opaque, left empty by `build` (a WRITE's data), sealed
-  // where they lie (FileClient::call).
+  // release): as uid, failures to `fail`.
   template <std::uint32_t P>
   void call_as(uid_t uid, ServerId server, Build<P> build, Done<P> done, std::function<void(int err)> fail,
-               bool retry_if_lost = true, sfs::fs::FileClient::Tail tail = {});
+               bool retry_if_lost = true);
   // call() for a change of the directory `dir` (and `dir2`, a rename's
   // other one), never repeated if the connection is lost: a failure
   // without an answer is change_failed for them, then the error.

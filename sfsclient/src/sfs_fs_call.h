@@ -45,7 +45,7 @@ inline bool handle_refused(sfs_nfsstat3 st) { return st == SFS_NFS3ERR_STALE || 
 
 template <std::uint32_t P>
 void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::function<void(int)> fail,
-                    bool retry_if_lost, sfs::fs::FileClient::Tail tail) {
+                    bool retry_if_lost) {
   using Res = typename sfs::fs::ProcTraits<P>::Res;
   struct Attempt : std::enable_shared_from_this<Attempt> {
     SfsFs* fs;
@@ -54,7 +54,6 @@ void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::
     Build<P> build;
     Done<P> done;
     std::function<void(int)> fail;
-    sfs::fs::FileClient::Tail tail;
     bool retry;
     unsigned jukebox = 0;
     Clock::time_point deadline;
@@ -87,8 +86,7 @@ void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::
                                     [self, sent](asmp::rpc::RpcStatus st, sfs::fs::Reply<Res> r) {
                                       self->finish(st, std::move(r), sent);
                                     },
-                                    self->fs->opts_.color),
-                                self->tail);
+                                    self->fs->opts_.color));
           },
           [self](int err) { self->fail(err); });
     }
@@ -136,7 +134,6 @@ void SfsFs::call_as(uid_t uid, ServerId sid, Build<P> build, Done<P> done, std::
   a->build = std::move(build);
   a->done = std::move(done);
   a->fail = std::move(fail);
-  a->tail = std::move(tail);
   a->retry = retry_if_lost;
   a->deadline = Clock::now() + opts_.timeout;
   a->go();

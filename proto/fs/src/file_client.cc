@@ -119,11 +119,9 @@ void FileClient::login_signed(Bytes request, std::string user,
 }
 
 void FileClient::raw_call(std::uint32_t proc, std::uint32_t auth, xdrproc_t xargs, const void* args,
-                          xdrproc_t xres, void* res, rpc::CallDone done, Tail tail) const {
+                          xdrproc_t xres, void* res, rpc::CallDone done) const {
   rpc::CallOptions co;
   co.timeout = opts_.call_timeout;
-  co.tail = tail.bytes;
-  co.tail_keep = std::move(tail.keep);
   rpc::Auth cred = auth ? auth_number_cred(auth) : rpc::Auth::none();
   co.auth = &cred;
   session_.connection()->call(SFS_NFS_PROG, SFS_NFS_V3, proc, xargs, args, xres, res, std::move(done), co);

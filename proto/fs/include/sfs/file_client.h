@@ -168,16 +168,8 @@ class FileClient : public std::enable_shared_from_this<FileClient> {
   template <std::uint32_t Proc>
   using Done = asmp::Callback<void(rpc::RpcStatus, Reply<typename ProcTraits<Proc>::Res>)>;
 
-  // `tail`: for arguments whose last field is an opaque left empty in
-  // `args` (WRITE's data), its bytes, sealed where they lie
-  // (rpc::CallOptions::tail); `tail.keep` owns them until then.
-  struct Tail {
-    std::span<const char> bytes;
-    std::shared_ptr<const void> keep;
-  };
   template <std::uint32_t Proc>
-  void call(std::uint32_t auth, const typename ProcTraits<Proc>::Args& args, Done<Proc> done,
-            Tail tail = {}) const {
+  void call(std::uint32_t auth, const typename ProcTraits<Proc>::Args& args, Done<Proc> done) const {
     using T = ProcTraits<Proc>;
     auto res = std::make_unique<typename T::Res>();
     auto* raw = res.get();
@@ -188,8 +180,7 @@ class FileClient : public std::enable_shared_from_this<FileClient> {
             [res = std::move(res), done = std::move(done)](rpc::RpcStatus st) mutable {
               done(st, Reply<typename T::Res>(std::move(res), T::xres()));
             },
-            color),
-        std::move(tail));
+            color));
   }
 
   using ReadDone = asmp::Callback<void(rpc::RpcStatus, const ReadView&)>;
@@ -210,7 +201,7 @@ class FileClient : public std::enable_shared_from_this<FileClient> {
   static Handle handle_of(const sfs_nfs_fh3& h) { return Handle(h.data.data_val, h.data.data_len); }
 
   void raw_call(std::uint32_t proc, std::uint32_t auth, xdrproc_t xargs, const void* args, xdrproc_t xres,
-                void* res, rpc::CallDone done, Tail tail = {}) const;
+                void* res, rpc::CallDone done) const;
 
  private:
   FileClient(SecureSession s, FileClientOptions o);
