@@ -7,7 +7,7 @@
 //   backend_s      the libnfs contexts' colors (kBackendColor and up)
 //   overhead_s     worker threads outside callbacks: polling, waking, stealing
 //   threads_s      the workers' whole CPU time (the sum of the above)
-// and, from sfsd, data_cache_hits / data_cache_misses (data_cache.h).
+// and, from sfsd, data_cache_hits / _misses / _fills / _refused (data_cache.h).
 // read_bench reads it before and after its measured window.
 #pragma once
 

@@ -285,7 +285,9 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
     if (files) {
       const FileServerStats st = files->stats();
       extra = "\"data_cache_hits\":" + std::to_string(st.cache_hits) +
-              ",\"data_cache_misses\":" + std::to_string(st.cache_misses);
+              ",\"data_cache_misses\":" + std::to_string(st.cache_misses) +
+              ",\"data_cache_fills\":" + std::to_string(st.cache_fills) +
+              ",\"data_cache_refused\":" + std::to_string(st.cache_refused);
     }
     if (std::string err = write_cpu_report(rt, cfg.cpu_report, extra); !err.empty()) log(LogLevel::kWarn, err);
   };

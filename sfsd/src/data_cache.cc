@@ -15,7 +15,23 @@ std::size_t DataCache::FhHash::operator()(const nfs::FileHandle& fh) const {
 }
 
 DataCache::DataCache(std::size_t max_bytes, std::chrono::milliseconds revalidate)
-    : max_bytes_(max_bytes), revalidate_(revalidate) {}
+    : max_bytes_(max_bytes), revalidate_(revalidate), ghost_capacity_(std::max<std::size_t>(max_bytes / kBlock, 1)) {}
+
+bool DataCache::admit(const nfs::FileHandle& fh, std::uint64_t index, std::size_t size) {
+  if (bytes_ + size <= max_bytes_) return true;  // room: nothing is evicted
+  const std::uint64_t key = FhHash{}(fh) ^ (index * 0x9e3779b97f4a7c15ull);
+  if (ghosts_.erase(key)) return true;  // refused recently, read again: keep it now
+  ++stats_.refused;
+  ghosts_[key] = ++refusals_;
+  ghost_order_.emplace_back(key, refusals_);
+  while (ghost_order_.size() > ghost_capacity_) {
+    // Forgotten unless admitted or refused again since (another number).
+    const auto [old_key, number] = ghost_order_.front();
+    if (auto g = ghosts_.find(old_key); g != ghosts_.end() && g->second == number) ghosts_.erase(g);
+    ghost_order_.pop_front();
+  }
+  return false;
+}
 
 // The attributes that change when a file's data may have: size, mtime and
 // ctime (a write through any path moves mtime; chmod and chown move ctime,
@@ -101,9 +117,15 @@ void DataCache::fill(const nfs::FileHandle& fh, std::uint64_t generation, const 
                      std::uint64_t offset, std::span<const std::byte> data, bool eof, const nfs::Attr& attr) {
   if (!enabled() || attr.type != nfs::FileType::kReg) return;
   const bool whole = offset % kBlock == 0 && (data.size() == kBlock || (eof && data.size() < kBlock));
+  const std::uint64_t index = offset / kBlock;
+  bool wanted = whole && data.size() <= max_bytes_;
+  if (wanted) {
+    std::lock_guard lk(mu_);
+    wanted = admit(fh, index, data.size());
+  }
   // Copy outside the lock.
   std::shared_ptr<Block> block;
-  if (whole && data.size() <= max_bytes_) {
+  if (wanted) {
     block = std::make_shared<Block>();
     block->data.assign(data.begin(), data.end());
   }
@@ -120,7 +142,6 @@ void DataCache::fill(const nfs::FileHandle& fh, std::uint64_t generation, const 
     e.readers.push_back(cred);
   }
   if (!block) return;
-  const std::uint64_t index = offset / kBlock;
   if (auto old = e.blocks.find(index); old != e.blocks.end()) {
     bytes_ -= old->second.block->data.size();
     lru_.erase(old->second.lru);

@@ -7,6 +7,14 @@
 // rules of docs/protocol.md allow:
 //   - Blocks are 1 MiB, aligned; only whole blocks (or the file's last,
 //     short one) are kept, filled from READ replies.
+//   - Admission: while there is room, every such block is kept. A full
+//     cache takes a block only if that block was refused recently (within
+//     the last `max_bytes / 1 MiB` refusals: it is read again within about
+//     the cache's size of other reads, so keeping it can pay); the first
+//     refusal only remembers its name. So a sequential pass over more than
+//     the cache holds costs no copy and evicts nothing (with plain LRU it
+//     copied every block and evicted each before it was read again),
+//     while a working set that fits gets in at its second read.
 //   - A file's blocks are valid for the attributes (size, mtime, ctime) the
 //     backend reported when they were read. Every attribute sfsd sees from
 //     the backend for that handle afterwards (any reply's post-op or wcc
@@ -32,6 +40,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
@@ -67,6 +76,7 @@ class DataCache {
 
   struct Stats {
     std::uint64_t hits = 0, misses = 0, fills = 0, revalidations = 0, drops = 0;
+    std::uint64_t refused = 0;  // blocks not kept (full, and not read again soon)
     std::uint64_t bytes = 0;  // held now
   };
 
@@ -120,6 +130,8 @@ class DataCache {
   };
 
   static bool same_version(const nfs::Attr& a, const nfs::Attr& b);
+  // Whether to copy a block into a full cache (see the top); mu_ held.
+  bool admit(const nfs::FileHandle& fh, std::uint64_t index, std::size_t size);
   void drop_blocks(Entry& e);  // mu_ held
   void evict_to(std::size_t bytes);  // mu_ held
 
@@ -134,6 +146,12 @@ class DataCache {
   // that might have said so were forgotten since (floor_).
   std::uint64_t clock_ = 0;
   std::uint64_t floor_ = 0;
+  // Blocks refused while full, the latest `ghost_capacity_`, by a hash of
+  // (handle, index): a collision only admits a block early.
+  std::size_t ghost_capacity_;
+  std::unordered_map<std::uint64_t, std::uint64_t> ghosts_;  // key -> its refusal's number
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> ghost_order_;  // (key, number), oldest first
+  std::uint64_t refusals_ = 0;
   Stats stats_;
 };
 

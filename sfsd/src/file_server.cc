@@ -460,6 +460,8 @@ FileServerStats FileServer::stats() const {
   const DataCache::Stats c = cache_->stats();
   s.cache_hits = c.hits;
   s.cache_misses = c.misses;
+  s.cache_fills = c.fills;
+  s.cache_refused = c.refused;
   s.cache_bytes = c.bytes;
   return s;
 }

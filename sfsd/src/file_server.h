@@ -62,6 +62,8 @@ struct FileServerStats {
   std::uint64_t in_flight = 0;         // calls dispatched and not yet answered
   std::uint64_t cache_hits = 0;        // READs answered from the data cache
   std::uint64_t cache_misses = 0;
+  std::uint64_t cache_fills = 0;    // blocks copied into it
+  std::uint64_t cache_refused = 0;  // blocks not kept: full, and not read again soon
   std::uint64_t cache_bytes = 0;       // held now
 };
 

@@ -153,12 +153,72 @@ TEST(DataCache, StaysWithinItsBytesDroppingTheLeastRecentlyUsed) {
     c.fill(handle(f), gen, alice, 0, bytes(K, 'x'), false, attr(2 * K));
   }
   ASSERT_EQ(c.lookup(handle(1), alice, 0, K, &hit, &gen), DataCache::Lookup::kHit);  // 1 is now recent
-  c.lookup(handle(4), alice, 0, K, &hit, &gen);
-  c.fill(handle(4), gen, alice, 0, bytes(K, 'x'), false, attr(2 * K));
+  // Full: 4 gets in at its second read (see the next test).
+  for (int i = 0; i < 2; ++i) {
+    c.lookup(handle(4), alice, 0, K, &hit, &gen);
+    c.fill(handle(4), gen, alice, 0, bytes(K, 'x'), false, attr(2 * K));
+  }
   EXPECT_LE(c.stats().bytes, 3u * K);
   EXPECT_EQ(c.lookup(handle(2), alice, 0, K, &hit, &gen), DataCache::Lookup::kMiss) << "2 was the oldest";
   EXPECT_EQ(c.lookup(handle(1), alice, 0, K, &hit, &gen), DataCache::Lookup::kHit);
   EXPECT_EQ(c.lookup(handle(4), alice, 0, K, &hit, &gen), DataCache::Lookup::kHit);
+}
+
+// A full cache takes a block at its second read while it remembers the
+// first refusal (the last 3 refusals here, its size in blocks), not before.
+TEST(DataCache, AFullCacheTakesABlockReadAgainSoonNotAtItsFirstRead) {
+  DataCache c(3 * K, 10s);
+  std::uint64_t gen = 0;
+  DataCache::Hit hit;
+  auto read = [&](std::uint8_t f) {
+    if (c.lookup(handle(f), alice, 0, K, &hit, &gen) == DataCache::Lookup::kHit) return true;
+    c.fill(handle(f), gen, alice, 0, bytes(K, static_cast<char>('a' + f)), false, attr(2 * K));
+    return false;
+  };
+  for (std::uint8_t f = 1; f <= 3; ++f) read(f);
+  EXPECT_EQ(c.stats().fills, 3u) << "room: each kept at once";
+  EXPECT_FALSE(read(4));
+  EXPECT_EQ(c.stats().fills, 3u) << "full: 4 was not copied at its first read";
+  EXPECT_EQ(c.stats().refused, 1u);
+  EXPECT_TRUE(read(1) && read(2) && read(3)) << "and nothing was evicted for it";
+  EXPECT_FALSE(read(4));  // the second read, with the first remembered: kept
+  EXPECT_EQ(c.stats().fills, 4u);
+  EXPECT_TRUE(read(4));
+  ASSERT_EQ(hit.block->data.front(), std::byte('a' + 4));
+  EXPECT_EQ(c.stats().bytes, 3u * K);
+  // 1 was the least recently used: it made room.
+  EXPECT_EQ(c.lookup(handle(1), alice, 0, K, &hit, &gen), DataCache::Lookup::kMiss);
+  // A refusal is forgotten after 3 more: 5's second read comes too late.
+  EXPECT_FALSE(read(5));
+  for (std::uint8_t f = 6; f <= 8; ++f) read(f);
+  const auto fills = c.stats().fills;
+  EXPECT_FALSE(read(5));
+  EXPECT_EQ(c.stats().fills, fills);
+}
+
+// The case the rule is for: passes over more than the cache holds (one
+// file of 12 blocks read whole, again and again, through 4 blocks) copy
+// nothing once the cache is full and evict nothing: what it held before
+// stays, and keeps hitting. (With plain LRU every block was copied and
+// evicted before its next read: no hits at all.)
+TEST(DataCache, PassesOverMoreThanItHoldsCopyNothingAndEvictNothing) {
+  DataCache c(4 * K, 10s);
+  std::uint64_t gen = 0;
+  DataCache::Hit hit;
+  const nfs::Attr big = attr(12ull * K);
+  std::uint64_t hits = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    for (std::uint64_t b = 0; b < 12; ++b) {
+      if (c.lookup(handle(9), alice, b * K, K, &hit, &gen) == DataCache::Lookup::kHit) {
+        ++hits;
+        continue;
+      }
+      c.fill(handle(9), gen, alice, b * K, bytes(K, 'z'), false, big);
+    }
+  }
+  EXPECT_EQ(c.stats().fills, 4u) << "the first 4 blocks, while there was room; none after";
+  EXPECT_EQ(c.stats().drops, 0u);
+  EXPECT_EQ(hits, 8u) << "passes 2 and 3 hit the 4 blocks held";
 }
 
 TEST(DataCache, OffHoldsNothing) {
