@@ -25,6 +25,7 @@
 #include "sfs/keys.h"
 #include "sfs/names.h"
 #include "sfs/secure_rpc.h"
+#include "sfs/serial_thread.h"
 
 namespace sfsd {
 
@@ -317,6 +318,10 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
   };
   auto backend = std::make_shared<NfsBackend>(bo);
 
+  // Handshakes ask the key holder (another process): on a thread of their
+  // own, so that a slow or stalled holder never holds a worker. Declared
+  // before the server, so it outlives the server's use of it.
+  sfs::SerialThread handshakes;
   std::shared_ptr<sfs::SecureServer> server;
   auto key_changes_saved = std::make_shared<std::uint64_t>(0);  // color 0
   int exit_code = 0;
@@ -440,6 +445,7 @@ int run_daemon(const Config& cfg, DaemonHooks hooks) {
                 };
               }
               so.transport.max_queued_output_bytes = cfg.max_queued_bytes_per_connection;
+              so.run_handshake = handshakes.runner();
               so.log = log.sink(LogLevel::kInfo);
               std::weak_ptr<FileServer> weak_files = files;
               so.on_close = [weak_files](std::uint64_t id) {

@@ -43,7 +43,9 @@ struct SecureServer::Shared {
 };
 
 struct SecureServer::Conn {
-  enum class Stage { kHello, kOpen, kFailed };
+  // kHandshaking: SFS_CONNECT's DH and signature are being computed off
+  // the workers (SecureServerOptions::run_handshake); any record closes.
+  enum class Stage { kHello, kHandshaking, kOpen, kFailed };
   std::shared_ptr<Shared> shared;
   std::uint64_t id = 0;
   std::string peer;    // address:port

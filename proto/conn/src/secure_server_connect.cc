@@ -19,6 +19,23 @@ void reply_connect_error(rpc::Call& c, sfs_connect_stat st, const std::string& r
   c.reply(&res);
 }
 
+// The refusal reaches the client, then the connection goes: nothing else
+// can happen on it.
+void fail_connect(Conn& sc, rpc::Call& c, sfs_connect_stat st, const std::string& why) {
+  auto& sh = *sc.shared;
+  sc.stage = Conn::Stage::kFailed;
+  sc.leave_handshake();
+  sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+  sh.log("handshake with " + sc.peer + " failed: " + why);
+  std::shared_ptr<rpc::Connection> conn = c.connection();
+  reply_connect_error(c, st, why);
+  conn->close_after_flush(std::chrono::seconds(2));
+}
+
+// The handshake's result, on the connection's color: the reply, and on
+// success the switch to the sealed channel.
+void finish_connect(const std::shared_ptr<Conn>& sc, rpc::Call c, ServerResult r);
+
 }  // namespace
 
 void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
@@ -47,17 +64,7 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
     conn->close_after_flush(std::chrono::seconds(2));
     return;
   }
-  auto fail = [&](sfs_connect_stat st, const std::string& why) {
-    sc->stage = Conn::Stage::kFailed;
-    sc->leave_handshake();
-    sh.handshake_failures.fetch_add(1, std::memory_order_relaxed);
-    sh.log("handshake with " + sc->peer + " failed: " + why);
-    std::shared_ptr<rpc::Connection> conn = c.connection();
-    reply_connect_error(c, st, why);
-    // The refusal reaches the client, then the connection goes: nothing
-    // else can happen on it.
-    conn->close_after_flush(std::chrono::seconds(2));
-  };
+  auto fail = [&](sfs_connect_stat st, const std::string& why) { fail_connect(*sc, c, st, why); };
   const auto* a = c.args<sfs_connect_arg>();
   if (a->release != SFS_RELEASE)
     return fail(SFS_CONNECT_BADVERSION, "client release " + std::to_string(a->release) +
@@ -79,10 +86,38 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
   if (a->hello.hello_len > kMaxHandshakeBody)
     return fail(SFS_CONNECT_BADHELLO, "handshake message too long");
   Bytes frame = frame_of(a->hello.hello_val, a->hello.hello_len);
-  ServerHandshake hs(key, sh.opts.handshake);
   // What the client hashed into its prologue, as received here.
-  ServerResult r = hs.respond(frame, ConnectContext{a->release, a->host ? a->host : "", a->port,
-                                                    a->hostid ? a->hostid : ""});
+  ConnectContext clear{a->release, a->host ? a->host : "", a->port, a->hostid ? a->hostid : ""};
+  if (!sh.opts.run_handshake) {
+    ServerHandshake hs(key, sh.opts.handshake);
+    return finish_connect(sc, std::move(c), hs.respond(frame, clear));
+  }
+  // The DH and the signature may wait for another process (sfsd's key
+  // holder): off the workers, then back to this color for the switch.
+  // Until then the connection is kHandshaking: any other record closes it.
+  sc->stage = Conn::Stage::kHandshaking;
+  auto held = std::make_shared<rpc::Call>(std::move(c));
+  std::weak_ptr<Conn> weak = sc;
+  sh.opts.run_handshake([weak, held, key = sh.opts.key, config = sh.opts.handshake, frame = std::move(frame),
+                         clear = std::move(clear)] {
+    auto r = std::make_shared<ServerResult>(ServerHandshake(*key, config).respond(frame, clear));
+    const asmp::color_t color = held->color();
+    asmp::default_runtime().cpucb(asmp::Closure(
+        [weak, held, r] {
+          auto conn = weak.lock();
+          // Closed meanwhile (by its peer, the handshake timeout, a stray record).
+          if (!conn || conn->stage != Conn::Stage::kHandshaking || held->connection()->transport()->closed())
+            return;
+          finish_connect(conn, std::move(*held), std::move(*r));
+        },
+        color));
+  });
+}
+
+namespace {
+
+void finish_connect(const std::shared_ptr<Conn>& sc, rpc::Call c, ServerResult r) {
+  auto& sh = *sc->shared;
   if (!r.keys) {
     if (r.reply.size() > kHandshakeFrameHeader) {
       // A refusal message (3.4) the client will report.
@@ -102,7 +137,7 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
       conn->close_after_flush(std::chrono::seconds(2));
       return;
     }
-    return fail(SFS_CONNECT_BADHELLO, r.error);
+    return fail_connect(*sc, c, SFS_CONNECT_BADHELLO, r.error);
   }
   std::shared_ptr<SecureRecordFilter> plain;
   auto filter = make_filter(*r.keys, Role::kServer, sh.opts.channel, "client " + sc->peer,
@@ -125,5 +160,7 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
   sc->last_call = asmp::Clock::now();
   sh.established.fetch_add(1, std::memory_order_relaxed);
 }
+
+}  // namespace
 
 }  // namespace sfs::conn_detail

@@ -315,6 +315,13 @@ struct SecureServerOptions {
   // it, later logins need the new key; logins made with the old one stay.
   std::function<Status(const KeyChange&)> save_key_change;
   HandshakeLimits handshake_limits;
+  // Where SFS_CONNECT's handshake (the DH and the signature with `key`) is
+  // computed. Null: on the connection's color. A key that asks another
+  // process (sfsd's key holder) may wait for it, up to seconds if that
+  // process stalls: give a thread of its own (sfs::SerialThread::runner())
+  // so that no worker waits. The result comes back to the connection's
+  // color; meanwhile any other record on the connection closes it.
+  std::function<void(std::function<void()>)> run_handshake;
   asmp::color_t shared_color = 0;  // auth tables, uid map
   // Per connection: calls being handled (beyond it the connection is not
   // read until half have been answered), and transport limits (among them
