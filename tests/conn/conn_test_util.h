@@ -169,6 +169,15 @@ class TestSecureServer {
   std::vector<Seen> seen;
 };
 
+// What a client needs to reach `s`, its callbacks under `color`.
+inline SecureConnectOptions client_options(const TestSecureServer& s, asmp::color_t color, LogCapture& log) {
+  SecureConnectOptions o;
+  o.server = s.name();
+  o.color = color;
+  o.log = log.sink();
+  return o;
+}
+
 inline Result<SecureSession> connect_sync(SecureConnectOptions o, std::chrono::milliseconds limit = 20s) {
   struct Box {
     std::mutex mu;

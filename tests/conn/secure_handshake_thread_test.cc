@@ -77,11 +77,7 @@ class HandshakeThreadTest : public ::testing::Test {
     });
   }
   SecureConnectOptions opts_for(const TestSecureServer& s, asmp::color_t color) {
-    SecureConnectOptions o;
-    o.server = s.name();
-    o.color = color;
-    o.log = log_.sink();
-    return o;
+    return client_options(s, color, log_);
   }
   // Starts a handshake; its result arrives in the future.
   std::future<Result<SecureSession>> connect_async(SecureConnectOptions o) {

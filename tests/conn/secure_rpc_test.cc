@@ -134,11 +134,7 @@ class SecureRpcTest : public ::testing::Test {
   RunningRuntime run_{2};
 
   SecureConnectOptions client_opts(const TestSecureServer& s, asmp::color_t color) {
-    SecureConnectOptions o;
-    o.server = s.name();
-    o.color = color;
-    o.log = log_.sink();
-    return o;
+    return client_options(s, color, log_);
   }
   LogCapture log_;
 };

@@ -13,14 +13,6 @@
 namespace sfs::test {
 namespace {
 
-SecureConnectOptions opts_for(const TestSecureServer& s, asmp::color_t color, LogCapture& log) {
-  SecureConnectOptions o;
-  o.server = s.name();
-  o.color = color;
-  o.log = log.sink();
-  return o;
-}
-
 class SecureServerTest : public ::testing::Test {
  protected:
   RunningRuntime run_{2};
@@ -29,7 +21,7 @@ class SecureServerTest : public ::testing::Test {
 
 TEST_F(SecureServerTest, ReloadRevokesARemovedUserWithoutDroppingTheConnection) {
   TestSecureServer server;
-  auto s = connect_sync(opts_for(server, 30, log_));
+  auto s = connect_sync(client_options(server, 30, log_));
   ASSERT_TRUE(s.ok()) << s.error();
   auto n = login_sync(s.value(), *server.alice, "alice");
   ASSERT_TRUE(n.ok()) << n.error();
@@ -73,7 +65,7 @@ TEST_F(SecureServerTest, ReloadRevokesARemovedUserWithoutDroppingTheConnection) 
 
 TEST_F(SecureServerTest, AnonymousCallsAreRefusedWhenAnonymousAccessIsOff) {
   TestSecureServer server([](SecureServerOptions& o) { o.allow_anonymous = false; });
-  auto s = connect_sync(opts_for(server, 31, log_));
+  auto s = connect_sync(client_options(server, 31, log_));
   ASSERT_TRUE(s.ok()) << s.error();
   int sum = 0;
   auto st = add_sync(s.value(), 1, 1, &sum);
@@ -104,7 +96,7 @@ TEST_F(SecureServerTest, PrepareRunsOnTheConnectionsColorAndMayAnswerItself) {
       return true;
     };
   });
-  auto s = connect_sync(opts_for(server, 32, log_));
+  auto s = connect_sync(client_options(server, 32, log_));
   ASSERT_TRUE(s.ok()) << s.error();
   int sum = 0;
   ASSERT_TRUE(add_sync(s.value(), 1, 2, &sum).ok());
@@ -156,7 +148,7 @@ TEST_F(SecureServerTest, ConnectionsOverThePerSourceLimitAreClosedAtOnce) {
   ::close(held.back());
   held.pop_back();
   ASSERT_TRUE(eventually([&] { return server.server->connections() == 2; }));
-  auto s = connect_sync(opts_for(server, 33, log_));
+  auto s = connect_sync(client_options(server, 33, log_));
   EXPECT_TRUE(s.ok()) << s.error();
   if (s.ok()) s.value().close();
   for (int fd : held) ::close(fd);
@@ -173,7 +165,7 @@ TEST_F(SecureServerTest, AnIdleConnectionIsClosedAndReportedOnTheSharedColor) {
     };
   });
   std::atomic<bool> lost{false};
-  auto o = opts_for(server, 34, log_);
+  auto o = client_options(server, 34, log_);
   o.on_close = [&](const std::string&) { lost = true; };
   auto s = connect_sync(std::move(o));
   ASSERT_TRUE(s.ok()) << s.error();
@@ -206,9 +198,9 @@ namespace {
 
 TEST_F(SecureServerTest, AFloodOfBadLoginsClosesItsConnectionAndIsLoggedSparingly) {
   TestSecureServer server;
-  auto bad = connect_sync(opts_for(server, 40, log_));
+  auto bad = connect_sync(client_options(server, 40, log_));
   ASSERT_TRUE(bad.ok()) << bad.error();
-  auto good = connect_sync(opts_for(server, 41, log_));
+  auto good = connect_sync(client_options(server, 41, log_));
   ASSERT_TRUE(good.ok()) << good.error();
   auto n = login_sync(good.value(), *server.alice, "alice");
   ASSERT_TRUE(n.ok()) << n.error();
