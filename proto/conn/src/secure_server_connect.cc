@@ -96,12 +96,12 @@ void serve_connect(const std::shared_ptr<Conn>& sc, rpc::Call c) {
   // holder): off the workers, then back to this color for the switch.
   // Until then the connection is kHandshaking: any other record closes it.
   sc->stage = Conn::Stage::kHandshaking;
-  auto held = std::make_shared<rpc::Call>(std::move(c));
+  const asmp::color_t color = c.color();
+  auto held = std::make_shared<rpc::Call>(std::move(c));  // touched again only on `color`
   std::weak_ptr<Conn> weak = sc;
-  sh.opts.run_handshake([weak, held, key = sh.opts.key, config = sh.opts.handshake, frame = std::move(frame),
-                         clear = std::move(clear)] {
+  sh.opts.run_handshake([weak, held, color, key = sh.opts.key, config = sh.opts.handshake,
+                         frame = std::move(frame), clear = std::move(clear)] {
     auto r = std::make_shared<ServerResult>(ServerHandshake(*key, config).respond(frame, clear));
-    const asmp::color_t color = held->color();
     asmp::default_runtime().cpucb(asmp::Closure(
         [weak, held, r] {
           auto conn = weak.lock();
