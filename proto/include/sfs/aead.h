@@ -46,6 +46,7 @@ inline constexpr std::size_t kAeadTagBytes = 16;
 inline constexpr std::size_t kAeadMaxMessageBytes = (std::size_t{1} << 31) - 1;
 
 using AeadKey = std::array<std::uint8_t, kAeadKeyBytes>;
+using AeadNonce = std::array<std::uint8_t, kAeadNonceBytes>;
 
 // A message given as pieces (Aead::seal_pieces, SealState::seal_pieces):
 // its length.
@@ -54,7 +55,6 @@ inline std::size_t total_size(std::span<const std::span<const std::uint8_t>> pie
   for (auto p : pieces) n += p.size();
   return n;
 }
-using AeadNonce = std::array<std::uint8_t, kAeadNonceBytes>;
 
 class Aead {
  public:
