@@ -64,6 +64,9 @@
 //   not behind every bulk color's batch (a 1 MiB seal each). At most
 //   kLightStreak light batches run in a row while other lanes wait, so bulk
 //   work still gets a turn however many light colors keep coming.
+//   A slot never run (average 0) counts as light, except when an event
+//   wakes it: that goes to the event lane, so that an event at start-up
+//   does not wait behind every fresh color queued in the light lane.
 //
 //   fd registrations: each (fd, direction) has a generation, bumped by every
 //   fdcb. A fired task carries the generation it was fired for and, under
