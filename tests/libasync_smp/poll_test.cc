@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <memory>
 
@@ -32,27 +33,17 @@ class PollTest : public ::testing::TestWithParam<SchedulerKind> {};
 // first (the check counted all of them until it failed in CI for that).
 // Measured idle: the first event after 150-200, the second (served after
 // the next light-lane turns) after 290-400; 200 runs of each scheduler with
-// two busy loops beside them all passed. Polling by batch
-// count with no light lane (the paper's rule): 480 and 480-510. A fresh
-// color's event queued in the light lane behind the fresh backlog colors,
-// as before the fix in make_ready: both after 355-430.
+// two busy loops beside them all passed. Polling by batch count with no
+// light lane (the paper's rule): 480 and 480-510. A fresh color's event
+// queued in the light lane behind the fresh backlog colors, as before the
+// fix in make_ready: both after 355-430.
 TEST_P(PollTest, EventsDoNotWaitForTheWholeBacklog) {
   Runtime rt(RuntimeOptions{.threads = 2, .scheduler = GetParam()});
   constexpr int kColors = 64, kEach = 30, kTotal = kColors * kEach;
   std::atomic<int> done{0};
   std::atomic<int> at_fd{-1}, at_timer{-1};  // backlog callbacks run on the same worker before
-  // Counted per thread and per run (run() makes the calling thread a
-  // worker, so a thread may serve several runs of this test).
-  static std::atomic<int> runs{0};
-  const int run = ++runs;
-  struct Here {
-    int run = 0, n = 0;
-  };
-  static thread_local Here here;
-  auto ran_here = [run]() -> int& {
-    if (here.run != run) here = Here{run, 0};
-    return here.n;
-  };
+  std::array<std::atomic<int>, 2> ran{};     // backlog callbacks run, per worker
+  auto ran_here = [&]() -> std::atomic<int>& { return ran.at(static_cast<std::size_t>(Runtime::worker_index())); };
   for (int i = 0; i < kEach; ++i)
     for (color_t c = 1; c <= kColors; ++c)
       rt.cpucb(Closure(
@@ -66,12 +57,12 @@ TEST_P(PollTest, EventsDoNotWaitForTheWholeBacklog) {
   ASSERT_EQ(::write(p.wr, "x", 1), 1);
   ASSERT_EQ(rt.fdcb(p.rd, selread, Closure(
                                        [&] {
-                                         at_fd = ran_here();
+                                         at_fd = ran_here().load();
                                          rt.fdcb(p.rd, selread, nullptr);
                                        },
                                        1000)),
             0);
-  rt.timecb(Clock::now(), Closure([&] { at_timer = ran_here(); }, 2000));
+  rt.timecb(Clock::now(), Closure([&] { at_timer = ran_here().load(); }, 2000));
   EXPECT_EQ(run_bounded(rt, 30s), 0);
   EXPECT_EQ(done.load(), kTotal);
   EXPECT_GE(at_fd.load(), 0) << "the fd callback never ran";
