@@ -23,7 +23,11 @@
 // to its own CPU, same export, own ports; client i uses copy i mod k (the
 // paper's N-copy upper bound). `--all`: 1 thread, 2 threads and 2 copies,
 // interleaved (the order rotates each round), for --rounds R; `--configs
-// t1,t2,c2` picks the interleaved set (tK: K threads, cK: K copies).
+// t1,t2,c2` picks the interleaved set (tK: K threads, cK: K copies; p:
+// "probe alone", two single-thread copies with every reader on the first
+// and the probe alone on the second, so that the probe's server does
+// nothing else: what the probe gets on this machine under the readers'
+// load however well sfsd schedules, a floor for the probe, not a target).
 //
 // Figures: MB/s = 10^6 bytes per second, all clients' bytes over the time
 // until the last client finished. CPU seconds are utime+stime deltas from
@@ -295,7 +299,8 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
   std::vector<fs::Handle> fhs;
   for (unsigned i = 0; i < o.clients; ++i) {
     std::shared_ptr<fs::FileClient> c;
-    if (!conn(*env.rt, i % servers.names.size(), 1 + i, &c)) return false;
+    const std::size_t server = cfg.probe_alone ? 0 : i % servers.names.size();
+    if (!conn(*env.rt, server, 1 + i, &c)) return false;
     auto fh = lookup_sync(*c, c->root().fh, file_name(i));
     if (!fh.ok()) {
       *err = fh.error();
@@ -307,7 +312,8 @@ bool measure(Env& env, const ServerConfig& cfg, unsigned round, unsigned run_no,
                             std::string(sfs::aead_impl_name(c->session().impl())) + ")";
   }
   std::shared_ptr<fs::FileClient> probe_client;
-  if (!conn(*env.probe_rt, o.clients % servers.names.size(), 1000, &probe_client)) return false;
+  const std::size_t probe_server = cfg.probe_alone ? servers.names.size() - 1 : o.clients % servers.names.size();
+  if (!conn(*env.probe_rt, probe_server, 1000, &probe_client)) return false;
   auto probe_fh = lookup_sync(*probe_client, probe_client->root().fh, "probe.dat");
   if (!probe_fh.ok()) {
     *err = probe_fh.error();

@@ -34,9 +34,12 @@ struct Options {
 };
 
 struct ServerConfig {
-  std::string label;  // "1 thread", "2 threads", "2 copies"
+  std::string label;  // "1 thread", "2 threads", "2 copies", "probe alone"
   std::string impl;   // "sfsd" (one process) or "sfsd-ncopy" (single-thread copies)
   unsigned threads = 1, copies = 1;
+  // Every reader on the first copy, the probe alone on the last: the probe's
+  // round trip when its server does nothing else (a floor for the probe).
+  bool probe_alone = false;
   std::string key() const {  // label for file names
     std::string k = label;
     std::replace(k.begin(), k.end(), ' ', '-');
@@ -50,7 +53,7 @@ namespace {
   std::fprintf(stderr,
                "read_bench: %s\n"
                "usage: read_bench [--clients M] [--depth K] [--chunk S] [--size BYTES]\n"
-               "                  [--server-threads k | --copies k | --all | --configs t1,t2,c2] [--rounds R] [--quick]\n"
+               "                  [--server-threads k | --copies k | --all | --configs t1,t2,c2,p] [--rounds R] [--quick]\n"
                "                  [--json FILE] [--aead NAME] [--client-threads N] [--warmup BYTES]\n"
                "                  [--probe-interval-ms MS] [--timeout S] [--perf PREFIX] [--sfsd PATH]\n"
                "                  [--name @HOST%%PORT,HOSTID ... --export-dir DIR [--sfsd-pid P ...] "
@@ -151,18 +154,25 @@ ServerConfig threads_config(unsigned k) {
 ServerConfig copies_config(unsigned k) {
   return {std::to_string(k) + (k == 1 ? " copy" : " copies"), "sfsd-ncopy", 1, k};
 }
+ServerConfig probe_alone_config() { return {"probe alone", "sfsd-ncopy", 1, 2, true}; }
 
 std::vector<ServerConfig> configurations(const Options& o) {
   if (!o.names.empty()) return {ServerConfig{"running", "sfsd", 0, static_cast<unsigned>(o.names.size())}};
   if (o.all) return {threads_config(1), threads_config(2), copies_config(2)};
   if (!o.configs.empty()) {
-    // "t1,t2,c2": k threads / k copies, interleaved as --all does.
+    // "t1,t2,c2": k threads / k copies, interleaved as --all does; "p":
+    // probe alone.
     std::vector<ServerConfig> out;
     std::size_t at = 0;
     while (at <= o.configs.size()) {
       std::size_t end = o.configs.find(',', at);
       if (end == std::string::npos) end = o.configs.size();
       const std::string tok = o.configs.substr(at, end - at);
+      if (tok == "p") {
+        out.push_back(probe_alone_config());
+        at = end + 1;
+        continue;
+      }
       char* e = nullptr;
       const unsigned long k = tok.size() > 1 ? std::strtoul(tok.c_str() + 1, &e, 10) : 0;
       if (!k || !e || *e || (tok[0] != 't' && tok[0] != 'c')) usage("bad --configs entry '" + tok + "'");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # read_bench_smoke.sh READ_BENCH: the CTest smoke run of read_bench
-# (label bench-smoke). Runs `read_bench --quick --all` and checks that every
-# configuration produced a figure (a JSON line with mb_per_s > 0 for each of
-# 1 thread, 2 threads, 2 copies), that read_bench itself found nothing left
+# (label bench-smoke). Runs `read_bench --quick` with --all's configurations
+# and "probe alone", and checks that every configuration produced a figure
+# (a JSON line with mb_per_s > 0 for each of 1 thread, 2 threads, 2 copies,
+# probe alone; the last with probe round trips timed), that read_bench itself found nothing left
 # running, and that no process still names the directories it used (its
 # sfsd children, ganesha and ganesha's watchdog all do while they run).
 # Exit 77 (skipped) where ganesha cannot run (not root, not installed).
@@ -11,7 +12,7 @@ bench=$1
 work=$(mktemp -d "${TMPDIR:-/tmp}/read-bench-smoke.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-"$bench" --quick --all --json "$work/out.json" >"$work/stdout" 2>"$work/stderr"
+"$bench" --quick --configs t1,t2,c2,p --json "$work/out.json" >"$work/stdout" 2>"$work/stderr"
 rc=$?
 cat "$work/stdout"
 if [[ $rc -ne 0 ]] && grep -q 'cannot start ganesha' "$work/stderr"; then
@@ -22,11 +23,14 @@ fail=0
 if [[ $rc -ne 0 ]]; then
   echo "read_bench exited with $rc"; cat "$work/stderr"; fail=1
 fi
-for cfg in "1 thread" "2 threads" "2 copies"; do
+for cfg in "1 thread" "2 threads" "2 copies" "probe alone"; do
   if ! grep "\"config\":\"$cfg\"" "$work/out.json" 2>/dev/null | grep -Eq '"mb_per_s":[0-9]*[1-9]'; then
     echo "no figure for '$cfg'"; fail=1
   fi
 done
+if ! grep '"config":"probe alone"' "$work/out.json" 2>/dev/null | grep '"probe_alone":true' | grep -Eq '"probe_samples":[1-9]'; then
+  echo "no probe round trips timed in 'probe alone'"; fail=1
+fi
 grep -q '^left running: none$' "$work/stdout" || { echo "read_bench reports processes left running"; fail=1; }
 
 dirs=$(sed -n 's/^read_bench: sfsd dir \([^,]*\), ganesha state \(.*\)$/\1 \2/p' "$work/stderr")
