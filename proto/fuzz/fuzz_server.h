@@ -59,8 +59,9 @@ class FuzzServer {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(port_);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      std::fprintf(stderr, "fuzz: cannot connect to the server: %s\n", std::strerror(errno));
+    const int err = fd < 0 ? errno : connect_blocking(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    if (err != 0) {
+      std::fprintf(stderr, "fuzz: cannot connect to the server: %s\n", std::strerror(err));
       std::abort();
     }
     ++opened_;

@@ -55,6 +55,26 @@ inline bool wait_ready(int fd, short events, Deadline deadline) {
 
 }  // namespace detail
 
+// Connects fd (a blocking TCP socket) to addr: 0, or the errno. A connect
+// that a signal interrupts (libFuzzer's SIGALRM, above) is not undone: it
+// goes on in the kernel, and when the listener's backlog is full (thousands
+// of connections a second) it waits for a SYN to be resent. So EINTR means
+// wait for it to finish, not fail: a connect_fuzz run in CI aborted with
+// "cannot connect to the server: Interrupted system call". A connect still
+// unfinished after kHangSeconds is a hang: abort.
+inline int connect_blocking(int fd, const sockaddr* addr, socklen_t len) {
+  if (::connect(fd, addr, len) == 0) return 0;
+  if (errno != EINTR) return errno;
+  if (!detail::wait_ready(fd, POLLOUT, detail::hang_deadline())) {
+    std::fprintf(stderr, "fuzz: a connect to the server has not finished in %d s\n", kHangSeconds);
+    std::abort();
+  }
+  int err = 0;
+  socklen_t n = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n) != 0) return errno;
+  return err;
+}
+
 // Sends size bytes, unless the peer closes first (a bad record): returns
 // whether all of them went. A peer that neither reads nor closes for
 // kHangSeconds is a hang: abort (libFuzzer saves the input).
